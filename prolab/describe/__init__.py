@@ -1,0 +1,17 @@
+"""Stage 1: category descriptions from LLMs (prompts, backends, call cache, retrieval, descriptor files)."""
+from .backends import (BACKENDS, Backend, BackendError, GenerationParams, ReplayMissError, TransientError,
+                       make_backend)
+from .cache import CallCache, call_key
+from .descriptors import (descriptor_stats, export_release, import_release, load_descriptors, load_meta,
+                          save_descriptors)
+from .parsing import ParseDefaults, parse_reply
+from .prompts import Prompt, available_prompts, load_prompt
+from .retrieval import RetrievalDefaults, RetrievalResult, Retriever, retrieve
+from .run import DescribeOutput, describe_dataset
+
+__all__ = [
+    "BACKENDS", "Backend", "BackendError", "GenerationParams", "ReplayMissError", "TransientError", "make_backend",
+    "CallCache", "call_key", "descriptor_stats", "export_release", "import_release", "load_descriptors",
+    "load_meta", "save_descriptors", "ParseDefaults", "parse_reply", "Prompt", "available_prompts", "load_prompt",
+    "RetrievalDefaults", "RetrievalResult", "Retriever", "retrieve", "DescribeOutput", "describe_dataset",
+]

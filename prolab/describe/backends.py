@@ -1,0 +1,233 @@
+"""LLM backends behind one interface: ``backend.complete(messages, params) -> str``.
+
+- ``openai``: any OpenAI-compatible chat API through the openai v1 client (OpenAI, vLLM, llama.cpp server);
+  the key comes only from an environment variable and is never stored.
+- ``llama_cpp``: a local GGUF through llama-cpp-python (offline default: Qwen2.5-Coder-1.5B-Instruct).
+- ``transformers``: a local Hugging Face chat model by name or path (Llama-2-7B-chat and the like, on a GPU).
+- ``replay``: answers only from the call cache; a miss is an error.
+
+Retries, caching and concurrency live in the retrieval engine, not here: a backend makes exactly one attempt
+and raises ``TransientError`` for what is worth retrying (rate limits, 5xx, time-outs, dropped connections).
+"""
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+class BackendError(RuntimeError):
+    """A failure that retrying will not fix (bad model name, authentication, malformed request)."""
+
+
+class TransientError(RuntimeError):
+    """A failure worth retrying after a pause. ``retry_after`` is the server's hint in seconds, if any."""
+
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ReplayMissError(LookupError):
+    """The replay backend was asked for a call that is not in the cache."""
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    """Decoding settings; part of every cache key. Defaults are the kit's offline setting (see README)."""
+    temperature: float = 0.0     # the release used temperature 0
+    max_tokens: int = 200        # 6-10 short bullets fit; bounds the cost of a runaway loop
+    repeat_penalty: float = 1.15  # without it small local models loop at temperature 0
+    seed: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Backend:
+    kind: str = "base"
+    model_id: str = ""
+    max_concurrency: int = 1     # calls the backend can serve at once (1 for in-process models)
+
+    def complete(self, messages: list[dict[str, str]], params: GenerationParams) -> str:
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        """What goes into metadata sidecars (never a secret)."""
+        return {"backend": self.kind, "model_id": self.model_id}
+
+
+# --- OpenAI-compatible HTTP APIs ---------------------------------------------------------------------------
+
+class OpenAIBackend(Backend):
+    kind = "openai"
+
+    def __init__(self, model: str, base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY",
+                 timeout: float = 60.0, repeat_penalty_field: str | None = "auto", model_id: str | None = None):
+        try:
+            import openai
+        except ImportError as e:  # pragma: no cover - openai is a core dependency
+            raise BackendError("the openai backend needs `pip install openai>=1`") from e
+        self._openai = openai
+        key = os.environ.get(api_key_env)
+        if not key:
+            if base_url is None:
+                raise BackendError(f"the OpenAI API needs a key in the environment variable {api_key_env}")
+            key = "not-needed"  # local servers (llama.cpp, vLLM) accept any key
+        self.model = model
+        self.model_id = model_id or model
+        self.base_url = base_url
+        self.max_concurrency = 64
+        # OpenAI itself rejects unknown fields; llama.cpp's server reads "repeat_penalty", vLLM "repetition_penalty".
+        if repeat_penalty_field == "auto":
+            repeat_penalty_field = None if base_url is None else "repeat_penalty"
+        self.repeat_penalty_field = repeat_penalty_field
+        # max_retries=0: the engine owns retries so they are uniform across backends and visible in tests.
+        self.client = openai.OpenAI(api_key=key, base_url=base_url, timeout=timeout, max_retries=0)
+
+    def complete(self, messages, params):
+        openai = self._openai
+        extra = {}
+        if self.repeat_penalty_field and params.repeat_penalty != 1.0:
+            extra[self.repeat_penalty_field] = params.repeat_penalty
+        try:
+            resp = self.client.chat.completions.create(
+                model=self.model, messages=messages, temperature=params.temperature,
+                max_tokens=params.max_tokens, seed=params.seed, extra_body=extra or None)
+        except openai.RateLimitError as e:
+            raise TransientError(f"rate limited (429): {e}", _retry_after(e)) from None
+        except openai.APIStatusError as e:
+            if e.status_code >= 500 or e.status_code in (408, 409):
+                raise TransientError(f"server error {e.status_code}: {e}", _retry_after(e)) from None
+            raise BackendError(f"{self.base_url or 'OpenAI API'} refused the request "
+                               f"({e.status_code}): {e}") from None
+        except openai.APITimeoutError:
+            raise TransientError("request timed out") from None
+        except openai.APIConnectionError as e:
+            raise TransientError(f"connection failed: {e}") from None
+        if not resp.choices:
+            raise TransientError("reply without choices")
+        return resp.choices[0].message.content or ""
+
+    def describe(self):
+        return {**super().describe(), "model": self.model, "base_url": _redact_url(self.base_url)}
+
+
+def _retry_after(err: Any) -> float | None:
+    try:
+        value = err.response.headers.get("retry-after")
+        return float(value) if value is not None else None
+    except (AttributeError, TypeError, ValueError):
+        return None
+
+
+def _redact_url(url: str | None) -> str | None:
+    """Drop user:password@ from a URL before it is written anywhere."""
+    if not url:
+        return url
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host += f":{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+# --- llama.cpp in process ----------------------------------------------------------------------------------
+
+class LlamaCppBackend(Backend):
+    kind = "llama_cpp"
+
+    def __init__(self, model: str = "qwen2.5-coder-1.5b-instruct-q4_k_m", n_ctx: int = 4096,
+                 n_threads: int | None = None, seed: int = 0, verbose: bool = False):
+        from .. import offline
+
+        try:
+            from llama_cpp import Llama
+        except ImportError as e:
+            raise BackendError("the llama_cpp backend needs llama-cpp-python: `make llm` (or pip install "
+                               "'prolab[llm]' with the build flags in the README)") from e
+        path, self.model_id = offline.resolve_gguf(model)
+        self.model_path = str(path)
+        self._lock = threading.Lock()  # a Llama object serves one call at a time
+        self.llm = Llama(model_path=self.model_path, n_ctx=n_ctx, n_threads=n_threads or os.cpu_count(),
+                         seed=seed, verbose=verbose)
+
+    def complete(self, messages, params):
+        with self._lock:
+            out = self.llm.create_chat_completion(
+                messages=messages, temperature=params.temperature, max_tokens=params.max_tokens,
+                repeat_penalty=params.repeat_penalty, seed=params.seed)
+        return out["choices"][0]["message"]["content"] or ""
+
+
+# --- Hugging Face transformers -----------------------------------------------------------------------------
+
+class TransformersBackend(Backend):
+    kind = "transformers"
+
+    def __init__(self, model: str, device: str | None = None, dtype: str = "auto"):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.model_id = model
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(model)
+            self.model = AutoModelForCausalLM.from_pretrained(model, dtype=dtype).to(self.device).eval()
+        except OSError as e:
+            raise BackendError(f"cannot load transformers model {model!r} (no local copy and no hub access?): "
+                               f"{e}. Offline, use --backend llama_cpp with the packaged Qwen GGUF.") from None
+        if self.tokenizer.chat_template is None:
+            raise BackendError(f"model {model!r} has no chat template; use a chat/instruct model")
+        self._lock = threading.Lock()
+
+    def complete(self, messages, params):
+        import torch
+
+        with self._lock:
+            torch.manual_seed(params.seed)
+            ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
+                                                     return_dict=True).to(self.device)
+            sample = params.temperature > 0
+            out = self.model.generate(**ids, max_new_tokens=params.max_tokens, do_sample=sample,
+                                      temperature=params.temperature if sample else None, top_p=None, top_k=None,
+                                      repetition_penalty=params.repeat_penalty,
+                                      pad_token_id=self.tokenizer.eos_token_id)
+        new = out[0, ids["input_ids"].shape[1]:]
+        return self.tokenizer.decode(new, skip_special_tokens=True)
+
+
+# --- replay ------------------------------------------------------------------------------------------------
+
+class ReplayBackend(Backend):
+    """Serves nothing itself: the engine answers from the cache and turns a miss into a ReplayMissError."""
+    kind = "replay"
+
+    def __init__(self, model: str = "qwen2.5-coder-1.5b-instruct-q4_k_m"):
+        from .. import offline
+
+        self.model_id = offline.canonical_model_id(model)
+        self.max_concurrency = 64
+
+    def complete(self, messages, params):
+        raise ReplayMissError(f"replay backend: no cached reply for model {self.model_id}")
+
+
+BACKENDS = {"openai": OpenAIBackend, "llama_cpp": LlamaCppBackend, "transformers": TransformersBackend,
+            "replay": ReplayBackend}
+
+
+def make_backend(backend: str, model: str | None = None, **kwargs: Any) -> Backend:
+    """Build a backend by kind; ``model`` is a model name, alias or path (see each class)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown LLM backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    cls = BACKENDS[backend]
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    if model is not None:
+        kwargs["model"] = model
+    elif backend in ("openai", "transformers"):
+        raise ValueError(f"the {backend} backend needs a model name (--llm)")
+    return cls(**kwargs)

@@ -1,0 +1,83 @@
+"""The LLM call cache: one append-only JSONL file, one line per call, keyed by what determines the reply.
+
+The key hashes the model id, the rendered chat messages and the generation parameters; the raw reply is
+stored so parsing can change later without asking again. Each line is flushed and fsynced as soon as the call
+returns, so a killed run loses at most the calls in flight and a re-run repeats none of the finished ones.
+A line cut short by a kill is skipped on load (and reported), never fatal.
+"""
+from __future__ import annotations
+
+import json
+import os
+import threading
+import warnings
+from pathlib import Path
+from typing import Any
+
+from ..files import stable_hash, utc_now
+
+
+def call_key(model_id: str, messages: list[dict[str, str]], params: dict[str, Any]) -> str:
+    return stable_hash({"model": model_id, "messages": messages, "params": params}, length=32)
+
+
+class CallCache:
+    """Dictionary view over the JSONL file; ``put`` appends. Thread-safe for the engine's worker threads."""
+
+    def __init__(self, path: str | os.PathLike, readonly: bool = False):
+        self.path = Path(path)
+        self.readonly = readonly
+        self._lock = threading.Lock()
+        self._records: dict[str, dict[str, Any]] = {}
+        self.skipped_lines = 0
+        self._load()
+
+    def _load(self) -> None:
+        if not self.path.exists():
+            return
+        with open(self.path, encoding="utf-8") as f:
+            for lineno, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    rec = json.loads(line)
+                    self._records[rec["key"]] = rec
+                except (json.JSONDecodeError, KeyError, TypeError):
+                    self.skipped_lines += 1
+                    warnings.warn(f"{self.path}:{lineno}: skipping an unreadable cache line "
+                                  "(probably cut short by a killed run)", stacklevel=2)
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._records
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        return self._records.get(key)
+
+    def put(self, key: str, reply: str, **info: Any) -> dict[str, Any]:
+        """Append one call. ``info`` holds readable context (class, prompt id, attempt); never secrets."""
+        rec = {"key": key, **info, "reply": reply, "created": utc_now()}
+        if self.readonly:
+            raise PermissionError(f"call cache {self.path} is read-only")
+        line = json.dumps(rec, ensure_ascii=False, sort_keys=False) + "\n"
+        with self._lock:
+            if key in self._records:
+                return self._records[key]
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # If a killed run left a partial last line, start on a fresh line so the new record stays readable.
+            needs_newline = False
+            if self.path.exists() and self.path.stat().st_size:
+                with open(self.path, "rb") as f:
+                    f.seek(-1, os.SEEK_END)
+                    needs_newline = f.read(1) != b"\n"
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(("\n" if needs_newline else "") + line)
+                f.flush()
+                os.fsync(f.fileno())
+            self._records[key] = rec
+        return rec
+
+    def records(self) -> list[dict[str, Any]]:
+        return list(self._records.values())

@@ -1,0 +1,91 @@
+"""Prompts as versioned files (``descriptors/prompts/<name>.yaml``) with a stable content id."""
+from __future__ import annotations
+
+import re
+import string
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from .. import paths
+from ..files import stable_hash
+
+REPLY_FORMATS = ("bullets", "sentences")
+
+
+@dataclass(frozen=True)
+class Prompt:
+    name: str
+    system: str
+    template: str               # contains the single field {class_name}
+    reply_format: str = "bullets"
+    version: int = 1
+    provenance: str = ""
+    source: str = ""            # file it was read from
+
+    @property
+    def id(self) -> str:
+        """Hash of what the model sees (system message, template, reply format): edits change it, notes don't."""
+        return stable_hash({"system": self.system, "template": self.template, "format": self.reply_format},
+                           length=8)
+
+    @property
+    def tag(self) -> str:
+        """Name and id, as used in descriptor file names: ``structured-1a2b3c4d``."""
+        return f"{self.name}-{self.id}"
+
+    def render(self, class_name: str) -> list[dict[str, str]]:
+        """Chat messages for one class."""
+        user = self.template.format(class_name=class_name).strip()
+        messages = [{"role": "system", "content": self.system.strip()}] if self.system.strip() else []
+        return messages + [{"role": "user", "content": user}]
+
+    def example_lines(self) -> set[str]:
+        """Bullet lines of the worked examples, normalised: a reply repeating them is an echo."""
+        return {_norm(line[2:]) for line in self.template.splitlines() if line.startswith("- ")}
+
+    def instruction_lines(self) -> list[str]:
+        """Non-example lines of the prompt of some length: a reply quoting them is an echo."""
+        return [_norm(l) for l in self.template.splitlines()
+                if len(l.split()) >= 6 and not l.startswith("- ") and "{" not in l]
+
+
+def _norm(text: str) -> str:
+    return re.sub(r"[^a-z0-9 ]+", "", text.lower()).strip()
+
+
+def _validate(d: dict, source: str) -> Prompt:
+    for field in ("name", "template"):
+        if not isinstance(d.get(field), str) or not d[field].strip():
+            raise ValueError(f"prompt file {source}: field {field!r} is missing or empty")
+    fields = [f for _, f, _, _ in string.Formatter().parse(d["template"]) if f is not None]
+    if fields != ["class_name"]:
+        raise ValueError(f"prompt file {source}: the template must contain {{class_name}} exactly once "
+                         f"and no other field, found {fields}")
+    fmt = d.get("reply_format", "bullets")
+    if fmt not in REPLY_FORMATS:
+        raise ValueError(f"prompt file {source}: reply_format {fmt!r} is not one of {REPLY_FORMATS}")
+    return Prompt(name=d["name"], system=d.get("system", "") or "", template=d["template"], reply_format=fmt,
+                  version=int(d.get("version", 1)), provenance=(d.get("provenance") or "").strip(), source=source)
+
+
+def load_prompt(name_or_path: str | Path) -> Prompt:
+    """A prompt by name (``structured``, ``naive``: files in ``descriptors/prompts/``) or by path."""
+    p = Path(name_or_path)
+    if p.suffix not in (".yaml", ".yml"):
+        p = paths.prompt_path(str(name_or_path))
+    if not p.exists():
+        known = sorted(f.stem for f in paths.prompts_dir().glob("*.yaml"))
+        raise FileNotFoundError(f"prompt {name_or_path!r} not found at {p}; available prompts: {known}")
+    try:
+        d = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise ValueError(f"prompt file {p} is not valid YAML: {e}") from None
+    if not isinstance(d, dict):
+        raise ValueError(f"prompt file {p} must hold a mapping with name, system, template")
+    return _validate(d, str(p))
+
+
+def available_prompts() -> list[str]:
+    return sorted(f.stem for f in paths.prompts_dir().glob("*.yaml"))

@@ -1,0 +1,187 @@
+"""The retrieval engine: ask an LLM about every class, robustly, resumably, with a bounded number of calls.
+
+For each class: render the prompt, answer from the call cache or the backend (retrying transient errors with
+exponential back-off), parse and check the reply, and re-ask with a corrective follow-up a bounded number of
+times. A class that never yields a usable reply is reported as failed; the run goes on.
+"""
+from __future__ import annotations
+
+import random
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+from tqdm.auto import tqdm
+
+from .backends import Backend, BackendError, GenerationParams, ReplayMissError, TransientError
+from .cache import CallCache, call_key
+from .parsing import ParseDefaults, parse_reply, reask_message
+from .prompts import Prompt
+
+
+@dataclass(frozen=True)
+class RetrievalDefaults:
+    concurrency: int = 1          # classes in flight at once (capped by the backend's own limit)
+    max_attempts: int = 3         # asks per class: the first plus up to two corrective re-asks
+    max_retries: int = 6          # transient-error retries per call
+    backoff_base: float = 1.0     # seconds before the first retry; doubles each time
+    backoff_max: float = 60.0     # cap of one pause
+    parse: ParseDefaults = field(default_factory=ParseDefaults)
+
+
+@dataclass
+class ClassResult:
+    class_name: str
+    descriptions: list[str]
+    problem: str | None = None    # None if the class succeeded
+    attempts: int = 0
+    new_calls: int = 0
+    cached_calls: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None
+
+
+@dataclass
+class RetrievalResult:
+    classes: list[ClassResult]
+
+    @property
+    def descriptions(self) -> dict[str, list[str]]:
+        return {r.class_name: r.descriptions for r in self.classes}
+
+    @property
+    def failures(self) -> dict[str, str]:
+        return {r.class_name: r.problem for r in self.classes if r.problem is not None}
+
+    @property
+    def new_calls(self) -> int:
+        return sum(r.new_calls for r in self.classes)
+
+    @property
+    def cached_calls(self) -> int:
+        return sum(r.cached_calls for r in self.classes)
+
+    def summary(self) -> str:
+        n = len(self.classes)
+        lines = [f"{n - len(self.failures)}/{n} classes described; {self.new_calls} new calls, "
+                 f"{self.cached_calls} answered from the cache"]
+        for name, problem in self.failures.items():
+            lines.append(f"  FAILED {name!r}: {problem}")
+        return "\n".join(lines)
+
+
+class Retriever:
+    def __init__(self, backend: Backend, prompt: Prompt, cache: CallCache,
+                 params: GenerationParams = GenerationParams(), defaults: RetrievalDefaults = RetrievalDefaults(),
+                 sleep: Callable[[float], None] = time.sleep):
+        self.backend, self.prompt, self.cache = backend, prompt, cache
+        self.params, self.defaults = params, defaults
+        self._sleep = sleep
+        self._rng = random.Random(params.seed)
+        self._rng_lock = threading.Lock()
+
+    # -- one call --------------------------------------------------------------------------------------------
+    def _backoff(self, retry: int, hint: float | None) -> float:
+        d = self.defaults
+        with self._rng_lock:
+            jitter = 0.5 + 0.5 * self._rng.random()
+        delay = min(d.backoff_max, d.backoff_base * 2 ** retry) * jitter
+        return min(d.backoff_max, max(delay, hint or 0.0))
+
+    def call(self, messages: list[dict[str, str]], class_name: str, attempt: int) -> tuple[str, bool]:
+        """(reply, was_cached) for one rendered conversation."""
+        key = call_key(self.backend.model_id, messages, self.params.as_dict())
+        hit = self.cache.get(key)
+        if hit is not None:
+            return hit["reply"], True
+        for retry in range(self.defaults.max_retries + 1):
+            try:
+                reply = self.backend.complete(messages, self.params)
+                break
+            except ReplayMissError:
+                raise ReplayMissError(
+                    f"replay: no cached reply for class {class_name!r} with prompt {self.prompt.tag} "
+                    f"(model {self.backend.model_id}, attempt {attempt + 1}) in {self.cache.path}. "
+                    "Generate it first with a live backend (e.g. --backend llama_cpp).") from None
+            except TransientError as e:
+                if retry == self.defaults.max_retries:
+                    raise
+                self._sleep(self._backoff(retry, e.retry_after))
+        self.cache.put(key, reply, model=self.backend.model_id, prompt=self.prompt.tag, class_name=class_name,
+                       attempt=attempt + 1, params=self.params.as_dict())
+        return reply, False
+
+    # -- one class -------------------------------------------------------------------------------------------
+    def describe_class(self, class_name: str) -> ClassResult:
+        res = ClassResult(class_name, [])
+        messages = self.prompt.render(class_name)
+        best: list[str] = []
+        for attempt in range(self.defaults.max_attempts):
+            try:
+                reply, cached = self.call(messages, class_name, attempt)
+            except TransientError as e:
+                res.problem = f"backend kept failing: {e}"
+                break
+            res.attempts += 1
+            res.cached_calls += cached
+            res.new_calls += not cached
+            parsed = parse_reply(reply, class_name, self.prompt, self.defaults.parse)
+            if len(parsed.descriptions) > len(best):
+                best = parsed.descriptions
+            if parsed.problem is None:
+                res.descriptions, res.problem = parsed.descriptions, None
+                return res
+            res.problem = parsed.problem
+            messages = messages + [
+                {"role": "assistant", "content": reply},
+                {"role": "user", "content": reask_message(class_name, parsed.problem, self.prompt,
+                                                          self.defaults.parse)},
+            ]
+        res.descriptions = best
+        res.problem = f"{res.problem} after {res.attempts} attempts" if res.attempts else res.problem
+        return res
+
+    # -- all classes -----------------------------------------------------------------------------------------
+    def run(self, class_names: list[str], progress: bool = True, desc: str = "describing") -> RetrievalResult:
+        workers = max(1, min(self.defaults.concurrency, self.backend.max_concurrency, len(class_names) or 1))
+        results: dict[str, ClassResult] = {}
+        bar = tqdm(total=len(class_names), desc=desc, unit="class", disable=not progress)
+        try:
+            if workers == 1:
+                for name in class_names:
+                    results[name] = self.describe_class(name)
+                    bar.update()
+                    bar.set_postfix_str(name[:20])
+            else:
+                with ThreadPoolExecutor(max_workers=workers) as pool:
+                    futures = {pool.submit(self.describe_class, name): name for name in class_names}
+                    try:
+                        for fut in as_completed(futures):
+                            results[futures[fut]] = fut.result()
+                            bar.update()
+                    except BaseException:
+                        for f in futures:
+                            f.cancel()
+                        raise
+        finally:
+            bar.close()
+        return RetrievalResult([results[name] for name in class_names])
+
+
+def retrieve(class_names: list[str], backend: Backend, prompt: Prompt, cache: CallCache,
+             params: GenerationParams = GenerationParams(), defaults: RetrievalDefaults = RetrievalDefaults(),
+             progress: bool = True) -> RetrievalResult:
+    """Describe every class; see ``Retriever``. Raises ``BackendError``/``ReplayMissError`` only for problems
+    that would hit every class (bad key, unknown model, cache miss under replay)."""
+    return Retriever(backend, prompt, cache, params, defaults).run(class_names, progress=progress)
+
+
+def defaults_dict(defaults: RetrievalDefaults) -> dict:
+    return asdict(defaults)
+
+
+__all__ = ["RetrievalDefaults", "ClassResult", "RetrievalResult", "Retriever", "retrieve", "BackendError"]

@@ -1,0 +1,66 @@
+"""Stage 1 end to end: class list -> descriptor file (+ sidecar), through the call cache."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .. import paths
+from ..datasets import load_class_names
+from ..files import environment_info, utc_now
+from .backends import Backend, GenerationParams, make_backend
+from .cache import CallCache
+from .descriptors import descriptor_stats, save_descriptors
+from .prompts import Prompt, load_prompt
+from .retrieval import RetrievalDefaults, RetrievalResult, retrieve
+
+
+@dataclass
+class DescribeOutput:
+    path: Path
+    result: RetrievalResult
+    meta: dict[str, Any]
+
+
+def describe_dataset(dataset: str, backend: str | Backend = "replay", llm: str | None = None,
+                     prompt: str | Prompt = "structured", out_root: str | Path | None = None,
+                     cache_path: str | Path | None = None, params: GenerationParams = GenerationParams(),
+                     defaults: RetrievalDefaults = RetrievalDefaults(), base_url: str | None = None,
+                     api_key_env: str = "OPENAI_API_KEY", progress: bool = True) -> DescribeOutput:
+    """Describe every class of ``dataset`` (a registered name or a class-list file) and write
+    ``descriptors/<dataset>/<llm>__<prompt>.json``.
+
+    ``backend`` is ``replay`` (cache only), ``llama_cpp``, ``openai`` or ``transformers``, or a ready Backend.
+    ``llm`` defaults to the packaged Qwen GGUF. Completed calls are in the cache, so a killed run resumes.
+    """
+    from .. import offline
+
+    class_names = load_class_names(dataset)
+    dataset_key = Path(dataset).stem if Path(str(dataset)).suffix else str(dataset)
+    prompt = load_prompt(prompt) if isinstance(prompt, str) else prompt
+    if isinstance(backend, str):
+        extra = {"base_url": base_url, "api_key_env": api_key_env} if backend == "openai" else {}
+        backend = make_backend(backend, llm or (offline.DEFAULT_LLM if backend in ("replay", "llama_cpp") else None),
+                               **extra)
+    cache = CallCache(cache_path or paths.call_cache_path())
+    result = retrieve(class_names, backend, prompt, cache, params, defaults, progress=progress)
+    out = paths.descriptor_path(dataset_key, backend.model_id, prompt.tag, root=out_root)
+    meta = {
+        "dataset": dataset_key,
+        "llm": backend.model_id,
+        "backend": backend.describe(),
+        "prompt": {"name": prompt.name, "id": prompt.id, "version": prompt.version,
+                   "file": Path(prompt.source).name},
+        "generation": params.as_dict(),
+        "retrieval": {"max_attempts": defaults.max_attempts, "max_retries": defaults.max_retries,
+                      "concurrency": defaults.concurrency,
+                      "min_descriptions": defaults.parse.min_descriptions,
+                      "max_descriptions": defaults.parse.max_descriptions},
+        "created": utc_now(),
+        **descriptor_stats(result.descriptions),
+        "failures": result.failures,
+        "calls": {"new": result.new_calls, "cached": result.cached_calls},
+        "environment": environment_info(),
+    }
+    save_descriptors(out, result.descriptions, meta)
+    return DescribeOutput(out, result, meta)

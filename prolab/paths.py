@@ -1,0 +1,81 @@
+"""The one place that names every artefact of the pipeline.
+
+Each stage reads the previous stage's artefact from disk and writes its own; every file name is built here
+from the parameters that produced it, so notebooks, the CLI and tests never spell a path by hand.
+
+Two roots:
+- the repository (``repo_root()``): committed artefacts -- prompts, descriptor files, the LLM call cache,
+  results. Override with ``PROLAB_ROOT`` to point the kit at another checkout or a scratch copy.
+- the user cache (``cache_root()``): large things rebuilt on demand -- assembled offline models, embedding
+  caches, checkpoints. Override with ``PROLAB_CACHE`` (default ``~/.cache/prolab``).
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def repo_root() -> Path:
+    """Root holding ``descriptors/`` and ``results/`` (the checkout, unless ``PROLAB_ROOT`` says otherwise)."""
+    env = os.environ.get("PROLAB_ROOT")
+    return Path(env).expanduser().resolve() if env else _PACKAGE_DIR.parent
+
+
+def cache_root() -> Path:
+    env = os.environ.get("PROLAB_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "prolab"
+
+
+def slug(text: str) -> str:
+    """File-name-safe form of a model or dataset name: ``Qwen/Qwen2.5 1.5B`` -> ``qwen-qwen2.5-1.5b``."""
+    s = re.sub(r"[^a-z0-9.+_-]+", "-", str(text).strip().lower()).strip("-.")
+    if not s:
+        raise ValueError(f"cannot build a file name from {text!r}")
+    return s
+
+
+# --- stage 1: descriptions ---------------------------------------------------------------------------------
+
+def prompts_dir() -> Path:
+    return repo_root() / "descriptors" / "prompts"
+
+
+def prompt_path(name: str) -> Path:
+    return prompts_dir() / f"{name}.yaml"
+
+
+def call_cache_path() -> Path:
+    """Append-only JSONL of every LLM call, shared by all datasets (a class asked once serves them all)."""
+    return repo_root() / "descriptors" / "cache" / "calls.jsonl"
+
+
+def descriptor_name(llm: str, prompt_tag: str) -> str:
+    return f"{slug(llm)}__{prompt_tag}"
+
+
+def descriptor_path(dataset: str, llm: str, prompt_tag: str, root: Path | None = None) -> Path:
+    """``descriptors/<dataset>/<llm>__<prompt-name>-<prompt-id>.json`` (release format)."""
+    base = Path(root) if root is not None else repo_root() / "descriptors"
+    return base / slug(dataset) / f"{descriptor_name(llm, prompt_tag)}.json"
+
+
+def descriptor_meta_path(descriptor_file: Path) -> Path:
+    """Metadata sidecar beside a descriptor file."""
+    p = Path(descriptor_file)
+    return p.with_name(p.stem + ".meta.json")
+
+
+# --- offline models ----------------------------------------------------------------------------------------
+
+def models_dir() -> Path:
+    return cache_root() / "models"
+
+
+# --- results -----------------------------------------------------------------------------------------------
+
+def results_dir(run_name: str = "") -> Path:
+    base = repo_root() / "results"
+    return base / slug(run_name) if run_name else base
