@@ -2,9 +2,14 @@
 # Regenerates every committed descriptor file with the packaged Qwen2.5-Coder-1.5B GGUF on the CPU.
 # Resumable: every finished LLM call is in descriptors/cache/calls.jsonl, so a re-run after a kill repeats none.
 # Smallest datasets first, so a partial run already serves the embedded default and the prompt ablation.
+# Exit code 3 from `prolab describe` means some classes failed; they are listed in the sidecar, and we go on.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
-$PY -m prolab describe --backend llama_cpp --prompt structured --dataset synthetic_outdoor cityscapes_19 bdd100k_19
-$PY -m prolab describe --backend llama_cpp --prompt naive --dataset cityscapes_19
-$PY -m prolab describe --backend llama_cpp --prompt structured --dataset pascal_context_59 ade20k_150 coco_stuff_171
+describe() { $PY -m prolab describe --backend llama_cpp "$@" || [ $? -eq 3 ]; }
+describe --prompt structured --dataset synthetic_outdoor cityscapes_19 bdd100k_19
+describe --prompt naive --dataset cityscapes_19
+# prompt-design notebook: the single-message version 1 of the structured prompt on a few classes
+describe --prompt structured_single --dataset descriptors/prompt_design_classes.txt
+describe --prompt structured --dataset descriptors/prompt_design_classes.txt
+describe --prompt structured --dataset pascal_context_59 ade20k_150 coco_stuff_171

@@ -111,10 +111,8 @@ def parse_reply(reply: str, class_name: str, prompt: Prompt, defaults: ParseDefa
         kept.append(text)
 
     problem = None
-    if n_echo >= 2:
-        problem = "prompt echoed"
-    elif len(kept) < defaults.min_descriptions:
-        problem = ("repetition" if n_loop >= 3 else
+    if len(kept) < defaults.min_descriptions:  # copied or looping lines are dropped; re-ask only if too few remain
+        problem = ("prompt echoed" if n_echo >= 2 else "repetition" if n_loop >= 3 else
                    "no bullet lines" if not kept else f"too few descriptions ({len(kept)})")
     return ParsedReply(kept[: defaults.max_descriptions], problem, dropped)
 

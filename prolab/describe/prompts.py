@@ -20,6 +20,7 @@ class Prompt:
     system: str
     template: str               # contains the single field {class_name}
     reply_format: str = "bullets"
+    examples: tuple[tuple[str, str], ...] = ()  # worked examples as earlier chat turns: (class_name, reply)
     version: int = 1
     provenance: str = ""
     source: str = ""            # file it was read from
@@ -27,8 +28,10 @@ class Prompt:
     @property
     def id(self) -> str:
         """Hash of what the model sees (system message, template, reply format): edits change it, notes don't."""
-        return stable_hash({"system": self.system, "template": self.template, "format": self.reply_format},
-                           length=8)
+        content = {"system": self.system, "template": self.template, "format": self.reply_format}
+        if self.examples:
+            content["examples"] = [list(e) for e in self.examples]
+        return stable_hash(content, length=8)
 
     @property
     def tag(self) -> str:
@@ -37,17 +40,22 @@ class Prompt:
 
     def render(self, class_name: str) -> list[dict[str, str]]:
         """Chat messages for one class."""
-        user = self.template.format(class_name=class_name).strip()
         messages = [{"role": "system", "content": self.system.strip()}] if self.system.strip() else []
-        return messages + [{"role": "user", "content": user}]
+        for name, reply in self.examples:
+            messages += [{"role": "user", "content": self.template.format(class_name=name).strip()},
+                         {"role": "assistant", "content": reply.strip()}]
+        return messages + [{"role": "user", "content": self.template.format(class_name=class_name).strip()}]
+
+    def _text_lines(self) -> list[str]:
+        return (self.system + "\n" + self.template + "\n" + "\n".join(r for _, r in self.examples)).splitlines()
 
     def example_lines(self) -> set[str]:
         """Bullet lines of the worked examples, normalised: a reply repeating them is an echo."""
-        return {_norm(line[2:]) for line in self.template.splitlines() if line.startswith("- ")}
+        return {_norm(line[2:]) for line in self._text_lines() if line.startswith("- ")}
 
     def instruction_lines(self) -> list[str]:
         """Non-example lines of the prompt of some length: a reply quoting them is an echo."""
-        return [_norm(l) for l in self.template.splitlines()
+        return [_norm(l) for l in self._text_lines()
                 if len(l.split()) >= 6 and not l.startswith("- ") and "{" not in l]
 
 
@@ -66,7 +74,13 @@ def _validate(d: dict, source: str) -> Prompt:
     fmt = d.get("reply_format", "bullets")
     if fmt not in REPLY_FORMATS:
         raise ValueError(f"prompt file {source}: reply_format {fmt!r} is not one of {REPLY_FORMATS}")
+    examples = []
+    for i, ex in enumerate(d.get("examples") or []):
+        if not (isinstance(ex, dict) and isinstance(ex.get("class_name"), str) and isinstance(ex.get("reply"), str)):
+            raise ValueError(f"prompt file {source}: example {i} needs string fields class_name and reply")
+        examples.append((ex["class_name"], ex["reply"]))
     return Prompt(name=d["name"], system=d.get("system", "") or "", template=d["template"], reply_format=fmt,
+                  examples=tuple(examples),
                   version=int(d.get("version", 1)), provenance=(d.get("provenance") or "").strip(), source=source)
 
 

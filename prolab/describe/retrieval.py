@@ -10,7 +10,7 @@ import random
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Callable
 
 from tqdm.auto import tqdm
@@ -28,6 +28,7 @@ class RetrievalDefaults:
     max_retries: int = 6          # transient-error retries per call
     backoff_base: float = 1.0     # seconds before the first retry; doubles each time
     backoff_max: float = 60.0     # cap of one pause
+    reask_temperature: float = 0.7  # at temperature 0 a re-ask tends to get the same reply back: sample instead
     parse: ParseDefaults = field(default_factory=ParseDefaults)
 
 
@@ -92,15 +93,23 @@ class Retriever:
         delay = min(d.backoff_max, d.backoff_base * 2 ** retry) * jitter
         return min(d.backoff_max, max(delay, hint or 0.0))
 
+    def params_for(self, attempt: int) -> GenerationParams:
+        """First ask: the configured parameters. Re-asks: sampling, with a seed per attempt (still replayable)."""
+        if attempt == 0:
+            return self.params
+        return replace(self.params, temperature=max(self.params.temperature, self.defaults.reask_temperature),
+                       seed=self.params.seed + attempt)
+
     def call(self, messages: list[dict[str, str]], class_name: str, attempt: int) -> tuple[str, bool]:
         """(reply, was_cached) for one rendered conversation."""
-        key = call_key(self.backend.model_id, messages, self.params.as_dict())
+        params = self.params_for(attempt)
+        key = call_key(self.backend.model_id, messages, params.as_dict())
         hit = self.cache.get(key)
         if hit is not None:
             return hit["reply"], True
         for retry in range(self.defaults.max_retries + 1):
             try:
-                reply = self.backend.complete(messages, self.params)
+                reply = self.backend.complete(messages, params)
                 break
             except ReplayMissError:
                 raise ReplayMissError(
@@ -112,7 +121,7 @@ class Retriever:
                     raise
                 self._sleep(self._backoff(retry, e.retry_after))
         self.cache.put(key, reply, model=self.backend.model_id, prompt=self.prompt.tag, class_name=class_name,
-                       attempt=attempt + 1, params=self.params.as_dict())
+                       attempt=attempt + 1, params=params.as_dict())
         return reply, False
 
     # -- one class -------------------------------------------------------------------------------------------
