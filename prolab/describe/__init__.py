@@ -5,13 +5,15 @@ from .cache import CallCache, call_key
 from .descriptors import (descriptor_stats, export_release, import_release, load_descriptors, load_meta,
                           save_descriptors)
 from .parsing import ParseDefaults, parse_reply
-from .prompts import Prompt, available_prompts, load_prompt
+from . import quality
+from .prompts import Prompt, available_prompts, load_prompt, prompts_overview
 from .retrieval import RetrievalDefaults, RetrievalResult, Retriever, retrieve
-from .run import DescribeOutput, describe_dataset
+from .run import DescribeOutput, committed_match, compare_prompts, describe_dataset
 
 __all__ = [
     "BACKENDS", "Backend", "BackendError", "GenerationParams", "ReplayMissError", "TransientError", "make_backend",
     "CallCache", "call_key", "descriptor_stats", "export_release", "import_release", "load_descriptors",
     "load_meta", "save_descriptors", "ParseDefaults", "parse_reply", "Prompt", "available_prompts", "load_prompt",
     "RetrievalDefaults", "RetrievalResult", "Retriever", "retrieve", "DescribeOutput", "describe_dataset",
+    "committed_match", "compare_prompts", "prompts_overview", "quality",
 ]

@@ -103,3 +103,17 @@ def load_prompt(name_or_path: str | Path) -> Prompt:
 
 def available_prompts() -> list[str]:
     return sorted(f.stem for f in paths.prompts_dir().glob("*.yaml"))
+
+
+def prompts_overview(names: list[str]):
+    """A table of prompts: id, version, reply format, number of worked examples, provenance."""
+    import pandas as pd
+
+    rows = []
+    for n in names:
+        p = load_prompt(n)
+        rows.append({"prompt": p.name, "id": p.id, "version": p.version, "reply_format": p.reply_format,
+                     "examples": (f"{len(p.examples)} chat turns" if p.examples
+                                  else "inline" if p.example_lines() else "none"),
+                     "provenance": p.provenance})
+    return pd.DataFrame(rows).set_index("prompt")

@@ -64,3 +64,30 @@ def describe_dataset(dataset: str, backend: str | Backend = "replay", llm: str |
     }
     save_descriptors(out, result.descriptions, meta)
     return DescribeOutput(out, result, meta)
+
+
+def compare_prompts(class_names: list[str], prompts: list[str], backend: str | Backend = "replay",
+                    llm: str | None = None, cache_path: str | Path | None = None,
+                    params: GenerationParams = GenerationParams(),
+                    defaults: RetrievalDefaults = RetrievalDefaults(), base_url: str | None = None,
+                    progress: bool = True) -> dict[str, RetrievalResult]:
+    """Describe the same classes with several prompts (same model, same cache): {prompt name: result}."""
+    from .. import offline
+
+    if isinstance(backend, str):
+        extra = {"base_url": base_url} if backend == "openai" else {}
+        backend = make_backend(backend, llm or (offline.DEFAULT_LLM if backend in ("replay", "llama_cpp") else None),
+                               **extra)
+    cache = CallCache(cache_path or paths.call_cache_path())
+    return {name: retrieve(class_names, backend, load_prompt(name), cache, params, defaults, progress=progress)
+            for name in prompts}
+
+
+def committed_match(out: DescribeOutput) -> bool | None:
+    """Whether a descriptor file written elsewhere is byte-identical to the committed one of the same name
+    (None when there is no committed file, or ``out`` *is* the committed file)."""
+    committed = paths.descriptor_path(out.meta["dataset"], out.meta["llm"],
+                                      f"{out.meta['prompt']['name']}-{out.meta['prompt']['id']}")
+    if not committed.exists() or committed.resolve() == out.path.resolve():
+        return None
+    return committed.read_bytes() == out.path.read_bytes()
