@@ -87,11 +87,29 @@ def _run_doctor(a: argparse.Namespace) -> int:
     return 0
 
 
+def _add_run(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="run the notebook pipeline from a YAML config (papermill)")
+    p.add_argument("--config", default="configs/demo.yaml", help="run config (relative to the repository root)")
+    p.set_defaults(func=_run_run)
+
+
+def _run_run(a: argparse.Namespace) -> int:
+    import time
+
+    from .pipeline import run_pipeline
+
+    t0 = time.time()
+    out = run_pipeline(a.config)
+    print(f"pipeline finished in {time.time() - t0:.0f} s; results in {out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="prolab", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     _add_describe(sub)
     _add_doctor(sub)
+    _add_run(sub)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

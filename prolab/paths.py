@@ -24,6 +24,13 @@ def repo_root() -> Path:
     return Path(env).expanduser().resolve() if env else _PACKAGE_DIR.parent
 
 
+def resolve(path: str | os.PathLike) -> Path:
+    """A user-given path: absolute as is, relative to the repository root otherwise (notebooks run in
+    notebooks/, the CLI anywhere: one rule for both)."""
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else repo_root() / p
+
+
 def cache_root() -> Path:
     env = os.environ.get("PROLAB_CACHE")
     return Path(env).expanduser() if env else Path.home() / ".cache" / "prolab"
@@ -79,3 +86,12 @@ def models_dir() -> Path:
 def results_dir(run_name: str = "") -> Path:
     base = repo_root() / "results"
     return base / slug(run_name) if run_name else base
+
+
+def notebooks_dir() -> Path:
+    return repo_root() / "notebooks"
+
+
+def executed_notebook_path(run_name: str, notebook: str) -> Path:
+    """Executed copy of a notebook from a pipeline run: ``results/<run>/notebooks/<notebook>.ipynb``."""
+    return results_dir(run_name) / "notebooks" / f"{Path(notebook).stem}.ipynb"

@@ -81,6 +81,11 @@ def load_class_names(dataset_or_path: str | Path, normalize: bool = True) -> lis
         source = f"dataset {key}"
     else:
         path = Path(dataset_or_path)
+        if not path.exists() and not path.is_absolute():
+            from .. import paths
+
+            if paths.resolve(path).exists():  # relative to the repository root, as everywhere in the kit
+                path = paths.resolve(path)
         if not path.suffix and not path.exists():
             dataset_info(key)  # raises the "unknown dataset" error with the registered names
         raw = _read_list(path)

@@ -42,9 +42,10 @@ def describe_dataset(dataset: str, backend: str | Backend = "replay", llm: str |
         extra = {"base_url": base_url, "api_key_env": api_key_env} if backend == "openai" else {}
         backend = make_backend(backend, llm or (offline.DEFAULT_LLM if backend in ("replay", "llama_cpp") else None),
                                **extra)
-    cache = CallCache(cache_path or paths.call_cache_path())
+    cache = CallCache(paths.resolve(cache_path) if cache_path else paths.call_cache_path())
     result = retrieve(class_names, backend, prompt, cache, params, defaults, progress=progress)
-    out = paths.descriptor_path(dataset_key, backend.model_id, prompt.tag, root=out_root)
+    out = paths.descriptor_path(dataset_key, backend.model_id, prompt.tag,
+                                root=paths.resolve(out_root) if out_root else None)
     meta = {
         "dataset": dataset_key,
         "llm": backend.model_id,
@@ -78,7 +79,7 @@ def compare_prompts(class_names: list[str], prompts: list[str], backend: str | B
         extra = {"base_url": base_url} if backend == "openai" else {}
         backend = make_backend(backend, llm or (offline.DEFAULT_LLM if backend in ("replay", "llama_cpp") else None),
                                **extra)
-    cache = CallCache(cache_path or paths.call_cache_path())
+    cache = CallCache(paths.resolve(cache_path) if cache_path else paths.call_cache_path())
     return {name: retrieve(class_names, backend, load_prompt(name), cache, params, defaults, progress=progress)
             for name in prompts}
 

@@ -1,0 +1,87 @@
+"""The pipeline runner: execute the notebooks in order with papermill, parameters from a YAML config.
+
+Each executed notebook, the resolved config and the environment go to ``results/<run_name>/``.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .. import paths
+from ..files import atomic_write_json, environment_info, utc_now
+
+
+@dataclass
+class NotebookStep:
+    notebook: str                                    # file name in notebooks/, e.g. 01_prompt_design.ipynb
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class PipelineConfig:
+    run_name: str
+    steps: list[NotebookStep]
+    source: str = ""
+
+
+def load_config(path: str | Path) -> PipelineConfig:
+    """Read and check a run config before anything runs; errors name the file and the entry."""
+    path = paths.resolve(path)
+    if not path.exists():
+        raise FileNotFoundError(f"pipeline config not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise ValueError(f"{path} is not valid YAML: {e}") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: expected a mapping with run_name and notebooks")
+    unknown = set(raw) - {"run_name", "notebooks"}
+    if unknown:
+        raise ValueError(f"{path}: unknown top-level keys {sorted(unknown)} (expected run_name, notebooks)")
+    if not isinstance(raw.get("run_name"), str):
+        raise ValueError(f"{path}: run_name must be a string")
+    steps = []
+    for i, entry in enumerate(raw.get("notebooks") or []):
+        if isinstance(entry, str):
+            entry = {"notebook": entry}
+        if not isinstance(entry, dict) or "notebook" not in entry:
+            raise ValueError(f"{path}: notebooks[{i}] needs a 'notebook' name")
+        nb = entry["notebook"] if entry["notebook"].endswith(".ipynb") else entry["notebook"] + ".ipynb"
+        if not (paths.notebooks_dir() / nb).exists():
+            raise FileNotFoundError(f"{path}: notebooks[{i}]: no notebook {nb} in {paths.notebooks_dir()}")
+        params = entry.get("parameters") or {}
+        if not isinstance(params, dict):
+            raise ValueError(f"{path}: notebooks[{i}].parameters must be a mapping")
+        steps.append(NotebookStep(nb, params))
+    if not steps:
+        raise ValueError(f"{path}: no notebooks to run")
+    return PipelineConfig(raw["run_name"], steps, str(path))
+
+
+def run_pipeline(config: PipelineConfig | str | Path, progress: bool = True) -> Path:
+    """Execute every notebook of the config in order; returns ``results/<run_name>/``."""
+    import papermill as pm
+
+    cfg = config if isinstance(config, PipelineConfig) else load_config(config)
+    out_dir = paths.results_dir(cfg.run_name)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out_dir / "config.json", {"run_name": cfg.run_name, "source": Path(cfg.source).name,
+                                                "notebooks": [asdict(s) for s in cfg.steps]})
+    atomic_write_json(out_dir / "environment.json", environment_info())
+    timings = []
+    for i, step in enumerate(cfg.steps, 1):
+        dest = paths.executed_notebook_path(cfg.run_name, step.notebook)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        print(f"[{i}/{len(cfg.steps)}] {step.notebook}", flush=True)
+        t0 = time.time()
+        tmp = dest.with_name(f".{dest.name}.running")
+        pm.execute_notebook(str(paths.notebooks_dir() / step.notebook), str(tmp), parameters=step.parameters,
+                            cwd=str(paths.notebooks_dir()), kernel_name="python3", progress_bar=progress)
+        tmp.replace(dest)
+        timings.append({"notebook": step.notebook, "seconds": round(time.time() - t0, 1), "finished": utc_now()})
+        atomic_write_json(out_dir / "timings.json", timings)
+    return out_dir
