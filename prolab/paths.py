@@ -75,6 +75,20 @@ def descriptor_meta_path(descriptor_file: Path) -> Path:
     return p.with_name(p.stem + ".meta.json")
 
 
+# --- stage 2: property spaces -----------------------------------------------------------------------------
+
+def embedding_cache_dir(embedder_id: str) -> Path:
+    """Shards of cached description embeddings for one embedder, shared by every dataset."""
+    return cache_root() / "embeddings" / slug(embedder_id)
+
+
+def property_space_path(dataset: str, descriptor_stem: str, embedder_id: str, method: str, n_properties: int,
+                        root: Path | None = None) -> Path:
+    """``properties/<dataset>/<descriptor file stem>__<embedder>__<method>-k<K>.safetensors`` (+ ``.json``)."""
+    base = Path(root) if root is not None else repo_root() / "properties"
+    return base / slug(dataset) / f"{descriptor_stem}__{slug(embedder_id)}__{slug(method)}-k{int(n_properties)}.safetensors"
+
+
 # --- offline models ----------------------------------------------------------------------------------------
 
 def models_dir() -> Path:

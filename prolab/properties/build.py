@@ -1,0 +1,99 @@
+"""Stage 2 end to end: descriptor file -> embeddings (cached) -> clusters -> PropertySpace (saved)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from .. import offline, paths
+from ..datasets import DATASETS, load_class_names
+from ..describe.descriptors import load_descriptors
+from ..describe.prompts import load_prompt
+from ..files import environment_info, file_sha256, utc_now
+from .clustering import Clustering, ClusteringDefaults, cluster
+from .collisions import find_collisions, property_usage, repair_collisions
+from .embedcache import EmbeddingCache
+from .embedders import Embedder, make_embedder
+from .names import nearest_member_names
+from .space import PropertySpace, signatures_from_assignments
+
+DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"   # offline default; the paper uses BAAI/bge-base-en-v1.5
+
+
+def default_descriptor_file(dataset: str, llm: str = offline.DEFAULT_LLM, prompt: str = "structured") -> Path:
+    """The committed descriptor file of a dataset for an LLM and prompt (the kit's default: Qwen, structured)."""
+    return paths.descriptor_path(dataset, llm, load_prompt(prompt).tag)
+
+
+def default_n_properties(dataset: str, n_descriptions: int) -> int:
+    """The paper's K for a registered dataset, else about one property per six descriptions."""
+    return DATASETS[dataset].n_properties if dataset in DATASETS else max(2, round(n_descriptions / 6))
+
+
+def method_tag(d: ClusteringDefaults) -> str:
+    tag = {"kmeans": "kmeans", "gmm": f"gmm-{d.covariance_type}", "vmf": f"vmf{d.kappa:g}"}[d.method]
+    return f"{tag}-s{d.seed}"
+
+
+def embed_descriptions(descriptions: dict[str, list[str]], embedder: Embedder, progress: bool = True):
+    """(texts, class index per text, embeddings) for a descriptor dict, through the embedding cache."""
+    texts = [d for ds in descriptions.values() for d in ds]
+    desc_class = np.array([i for i, ds in enumerate(descriptions.values()) for _ in ds], dtype=np.int64)
+    x = EmbeddingCache(embedder.embedder_id).encode(embedder, texts, progress=progress)
+    return texts, desc_class, x
+
+
+@dataclass
+class BuildOutput:
+    space: PropertySpace
+    embeddings: np.ndarray        # (n, d) description embeddings
+    clustering: Clustering
+    collisions_before: list[list[int]]
+    path: Path | None
+
+
+def build_property_space(dataset: str, descriptor_file: str | Path | None = None,
+                         embedder: str | Embedder = DEFAULT_EMBEDDER, embedder_kind: str = "sentence-transformers",
+                         n_properties: int | None = None, method: str = "kmeans", seed: int = 0,
+                         clustering: ClusteringDefaults | None = None, repair: bool = False,
+                         out_root: str | Path | None = None, save: bool = True,
+                         progress: bool = True) -> BuildOutput:
+    """Build (and save) the property space of ``dataset`` from a descriptor file.
+
+    ``descriptor_file`` defaults to the committed Qwen/structured file; ``n_properties`` to the paper's K.
+    ``repair`` makes colliding signatures unique (see ``collisions.repair_collisions``).
+    """
+    dataset_key = Path(dataset).stem if Path(str(dataset)).suffix else str(dataset)
+    class_names = load_class_names(dataset)
+    dfile = paths.resolve(descriptor_file) if descriptor_file else default_descriptor_file(dataset_key)
+    descriptions = load_descriptors(dfile, class_names)
+    emb = make_embedder(embedder, embedder_kind) if isinstance(embedder, str) else embedder
+    texts, desc_class, x = embed_descriptions(descriptions, emb, progress=progress)
+    if len(texts) == 0:
+        raise ValueError(f"{dfile} holds no descriptions")
+    k = n_properties or default_n_properties(dataset_key, len(texts))
+    cdef = replace(clustering or ClusteringDefaults(), method=method, seed=seed)
+    result = cluster(x, k, cdef)
+    kk = result.centres.shape[0]
+    space = PropertySpace(
+        bank=result.centres, signatures=signatures_from_assignments(desc_class, result.labels, len(class_names), kk),
+        class_names=class_names, descriptions=texts, desc_class=desc_class, desc_property=result.labels,
+        property_names=[""] * kk, embedder_id=emb.embedder_id,
+        clustering={**cdef.as_dict(), "n_properties_requested": k, "n_empty_dropped": result.n_empty,
+                    "inertia": result.inertia},
+        dataset=dataset_key, source={"descriptor_file": dfile.name, "sha256": file_sha256(dfile)})
+    space.property_names = nearest_member_names(space, x)
+    before = find_collisions(space.signatures)
+    space.notes["collisions_before"] = [[class_names[c] for c in g] for g in before]
+    if repair:
+        repair_collisions(space, x)
+    space.notes["collisions_after"] = [[class_names[c] for c in g] for g in find_collisions(space.signatures)]
+    space.notes["usage"] = property_usage(space)
+    path = None
+    if save:
+        tag = method_tag(cdef) + ("-repaired" if repair else "")
+        path = paths.property_space_path(dataset_key, dfile.stem, emb.embedder_id, tag, kk,
+                                         root=paths.resolve(out_root) if out_root else None)
+        space.save(path, extra_meta={"created": utc_now(), "environment": environment_info()})
+    return BuildOutput(space, x, result, before, path)

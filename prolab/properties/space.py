@@ -1,0 +1,180 @@
+"""The PropertySpace artefact: what stage 2 hands to segmentation.
+
+- ``bank`` E (K x d): the property centres in embedding space;
+- ``signatures`` Y (C x K, 0/1): class c has property k if any of its descriptions fell into cluster k;
+- the description -> property table, property names, class names, embedder id, clustering parameters and the
+  hash of the source descriptor file.
+
+Saved without pickle: tensors in ``<name>.safetensors``, everything else in ``<name>.json`` beside it.
+The release's embedding-bank layout (a torch file holding the descriptions and ``[bank (d x K), labels (K x C)]``)
+can be written and read, so the authors' configs can use our spaces and we can load theirs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..files import atomic_write_bytes, atomic_write_json, read_json
+
+FORMAT_VERSION = 1
+
+
+@dataclass
+class PropertySpace:
+    bank: np.ndarray                  # (K, d) float32
+    signatures: np.ndarray            # (C, K) uint8
+    class_names: list[str]
+    descriptions: list[str]           # every description, in class order
+    desc_class: np.ndarray            # (n,) int64: class index of each description
+    desc_property: np.ndarray         # (n,) int64: property index (-1 when unknown, e.g. imported spaces)
+    property_names: list[str]
+    embedder_id: str = ""
+    clustering: dict[str, Any] = field(default_factory=dict)
+    dataset: str = ""
+    source: dict[str, Any] = field(default_factory=dict)   # descriptor file name and sha256
+    notes: dict[str, Any] = field(default_factory=dict)    # collisions repaired, empty clusters, ...
+
+    # -- shape ---------------------------------------------------------------------------------------------
+    @property
+    def n_properties(self) -> int:
+        return int(self.bank.shape[0])
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def dim(self) -> int:
+        return int(self.bank.shape[1])
+
+    def __repr__(self) -> str:
+        return (f"PropertySpace({self.dataset or '?'}: {self.n_classes} classes, {len(self.descriptions)} descriptions "
+                f"-> {self.n_properties} properties, d={self.dim}, embedder={self.embedder_id})")
+
+    def check(self) -> "PropertySpace":
+        c, k = self.signatures.shape
+        if k != self.n_properties or c != self.n_classes:
+            raise ValueError(f"signatures {self.signatures.shape} do not fit {self.n_classes} classes x "
+                             f"{self.n_properties} properties")
+        if len(self.property_names) != self.n_properties:
+            raise ValueError(f"{len(self.property_names)} property names for {self.n_properties} properties")
+        n = len(self.descriptions)
+        if self.desc_class.shape != (n,) or self.desc_property.shape != (n,):
+            raise ValueError("description tables do not match the number of descriptions")
+        return self
+
+    # -- views ---------------------------------------------------------------------------------------------
+    def descriptions_of(self, class_name: str) -> list[str]:
+        c = self.class_names.index(class_name)
+        return [d for d, i in zip(self.descriptions, self.desc_class) if i == c]
+
+    def members(self, k: int) -> list[str]:
+        """"class: description" lines of property k (the release's naming format)."""
+        return [f"{self.class_names[c]}: {d}" for d, c, p in zip(self.descriptions, self.desc_class,
+                                                                  self.desc_property) if p == k]
+
+    def properties_of(self, class_name: str) -> list[str]:
+        c = self.class_names.index(class_name)
+        return [self.property_names[k] for k in np.flatnonzero(self.signatures[c])]
+
+    def table(self):
+        """The description -> property table as a DataFrame."""
+        import pandas as pd
+
+        return pd.DataFrame({
+            "class_name": [self.class_names[c] for c in self.desc_class],
+            "description": self.descriptions,
+            "property": self.desc_property,
+            "property_name": [self.property_names[p] if p >= 0 else "" for p in self.desc_property],
+        })
+
+    # -- save / load (no pickle) ---------------------------------------------------------------------------
+    def save(self, path: str | Path, extra_meta: dict[str, Any] | None = None) -> Path:
+        from safetensors.numpy import save
+
+        self.check()
+        path = Path(path).with_suffix(".safetensors")
+        tensors = {"bank": np.ascontiguousarray(self.bank, dtype=np.float32),
+                   "signatures": np.ascontiguousarray(self.signatures, dtype=np.uint8),
+                   "desc_class": np.ascontiguousarray(self.desc_class, dtype=np.int64),
+                   "desc_property": np.ascontiguousarray(self.desc_property, dtype=np.int64)}
+        atomic_write_bytes(path, save(tensors, metadata={"format": "prolab.PropertySpace",
+                                                         "version": str(FORMAT_VERSION)}))
+        meta = {"format": "prolab.PropertySpace", "version": FORMAT_VERSION, "dataset": self.dataset,
+                "n_classes": self.n_classes, "n_properties": self.n_properties, "dim": self.dim,
+                "embedder_id": self.embedder_id, "clustering": self.clustering, "source": self.source,
+                "notes": self.notes, "class_names": self.class_names, "property_names": self.property_names,
+                "descriptions": self.descriptions, **(extra_meta or {})}
+        atomic_write_json(path.with_suffix(".json"), meta)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "PropertySpace":
+        from safetensors.numpy import load_file
+
+        path = Path(path).with_suffix(".safetensors")
+        if not path.exists():
+            raise FileNotFoundError(f"property space not found: {path}")
+        meta = read_json(path.with_suffix(".json"))
+        if meta.get("format") != "prolab.PropertySpace":
+            raise ValueError(f"{path.with_suffix('.json')} is not a prolab property space")
+        t = load_file(str(path))
+        return cls(bank=t["bank"], signatures=t["signatures"], class_names=meta["class_names"],
+                   descriptions=meta["descriptions"], desc_class=t["desc_class"], desc_property=t["desc_property"],
+                   property_names=meta["property_names"], embedder_id=meta.get("embedder_id", ""),
+                   clustering=meta.get("clustering", {}), dataset=meta.get("dataset", ""),
+                   source=meta.get("source", {}), notes=meta.get("notes", {})).check()
+
+    # -- the release's layout ------------------------------------------------------------------------------
+    def to_release(self, path: str | Path) -> Path:
+        """A torch file ``{"descriptions": {class: [...]}, "embeddings": [bank (d x K), labels (K x C)]}``."""
+        import io
+
+        import torch
+
+        descs = {c: self.descriptions_of(c) for c in self.class_names}
+        obj = {"descriptions": descs,
+               "embeddings": [torch.from_numpy(np.ascontiguousarray(self.bank.T, dtype=np.float32)),
+                              torch.from_numpy(np.ascontiguousarray(self.signatures.T, dtype=np.float32))]}
+        buf = io.BytesIO()
+        torch.save(obj, buf)
+        return atomic_write_bytes(path, buf.getvalue())
+
+    @classmethod
+    def from_release(cls, path: str | Path, dataset: str = "") -> "PropertySpace":
+        """Read a release-layout file (``weights_only=True``: no code runs). The release keeps no
+        description -> property table, so ``desc_property`` is -1 and properties get numbered names."""
+        import torch
+
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        if not isinstance(obj, dict):
+            raise ValueError(f"{path}: expected a dict with the descriptions and [bank, labels]")
+        descs = next((v for v in obj.values() if isinstance(v, dict)
+                      and all(isinstance(x, (list, tuple)) for x in v.values())), None)
+        pair = next((v for v in obj.values() if isinstance(v, (list, tuple)) and len(v) == 2
+                     and all(torch.is_tensor(t) for t in v)), None)
+        if descs is None or pair is None:
+            raise ValueError(f"{path}: found no descriptions dict and [bank (d x K), labels (K x C)] pair "
+                             f"(keys: {list(obj)})")
+        bank, labels = (t.detach().float().numpy() for t in pair)
+        if bank.shape[1] != labels.shape[0] or labels.shape[1] != len(descs):
+            raise ValueError(f"{path}: bank {bank.shape} and labels {labels.shape} do not fit "
+                             f"{len(descs)} classes (expected d x K and K x C)")
+        class_names = list(descs)
+        flat = [(i, d) for i, c in enumerate(class_names) for d in descs[c]]
+        return cls(bank=bank.T.copy(), signatures=(labels.T > 0.5).astype(np.uint8), class_names=class_names,
+                   descriptions=[d for _, d in flat], desc_class=np.array([i for i, _ in flat], dtype=np.int64),
+                   desc_property=-np.ones(len(flat), dtype=np.int64),
+                   property_names=[f"property {k}" for k in range(bank.shape[1])], dataset=dataset,
+                   source={"imported_from": Path(path).name}).check()
+
+
+def signatures_from_assignments(desc_class: np.ndarray, desc_property: np.ndarray, n_classes: int,
+                                n_properties: int) -> np.ndarray:
+    """Y[c, k] = 1 if any description of class c is assigned to property k."""
+    y = np.zeros((n_classes, n_properties), dtype=np.uint8)
+    y[desc_class, desc_property] = 1
+    return y
