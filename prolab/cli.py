@@ -51,6 +51,43 @@ def _run_describe(a: argparse.Namespace) -> int:
     return 0 if failed == 0 else 3
 
 
+def _add_properties(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("properties", help="stage 2: embed descriptions, cluster them into properties, save the space",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--dataset", nargs="+", required=True, help="registered dataset name(s) or class-list files")
+    p.add_argument("--descriptor_file", default=None,
+                   help="descriptor file (default: the committed Qwen/structured file of the dataset)")
+    p.add_argument("--embedder", default="all-MiniLM-L6-v2", help="offline alias, local path or hub name")
+    p.add_argument("--embedder_kind", default="sentence-transformers",
+                   choices=["sentence-transformers", "flag", "release"])
+    p.add_argument("--n_properties", type=int, default=None, help="K (default: the paper's value per dataset)")
+    p.add_argument("--method", default="kmeans", choices=["kmeans", "gmm", "vmf"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--repair", action="store_true", help="make colliding signatures unique")
+    p.add_argument("--out_root", default=None, help="folder for property spaces (default: properties/)")
+    p.add_argument("--release_export", default=None, help="also write the release's torch layout to this file")
+    p.set_defaults(func=_run_properties)
+
+
+def _run_properties(a: argparse.Namespace) -> int:
+    from .properties import build_property_space
+    from .properties.analysis import property_stats
+
+    if a.descriptor_file and len(a.dataset) > 1:
+        raise ValueError("--descriptor_file applies to one dataset; pass a single --dataset")
+    for ds in a.dataset:
+        out = build_property_space(ds, descriptor_file=a.descriptor_file, embedder=a.embedder,
+                                   embedder_kind=a.embedder_kind, n_properties=a.n_properties, method=a.method,
+                                   seed=a.seed, repair=a.repair, out_root=a.out_root)
+        s = property_stats(out.space)
+        print(f"{out.space}\n  -> {out.path}\n  properties per class {s['properties per class (mean)']}, "
+              f"colliding groups before/after: {len(out.space.notes['collisions_before'])}/"
+              f"{len(out.space.notes['collisions_after'])}", flush=True)
+        if a.release_export:
+            print(f"  release layout -> {out.space.to_release(a.release_export)}")
+    return 0
+
+
 def _add_doctor(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("doctor", help="print versions, device and which offline models are installed")
     p.set_defaults(func=_run_doctor)
@@ -108,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="prolab", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     _add_describe(sub)
+    _add_properties(sub)
     _add_doctor(sub)
     _add_run(sub)
     args = parser.parse_args(argv)

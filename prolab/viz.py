@@ -38,3 +38,72 @@ def word_length_histogram(groups: dict[str, dict[str, list[str]]], title: str = 
     ax.legend()
     fig.tight_layout()
     return fig
+
+
+def similarity_heatmaps(class_names: list[str], similarity, title: str = "Class similarity from signatures"):
+    """Two panels: cosine similarity of property signatures, and the identity that one-hot labels imply."""
+    import numpy as np
+
+    n = len(class_names)
+    size = min(14.0, max(7.0, 0.09 * n + 5))
+    fig, axes = plt.subplots(1, 2, figsize=(size, size / 2 + 0.6))
+    for ax, mat, name in ((axes[0], similarity, "property signatures (cosine)"),
+                          (axes[1], np.eye(n), "one-hot labels (identity)")):
+        im = ax.imshow(mat, vmin=0, vmax=1, cmap="viridis")
+        ax.set_title(name, fontsize=10)
+        if n <= 40:
+            ax.set_xticks(range(n), class_names, rotation=90, fontsize=7)
+            ax.set_yticks(range(n), class_names, fontsize=7)
+        else:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    fig.colorbar(im, ax=axes, shrink=0.8)
+    fig.suptitle(title)
+    return fig
+
+
+def property_histograms(signatures):
+    """Histograms of properties per class and classes per property."""
+    import numpy as np
+
+    per_class, per_prop = signatures.sum(1), signatures.sum(0)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
+    axes[0].hist(per_class, bins=np.arange(per_class.min(), per_class.max() + 2) - 0.5, color="#4C72B0")
+    axes[0].set_xlabel("properties per class")
+    axes[0].set_ylabel("classes")
+    axes[1].hist(per_prop, bins=np.arange(per_prop.min(), per_prop.max() + 2) - 0.5, color="#DD8452")
+    axes[1].set_xlabel("classes per property")
+    axes[1].set_ylabel("properties")
+    fig.tight_layout()
+    return fig
+
+
+def description_map(xy, labels, texts=None, class_of=None, annotate: int = 0, title: str = "Descriptions, coloured by property"):
+    """2-D scatter of descriptions coloured by property; optionally labels ``annotate`` random points."""
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(8, 6.5))
+    ax.scatter(xy[:, 0], xy[:, 1], c=labels, cmap="tab20", s=12, alpha=0.85)
+    if annotate and texts is not None:
+        rng = np.random.default_rng(0)
+        for i in rng.choice(len(xy), size=min(annotate, len(xy)), replace=False):
+            label = texts[i] if class_of is None else f"{class_of[i]}: {texts[i]}"
+            ax.annotate(label[:40], xy[i], fontsize=6, alpha=0.8)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def k_sweep_plot(table):
+    """Inertia, silhouette, collisions and properties per class against K (a K-sweep DataFrame)."""
+    cols = ["inertia", "silhouette", "collisions", "properties per class"]
+    fig, axes = plt.subplots(1, len(cols), figsize=(3.2 * len(cols), 3))
+    for ax, col in zip(axes, cols):
+        ax.plot(table["n_properties"], table[col], marker="o")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("K (n_properties)")
+        ax.set_title(col, fontsize=10)
+    fig.tight_layout()
+    return fig

@@ -52,3 +52,18 @@ def test_02_llm_retrieval_replays_committed_file(repo, tmp_path):
     match_cell = next(c for c in nb["cells"] if "".join(c["source"]).strip() == "committed_match(out)")
     assert "".join(match_cell["outputs"][0]["data"]["text/plain"]) == "True"
     assert list((tmp_path / "desc" / "synthetic_outdoor").glob("*.json"))
+
+
+def test_03_embedding_clustering(repo, tmp_path):
+    nb = _run(repo, "03_embedding_clustering.ipynb", tmp_path / "03.ipynb", dataset="synthetic_outdoor",
+              n_properties=12, out_root=str(tmp_path / "spaces"))
+    assert list((tmp_path / "spaces" / "synthetic_outdoor").glob("*-k12.safetensors"))
+    text = json.dumps(nb)
+    assert "kmeans vs vmf" in text and "image/png" in text
+
+
+def test_04_property_space(repo, tmp_path):
+    nb = _run(repo, "04_property_space.ipynb", tmp_path / "04.ipynb", dataset="synthetic_outdoor", ks=[4, 8],
+              compare_embedder=None, compare_descriptor_file=None)
+    text = json.dumps(nb)
+    assert "kmeans vs gmm" in text and "properties per class" in text

@@ -131,3 +131,51 @@ def methods_for_comparison(seed: int = 0) -> dict[str, ClusteringDefaults]:
     base = ClusteringDefaults(seed=seed)
     return {"kmeans": base, "gmm-spherical": replace(base, method="gmm", covariance_type="spherical"),
             "gmm-diag": replace(base, method="gmm", covariance_type="diag"), "vmf": replace(base, method="vmf")}
+
+
+def property_table(space: PropertySpace, top: int | None = None) -> pd.DataFrame:
+    """One row per property: name, number of member descriptions, the classes that have it."""
+    rows = []
+    for k in range(space.n_properties):
+        members = space.desc_property == k
+        classes = [space.class_names[c] for c in np.flatnonzero(space.signatures[:, k])]
+        rows.append({"property": k, "name": space.property_names[k], "descriptions": int(members.sum()),
+                     "classes": len(classes), "class_names": ", ".join(classes)})
+    df = pd.DataFrame(rows).set_index("property")
+    return df if top is None else df.sort_values("classes", ascending=False).head(top)
+
+
+def class_table(space: PropertySpace) -> pd.DataFrame:
+    """One row per class: its number of properties and their names."""
+    return pd.DataFrame([{"class_name": c, "properties": int(space.signatures[i].sum()),
+                          "property_names": " | ".join(space.properties_of(c))}
+                         for i, c in enumerate(space.class_names)]).set_index("class_name")
+
+
+def method_agreement(x: np.ndarray, n_properties: int, seed: int = 0) -> pd.DataFrame:
+    """Cluster the same embeddings with K-Means, GMM (spherical, diagonal) and vMF; agreement with K-Means."""
+    results = compare_methods(x, n_properties, methods_for_comparison(seed))
+    return pd.DataFrame([{**agreement(results["kmeans"].labels, r.labels, "kmeans", name), "empty clusters": r.n_empty}
+                         for name, r in results.items()]).set_index("pair")
+
+
+def agreement_table(dataset: str, space: PropertySpace, descriptor_file=None, embedder: str = "all-MiniLM-L6-v2",
+                    embedder_kind: str = "sentence-transformers", method: str = "kmeans", seed: int = 0,
+                    other_methods=("gmm", "vmf"), compare_embedder: str | None = None,
+                    compare_descriptor_file=None) -> pd.DataFrame:
+    """Agreement of ``space`` with spaces built the same way but for one changed ingredient each:
+    the clustering method, the embedder, the descriptor file."""
+    from .build import build_property_space
+
+    common = dict(n_properties=space.n_properties, seed=seed, save=False, progress=False)
+    rows = [agreement(space, build_property_space(dataset, descriptor_file, embedder, embedder_kind, method=m,
+                                                  **common).space, method, m) for m in other_methods]
+    if compare_embedder:
+        other = build_property_space(dataset, descriptor_file, compare_embedder, method=method, **common).space
+        rows.append(agreement(space, other, embedder, compare_embedder))
+    if compare_descriptor_file:
+        other = build_property_space(dataset, compare_descriptor_file, embedder, embedder_kind, method=method,
+                                     **common).space
+        rows.append(agreement(space, other, str(space.source.get("descriptor_file", "descriptors")),
+                              str(getattr(compare_descriptor_file, "name", compare_descriptor_file))))
+    return pd.DataFrame(rows).set_index("pair")
