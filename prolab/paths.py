@@ -89,6 +89,22 @@ def property_space_path(dataset: str, descriptor_stem: str, embedder_id: str, me
     return base / slug(dataset) / f"{descriptor_stem}__{slug(embedder_id)}__{slug(method)}-k{int(n_properties)}.safetensors"
 
 
+# --- stage 3: data, checkpoints ----------------------------------------------------------------------------
+
+def datasets_dir() -> Path:
+    """Generated datasets (the embedded default) live in the user cache, never in git."""
+    return cache_root() / "datasets"
+
+
+def run_dir(run_name: str) -> Path:
+    """Checkpoints and logs of one training run: ``~/.cache/prolab/runs/<run_name>/``."""
+    return cache_root() / "runs" / slug(run_name)
+
+
+def checkpoint_path(run_name: str) -> Path:
+    return run_dir(run_name) / "checkpoint.pt"
+
+
 # --- offline models ----------------------------------------------------------------------------------------
 
 def models_dir() -> Path:

@@ -1,0 +1,171 @@
+"""Segmentation datasets on disk: the mmseg layouts of the paper's datasets, the embedded default, and any
+folder of images and label maps a user brings.
+
+Pairing follows mmseg 1.x: images are listed recursively by suffix (sorted), the label map of
+``<img_dir>/<rel><img_suffix>`` is ``<ann_dir>/<rel><seg_map_suffix>``; with an ``ann_file`` each line is a
+stem. Labels are mapped to ``0..C-1`` with 255 = ignore: ``reduce_zero_label`` turns raw 0 into 255 and v
+into v-1 (ADE20K, Pascal Context-59); a ``label_map`` renumbers raw values for custom data.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .classes import load_class_names
+
+IGNORE = 255
+
+
+@dataclass(frozen=True)
+class Layout:
+    img_dir: str                      # relative to the data root; "{split}" is replaced by the split folder
+    ann_dir: str
+    img_suffix: str
+    seg_map_suffix: str
+    reduce_zero_label: bool = False
+    ann_file: str | None = None       # list of stems, relative to the data root
+    splits: dict = field(default_factory=lambda: {"train": "train", "val": "val"})
+
+
+LAYOUTS: dict[str, Layout] = {
+    "ade20k_150": Layout("images/{split}", "annotations/{split}", ".jpg", ".png", True,
+                         splits={"train": "training", "val": "validation"}),
+    "cityscapes_19": Layout("leftImg8bit/{split}", "gtFine/{split}", "_leftImg8bit.png", "_gtFine_labelTrainIds.png"),
+    "coco_stuff_171": Layout("images/{split}", "annotations/{split}", ".jpg", "_labelTrainIds.png",
+                             splits={"train": "train2017", "val": "val2017"}),
+    "pascal_context_59": Layout("JPEGImages", "SegmentationClassContext", ".jpg", ".png", True,
+                                ann_file="ImageSets/SegmentationContext/{split}.txt"),
+    "bdd100k_19": Layout("images/10k/{split}", "labels/sem_seg/masks/{split}", ".jpg", ".png"),
+    "synthetic_outdoor": Layout("img_dir/{split}", "ann_dir/{split}", ".png", ".png"),
+}
+
+
+class LayoutError(ValueError):
+    """The folders on disk do not match the expected layout."""
+
+
+def _list_pairs(root: Path, layout: Layout, split: str, dataset: str) -> list[tuple[Path, Path]]:
+    sub = layout.splits.get(split, split)
+    img_dir = root / layout.img_dir.format(split=sub)
+    ann_dir = root / layout.ann_dir.format(split=sub)
+    for d, what in ((img_dir, "image"), (ann_dir, "label")):
+        if not d.is_dir():
+            raise LayoutError(f"{dataset}: {what} folder {d} does not exist (expected layout: images in "
+                              f"{layout.img_dir.format(split=sub)}/*{layout.img_suffix}, labels in "
+                              f"{layout.ann_dir.format(split=sub)}/*{layout.seg_map_suffix}, under {root})")
+    if layout.ann_file:
+        listing = root / layout.ann_file.format(split=sub)
+        if not listing.exists():
+            raise LayoutError(f"{dataset}: split file {listing} does not exist")
+        stems = [s.strip() for s in listing.read_text().splitlines() if s.strip()]
+        pairs = [(img_dir / f"{s}{layout.img_suffix}", ann_dir / f"{s}{layout.seg_map_suffix}") for s in stems]
+        missing = [p for pair in pairs for p in pair if not p.exists()]
+        if missing:
+            raise LayoutError(f"{dataset}: {len(missing)} files listed in {listing.name} are missing, e.g. "
+                              f"{', '.join(str(m) for m in missing[:3])}")
+        return pairs
+    images = sorted(p for p in img_dir.rglob(f"*{layout.img_suffix}") if p.is_file())
+    if not images:
+        raise LayoutError(f"{dataset}: no *{layout.img_suffix} images under {img_dir}")
+    pairs, unmatched = [], []
+    for img in images:
+        rel = str(img.relative_to(img_dir))[: -len(layout.img_suffix)]
+        ann = ann_dir / f"{rel}{layout.seg_map_suffix}"
+        (pairs if ann.exists() else unmatched).append((img, ann))
+    if unmatched:
+        raise LayoutError(f"{dataset}: {len(unmatched)} of {len(images)} images have no label map, e.g. "
+                          f"{unmatched[0][0]} (expected {unmatched[0][1]})")
+    return pairs
+
+
+class SegmentationDataset:
+    """Images and label maps of one split. ``__getitem__`` returns (image uint8 HxWx3, label int64 HxW)
+    with labels in ``0..C-1`` and 255 = ignore, before any transform; ``transform`` is applied after."""
+
+    def __init__(self, root: str | Path, layout: Layout, class_names: list[str], split: str = "train",
+                 transform=None, label_map: dict[int, int] | None = None, ignore_index: int = IGNORE,
+                 name: str = "dataset"):
+        self.root = Path(root).expanduser()
+        if not self.root.is_dir():
+            raise LayoutError(f"{name}: data root {self.root} does not exist")
+        self.layout, self.class_names, self.split, self.transform, self.name = layout, class_names, split, transform, name
+        self.ignore_index = ignore_index
+        self.pairs = _list_pairs(self.root, layout, split, name)
+        self._lut = self._build_lut(label_map)
+
+    def _build_lut(self, label_map):
+        """A 256-entry lookup table from raw label values to training ids (255 = ignore; -1 = invalid)."""
+        c = len(self.class_names)
+        lut = np.full(256, -1, dtype=np.int64)
+        if label_map:
+            for raw, tid in label_map.items():
+                lut[int(raw)] = IGNORE if tid in (None, IGNORE, -1) else int(tid)
+        elif self.layout.reduce_zero_label:
+            lut[0] = IGNORE
+            lut[1:c + 1] = np.arange(c)
+        else:
+            lut[:c] = np.arange(c)
+        lut[self.ignore_index] = IGNORE
+        return lut
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def load(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        img_path, ann_path = self.pairs[i]
+        img = np.array(Image.open(img_path).convert("RGB"))
+        raw = np.asarray(Image.open(ann_path))
+        if raw.ndim == 3:
+            raise LayoutError(f"{self.name}: label map {ann_path} has {raw.shape[2]} channels; expected a "
+                              "single-channel (L or P mode) PNG of class indices")
+        if raw.shape != img.shape[:2]:
+            raise LayoutError(f"{self.name}: size mismatch: image {img_path} is {img.shape[1]}x{img.shape[0]}, "
+                              f"label {ann_path} is {raw.shape[1]}x{raw.shape[0]}")
+        label = self._lut[raw.astype(np.int64)]
+        if (label < 0).any():
+            bad = sorted(set(np.unique(raw[label < 0]).tolist()))
+            raise LayoutError(f"{self.name}: label map {ann_path} has values {bad[:10]} outside the "
+                              f"{len(self.class_names)} classes (and ignore {self.ignore_index})")
+        return img, label
+
+    def __getitem__(self, i: int):
+        img, label = self.load(i)
+        # eval transforms ignore the generator; it is seeded by the index so any randomness is reproducible
+        return self.transform(img, label, np.random.default_rng(i)) if self.transform else (img, label)
+
+    def validate(self, limit: int | None = None) -> dict:
+        """Load every (or the first ``limit``) sample; raises on the first bad file, else returns counts."""
+        n = len(self) if limit is None else min(limit, len(self))
+        counts = np.zeros(len(self.class_names) + 1, dtype=np.int64)
+        for i in range(n):
+            _, label = self.load(i)
+            v = np.where(label == IGNORE, len(self.class_names), label)
+            counts += np.bincount(v.ravel(), minlength=len(counts))
+        return {"samples": n, "pixels_per_class": counts[:-1].tolist(), "ignored_pixels": int(counts[-1])}
+
+
+def open_dataset(dataset: str, root: str | Path, split: str = "train", transform=None, **overrides) -> SegmentationDataset:
+    """A registered dataset from its mmseg layout under ``root`` (``overrides`` change Layout fields)."""
+    if dataset not in LAYOUTS:
+        raise KeyError(f"no on-disk layout registered for {dataset!r}; known: {', '.join(LAYOUTS)}. "
+                       "For other data use custom_dataset(...)")
+    layout = replace(LAYOUTS[dataset], **overrides) if overrides else LAYOUTS[dataset]
+    return SegmentationDataset(root, layout, load_class_names(dataset), split, transform, name=dataset)
+
+
+def custom_dataset(img_dir: str | Path, ann_dir: str | Path, classes: str | Path | list[str],
+                   img_suffix: str = ".jpg", seg_map_suffix: str = ".png", ignore_index: int = IGNORE,
+                   label_map: dict[int, int] | None = None, reduce_zero_label: bool = False, transform=None,
+                   name: str = "custom") -> SegmentationDataset:
+    """Your own data: a folder of images, a folder of label maps (same relative names), a class list.
+
+    ``ignore_index`` is the raw value that means "not labelled" in your maps (0 or 255 are common);
+    ``label_map`` renumbers raw values to class indices (values mapped to 255 are ignored)."""
+    names = classes if isinstance(classes, list) else load_class_names(classes)
+    img_dir, ann_dir = Path(img_dir).expanduser().absolute(), Path(ann_dir).expanduser().absolute()
+    # absolute folders: joining them to the root keeps them as they are
+    layout = Layout(str(img_dir), str(ann_dir), img_suffix, seg_map_suffix, reduce_zero_label, splits={})
+    return SegmentationDataset(img_dir.parent, layout, names, "", transform, label_map, ignore_index, name)

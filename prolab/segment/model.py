@@ -1,0 +1,155 @@
+"""Segmentation model: timm backbone + UPerNet decode head (+ optional FCN auxiliary head).
+
+Two outputs:
+- ``category``: C-way logits (the category-level baseline, trained with cross-entropy);
+- ``property``: a d-dim embedding e per pixel, optionally L2-normalised, turned into property logits
+  z = e . E^T by the frozen property bank E (K x d); activations p = sigmoid(z / T); classes come back by
+  cosine similarity between p and the class signatures.
+
+Cost: logits are computed at feature resolution and *then* upsampled. Bilinear upsampling is linear per
+channel, so projecting first gives the same logits as the release's upsample-then-project, with K instead of d
+channels to upsample.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .backbones import create_backbone
+
+
+def conv_bn_relu(cin: int, cout: int, k: int = 3) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, k, padding=k // 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class UPerHead(nn.Module):
+    """Pyramid pooling on the deepest map + FPN over all maps, fused into one map at 1/4 resolution."""
+
+    def __init__(self, in_channels: list[int], channels: int = 128, pool_scales=(1, 2, 3, 6), dropout: float = 0.1):
+        super().__init__()
+        self.pool_scales = pool_scales
+        self.ppm = nn.ModuleList(nn.Sequential(nn.AdaptiveAvgPool2d(s), conv_bn_relu(in_channels[-1], channels, 1))
+                                 for s in pool_scales)
+        self.bottleneck = conv_bn_relu(in_channels[-1] + len(pool_scales) * channels, channels)
+        self.lateral = nn.ModuleList(conv_bn_relu(c, channels, 1) for c in in_channels[:-1])
+        self.fpn = nn.ModuleList(conv_bn_relu(channels, channels) for _ in in_channels[:-1])
+        self.fuse = conv_bn_relu(len(in_channels) * channels, channels)
+        self.dropout = nn.Dropout2d(dropout)
+        self.out_channels = channels
+
+    def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
+        top = feats[-1]
+        pooled = [F.interpolate(p(top), size=top.shape[2:], mode="bilinear", align_corners=False) for p in self.ppm]
+        laterals = [l(f) for l, f in zip(self.lateral, feats[:-1])] + [self.bottleneck(torch.cat([top] + pooled, 1))]
+        for i in range(len(laterals) - 1, 0, -1):  # top-down pathway
+            laterals[i - 1] = laterals[i - 1] + F.interpolate(laterals[i], size=laterals[i - 1].shape[2:],
+                                                              mode="bilinear", align_corners=False)
+        outs = [fpn(x) for fpn, x in zip(self.fpn, laterals[:-1])] + [laterals[-1]]
+        size = outs[0].shape[2:]
+        outs = [outs[0]] + [F.interpolate(o, size=size, mode="bilinear", align_corners=False) for o in outs[1:]]
+        return self.dropout(self.fuse(torch.cat(outs, 1)))
+
+
+class FCNHead(nn.Module):
+    """The auxiliary head: one 3x3 conv block on an intermediate map."""
+
+    def __init__(self, in_channels: int, channels: int = 64, dropout: float = 0.1):
+        super().__init__()
+        self.block = conv_bn_relu(in_channels, channels)
+        self.dropout = nn.Dropout2d(dropout)
+        self.out_channels = channels
+
+    def forward(self, x):
+        return self.dropout(self.block(x))
+
+
+@dataclass(frozen=True)
+class ModelDefaults:
+    backbone: str = "mobilenetv2_100"
+    pretrained: str | None = "offline"   # "offline", a weights file, "hub", or None
+    channels: int = 128                   # UPerNet channels (the paper: 512 for base, 1024 for large models)
+    aux_channels: int = 64
+    aux_index: int = 2                    # which backbone map feeds the auxiliary head
+    use_aux: bool = True
+    dropout: float = 0.1
+
+
+class SegModel(nn.Module):
+    def __init__(self, n_classes: int, mode: str = "property", bank: torch.Tensor | None = None,
+                 signatures: torch.Tensor | None = None, temperature: float = 0.04, normalize: bool = False,
+                 defaults: ModelDefaults = ModelDefaults()):
+        super().__init__()
+        if mode not in ("property", "category"):
+            raise ValueError(f"mode must be 'property' or 'category', not {mode!r}")
+        if mode == "property" and (bank is None or signatures is None):
+            raise ValueError("property mode needs the property bank (K x d) and the signatures (C x K)")
+        self.mode, self.n_classes, self.temperature, self.normalize = mode, n_classes, temperature, normalize
+        self.defaults = defaults
+        self.backbone = create_backbone(defaults.backbone, defaults.pretrained)
+        chans = self.backbone.feature_info.channels()
+        self.decode = UPerHead(chans, defaults.channels, dropout=defaults.dropout)
+        self.aux = FCNHead(chans[defaults.aux_index], defaults.aux_channels, defaults.dropout) if defaults.use_aux else None
+        if mode == "property":
+            bank = torch.as_tensor(bank, dtype=torch.float32)
+            sig = torch.as_tensor(signatures, dtype=torch.float32)
+            if sig.shape != (n_classes, bank.shape[0]):
+                raise ValueError(f"signatures {tuple(sig.shape)} do not fit {n_classes} classes x {bank.shape[0]} properties")
+            self.register_buffer("bank", bank)                  # frozen: not a parameter
+            self.register_buffer("signatures", sig)
+            out_dim = bank.shape[1]
+        else:
+            out_dim = n_classes
+        self.classifier = nn.Conv2d(defaults.channels, out_dim, 1)
+        self.aux_classifier = nn.Conv2d(defaults.aux_channels, out_dim, 1) if self.aux is not None else None
+        # one-hot warm-up: a temporary C-way classifier on the same decoder, used before switching to properties
+        self.warmup_classifier = nn.Conv2d(defaults.channels, n_classes, 1) if mode == "property" else None
+
+    # -- property logits --------------------------------------------------------------------------------------
+    def to_property_logits(self, e: torch.Tensor) -> torch.Tensor:
+        """(B, d, h, w) embedding -> (B, K, h, w) logits z = e . E^T (e L2-normalised first if configured)."""
+        if self.normalize:
+            e = F.normalize(e, dim=1)
+        return torch.einsum("bdhw,kd->bkhw", e, self.bank)
+
+    def forward(self, images: torch.Tensor, warmup: bool = False) -> dict[str, torch.Tensor]:
+        """Logits at 1/4 of the input resolution: {"logits": (B, K or C, h, w), "aux_logits": ...}.
+        ``warmup=True`` (property mode) returns C-way logits of the warm-up classifier instead."""
+        feats = self.backbone(images)
+        x = self.decode(feats)
+        out = {}
+        if self.mode == "category" or warmup:
+            out["logits"] = (self.warmup_classifier if warmup else self.classifier)(x)
+            out["kind"] = "category"
+        else:
+            out["logits"] = self.to_property_logits(self.classifier(x))
+            out["kind"] = "property"
+        if self.aux is not None and self.training and not warmup:  # the warm-up trains the main head only
+            a = self.aux_classifier(self.aux(feats[self.defaults.aux_index]))
+            out["aux_logits"] = self.to_property_logits(a) if out["kind"] == "property" else a
+        return out
+
+    # -- inference --------------------------------------------------------------------------------------------
+    def class_scores(self, logits: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) class scores. Property mode: cosine between sigmoid(z/T) and each signature;
+        category mode: the logits themselves."""
+        if self.mode == "category":
+            return logits
+        return property_class_scores(logits, self.signatures, self.temperature)
+
+    @torch.no_grad()
+    def predict_scores(self, images: torch.Tensor, size=None) -> torch.Tensor:
+        """Softmax class scores upsampled to ``size`` (default: the input size)."""
+        logits = self.forward(images)["logits"]
+        logits = F.interpolate(logits, size=size or images.shape[2:], mode="bilinear", align_corners=False)
+        return self.class_scores(logits).softmax(1)
+
+
+def property_class_scores(logits: torch.Tensor, signatures: torch.Tensor, temperature: float) -> torch.Tensor:
+    """s_c = cos(sigmoid(z / T), y_c) for every pixel: (B, K, H, W) logits -> (B, C, H, W)."""
+    p = torch.sigmoid(logits / temperature)
+    p = F.normalize(p, dim=1)
+    y = F.normalize(signatures.to(p.dtype), dim=1)
+    return torch.einsum("bkhw,ck->bchw", p, y)
