@@ -88,6 +88,76 @@ def _run_properties(a: argparse.Namespace) -> int:
     return 0
 
 
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    from dataclasses import fields
+
+    from .segment.train import TrainConfig
+
+    p = sub.add_parser("train", help="stage 3: train a segmentation model (property or category supervision)",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--preset", choices=["demo", "paper"], default="demo",
+                   help="demo: the embedded default in about a minute on a CPU; paper: the paper's schedule")
+    for f in fields(TrainConfig):  # one flag per config field, named like the notebook parameters
+        if f.name == "scale":
+            p.add_argument("--scale", type=int, nargs=2, default=None)
+        elif f.type in ("bool", bool):
+            p.add_argument(f"--{f.name}", type=lambda v: v.lower() in ("1", "true", "yes"), default=None)
+        else:
+            kind = {"int": int, "float": float}.get(str(f.type), str)
+            p.add_argument(f"--{f.name}", type=kind, default=None)
+    p.set_defaults(func=_run_train)
+
+
+def _train_config(a: argparse.Namespace):
+    from dataclasses import fields
+
+    from .segment.train import TrainConfig
+
+    given = {f.name: getattr(a, f.name) for f in fields(TrainConfig) if getattr(a, f.name, None) is not None}
+    if "pretrained" in given and given["pretrained"].lower() == "none":
+        given["pretrained"] = None
+    return TrainConfig.demo(**given) if a.preset == "demo" else TrainConfig(**given)
+
+
+def _run_train(a: argparse.Namespace) -> int:
+    from .segment import train
+
+    cfg = _train_config(a)
+    res = train(cfg)
+    last = res.log[-1] if res.log else {}
+    print(f"run {cfg.run_name}: iterations {res.resumed_from}->{last.get('iteration', res.resumed_from)}, "
+          f"last loss {last.get('loss', float('nan')):.4f}; weights {res.weights}")
+    return 0
+
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="stage 3: evaluate a trained run (mIoU, mAcc, aAcc, per-class IoU)",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--run_name", required=True)
+    p.add_argument("--split", default="val")
+    p.add_argument("--inference", default="whole", choices=["whole", "slide"])
+    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
+    p.add_argument("--out_dir", default=None, help="results folder (default: results/eval/<run_name>)")
+    p.set_defaults(func=_run_evaluate)
+
+
+def _run_evaluate(a: argparse.Namespace) -> int:
+    from . import paths
+    from .segment.evaluate import evaluate, save_results
+    from .segment.train import eval_split, load_trained
+
+    from .datasets import seen_class_names
+
+    model, cfg, _ = load_trained(a.run_name)
+    seen = seen_class_names(cfg.dataset) if cfg.dataset != "custom" else None
+    res = evaluate(model, eval_split(cfg, a.split), mode=a.inference, crop=cfg.crop_size,
+                   stride=max(1, cfg.crop_size * 2 // 3), limit=a.limit, classes=seen)
+    out = save_results(res, paths.resolve(a.out_dir) if a.out_dir else paths.results_dir("eval") / a.run_name,
+                       {"run": cfg.to_dict(), "split": a.split, "inference": a.inference, "limit": a.limit})
+    print(f"{a.run_name}: {res.summary()} -> {out}")
+    return 0
+
+
 def _add_doctor(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("doctor", help="print versions, device and which offline models are installed")
     p.set_defaults(func=_run_doctor)
@@ -146,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_describe(sub)
     _add_properties(sub)
+    _add_train(sub)
+    _add_evaluate(sub)
     _add_doctor(sub)
     _add_run(sub)
     args = parser.parse_args(argv)

@@ -107,3 +107,46 @@ def k_sweep_plot(table):
         ax.set_title(col, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def training_curves(logs: dict[str, list[dict]], smooth: int = 5, title: str = "Training loss"):
+    """Loss against iteration for several runs (moving average over ``smooth`` iterations). Property and
+    category losses are on different scales, so each run gets its own axis."""
+    import numpy as np
+
+    fig, axes = plt.subplots(1, len(logs), figsize=(4.5 * len(logs), 3.2), squeeze=False)
+    for ax, (name, rows) in zip(axes[0], logs.items()):
+        it = np.array([r["iteration"] for r in rows])
+        loss = np.array([r["loss"] for r in rows])
+        if len(loss) >= smooth > 1:
+            loss = np.convolve(loss, np.ones(smooth) / smooth, mode="valid")
+            it = it[smooth - 1:]
+        ax.plot(it, loss)
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel("iteration")
+        ax.set_ylabel("loss")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def prediction_grid(images, labels, predictions: dict, palette, ignore_index: int = 255):
+    """Rows = samples; columns = image, ground truth, then one column per model's prediction."""
+    import numpy as np
+
+    pal = np.zeros((256, 3), np.uint8)
+    pal[: len(palette)] = np.asarray(palette, np.uint8)
+    pal[ignore_index] = 0
+    cols = 2 + len(predictions)
+    fig, axes = plt.subplots(len(images), cols, figsize=(2.2 * cols, 2.2 * len(images)), squeeze=False)
+    for r, (img, lab) in enumerate(zip(images, labels)):
+        panels = [("image", img), ("ground truth", pal[lab])]
+        panels += [(name, pal[p[r]]) for name, p in predictions.items()]
+        for c, (name, arr) in enumerate(panels):
+            axes[r, c].imshow(arr)
+            axes[r, c].set_xticks([])
+            axes[r, c].set_yticks([])
+            if r == 0:
+                axes[r, c].set_title(name, fontsize=9)
+    fig.tight_layout()
+    return fig

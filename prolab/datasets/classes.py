@@ -103,3 +103,17 @@ def unseen_class_names(dataset: str) -> list[str]:
     """Classes reserved as unseen for the open-vocabulary protocol (empty for the paper datasets)."""
     f = _LISTS / Path(DATASETS[dataset].class_file).with_suffix(".unseen.json").name
     return _read_list(f) if f.exists() else []
+
+
+def seen_class_names(dataset: str) -> list[str]:
+    """Classes that are labelled in training (all of them, except a dataset's reserved unseen classes)."""
+    unseen = set(unseen_class_names(dataset)) if dataset in DATASETS else set()
+    return [c for c in load_class_names(dataset) if c not in unseen]
+
+
+def palette(dataset: str) -> list[list[int]]:
+    """The RGB colour of each class (mmseg's palettes; our own for the embedded default)."""
+    import json
+
+    f = _LISTS / Path(DATASETS[dataset].class_file).with_suffix(".palette.json").name
+    return json.loads(f.read_text()) if f.exists() else []

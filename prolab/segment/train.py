@@ -106,6 +106,13 @@ def open_split(cfg: TrainConfig, split: str, transform=None):
     return open_dataset(cfg.dataset, paths.resolve(root), split, transform)
 
 
+def eval_split(cfg: TrainConfig, split: str = "val"):
+    """The evaluation split with the eval transform (resize to the test scale, normalise)."""
+    from ..datasets.transforms import EvalTransform
+
+    return open_split(cfg, split, EvalTransform(tuple(cfg.scale)))
+
+
 class _Batches(torch.utils.data.Dataset):
     """Item (iteration, slot) -> one augmented sample; slot j of iteration i is sample number i*B + j of an
     endless sequence of seeded permutations."""

@@ -1,0 +1,61 @@
+"""Notebook-facing helpers: evaluate several runs the same way, and collect predictions to look at."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..datasets import seen_class_names, unseen_class_names
+from .evaluate import EvalResult, evaluate, save_results
+from .train import TrainConfig, eval_split, load_trained
+
+
+def evaluate_runs(run_names: list[str], split: str = "val", inference: str = "whole", limit: int | None = None,
+                  out_dir: str | Path | None = None, progress: bool = True):
+    """(summary table, per-class IoU table, {run: EvalResult}); means over the seen classes. With ``out_dir``
+    each run's results go to ``out_dir/<run>/`` (metrics.json with config and versions, per_class.csv)."""
+    results: dict[str, EvalResult] = {}
+    rows = []
+    for name in run_names:
+        model, cfg, classes = load_trained(name)
+        seen = seen_class_names(cfg.dataset) if cfg.dataset != "custom" else None
+        res = evaluate(model, eval_split(cfg, split), mode=inference, crop=cfg.crop_size,
+                       stride=max(1, cfg.crop_size * 2 // 3), limit=limit, classes=seen, progress=progress)
+        results[name] = res
+        row = {"run": name, "mode": cfg.mode, "loss": cfg.loss if cfg.mode == "property" else "ce",
+               "iters": cfg.iters, "seed": cfg.seed, **res.summary()}
+        unseen = unseen_class_names(cfg.dataset) if cfg.dataset != "custom" else []
+        if unseen:
+            row["unseen IoU (mean)"] = round(float(res.per_class.loc[unseen, "IoU"].mean()), 2)
+        rows.append(row)
+        if out_dir is not None:
+            save_results(res, Path(out_dir) / name, {"run": cfg.to_dict(), "split": split, "inference": inference,
+                                                     "limit": limit, "mean_over": seen})
+    per_class = pd.DataFrame({n: r.per_class["IoU"].round(1) for n, r in results.items()})
+    return pd.DataFrame(rows).set_index("run"), per_class, results
+
+
+@torch.no_grad()
+def sample_predictions(run_names: list[str], n: int = 4, split: str = "val"):
+    """(images uint8, labels, {run: predictions}) for the first ``n`` images of a split."""
+    preds: dict[str, list[np.ndarray]] = {}
+    images, labels = [], []
+    for name in run_names:
+        model, cfg, _ = load_trained(name)
+        ds = eval_split(cfg, split)
+        preds[name] = []
+        for i in range(min(n, len(ds))):
+            x, lab = ds[i]
+            preds[name].append(model.predict_scores(x[None], size=tuple(lab.shape))[0].argmax(0).numpy())
+            if len(images) < min(n, len(ds)):
+                img, raw_lab = ds.load(i)
+                images.append(img)
+                labels.append(raw_lab.astype(np.int64))
+    return images, labels, preds
+
+
+def train_config(**params) -> TrainConfig:
+    """A demo-sized TrainConfig with notebook parameters applied (``None`` values are left at their defaults)."""
+    return TrainConfig.demo(**{k: v for k, v in params.items() if v is not None})
