@@ -67,3 +67,17 @@ def test_04_property_space(repo, tmp_path):
               compare_embedder=None, compare_descriptor_file=None)
     text = json.dumps(nb)
     assert "kmeans vs gmm" in text and "properties per class" in text
+
+
+def test_05_and_06_train_and_evaluate(repo, tmp_path, monkeypatch):
+    monkeypatch.setenv("PROLAB_CACHE", str(tmp_path / "cache"))
+    nb5 = _run(repo, "05_train_segmentation.ipynb", tmp_path / "05.ipynb", iters=3, batch_size=2, crop_size=64,
+               channels=16, run_prefix="t")
+    assert "image/png" in json.dumps(nb5)
+    nb6 = _run(repo, "06_evaluate.ipynb", tmp_path / "06.ipynb", run_names=["t-property", "t-category"], limit=3,
+               n_show=2, out_dir=str(tmp_path / "res"))
+    text = json.dumps(nb6)
+    assert "mIoU" in text and "image/png" in text
+    metrics = json.loads((tmp_path / "res" / "t-property" / "metrics.json").read_text())
+    assert {"mIoU", "mAcc", "aAcc", "config", "environment"} <= set(metrics)
+    assert (tmp_path / "res" / "t-category" / "per_class.csv").exists()

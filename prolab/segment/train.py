@@ -290,8 +290,10 @@ def train(cfg: TrainConfig, progress: bool = True, stop_after: int | None = None
     aug = TrainTransform(AugmentDefaults(scale=tuple(cfg.scale), crop_size=(cfg.crop_size, cfg.crop_size)))
     batches = _Batches(ds, aug, cfg.batch_size, cfg.seed)
     stop = min(cfg.iters, stop_after) if stop_after else cfg.iters
+    # the loader gets its own generator: drawing its base seed from the global RNG would shift dropout after a resume
     loader = torch.utils.data.DataLoader(batches, batch_size=local_bs, num_workers=cfg.num_workers,
-                                         sampler=_Keys(start, stop, range(rank * local_bs, (rank + 1) * local_bs)))
+                                         sampler=_Keys(start, stop, range(rank * local_bs, (rank + 1) * local_bs)),
+                                         generator=torch.Generator().manual_seed(cfg.seed))
     log_file = run / "metrics.jsonl"
     if rank == 0:
         run.mkdir(parents=True, exist_ok=True)

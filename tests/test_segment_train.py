@@ -1,0 +1,133 @@
+"""Training: overfitting a fixed batch, resume after SIGKILL, a 2-process DDP run (gloo, CPU)."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from prolab import paths
+from prolab.segment import ModelDefaults, SegModel, segmentation_loss
+from prolab.segment.train import TrainConfig, default_property_space, open_split
+
+TINY = ["--preset", "demo", "--batch_size", "2", "--crop_size", "64", "--scale", "128", "64", "--channels", "32",
+        "--log_interval", "1"]
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    """One private cache (generated dataset, runs) for the module; subprocesses inherit it."""
+    d = tmp_path_factory.mktemp("prolab-cache")
+    old = os.environ.get("PROLAB_CACHE")
+    os.environ["PROLAB_CACHE"] = str(d)
+    from prolab.datasets import synthetic
+
+    synthetic.generate(progress=False)
+    yield d
+    if old is None:
+        os.environ.pop("PROLAB_CACHE")
+    else:
+        os.environ["PROLAB_CACHE"] = old
+
+
+def _batch(n=4, size=64):
+    from prolab.datasets.transforms import to_tensor
+
+    ds = open_split(TrainConfig.demo(), "train")
+    imgs, labs = [], []
+    for i in range(n):
+        img, lab = ds.load(i)
+        imgs.append(to_tensor(img[32:32 + size, 32:32 + size]))
+        labs.append(torch.from_numpy(lab[32:32 + size, 32:32 + size]))
+    return torch.stack(imgs), torch.stack(labs), ds.class_names
+
+
+@pytest.mark.parametrize("mode", ["property", "category"])
+def test_overfits_a_fixed_batch(cache, mode):
+    from prolab.properties import PropertySpace
+
+    torch.manual_seed(0)
+    x, y, classes = _batch()
+    space = PropertySpace.load(default_property_space("synthetic_outdoor"))
+    model = SegModel(len(classes), mode, torch.from_numpy(space.bank), torch.from_numpy(space.signatures.astype(np.float32)),
+                     0.04, defaults=ModelDefaults(channels=32, aux_channels=16, dropout=0.0)).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3)
+    losses = []
+    for _ in range(50):
+        out = model(x)
+        loss = segmentation_loss(out, y, getattr(model, "signatures", None), 0.04, "cos_sigmoid", 0.4)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    model.eval()
+    pred = model.predict_scores(x).argmax(1)
+    valid = y != 255
+    acc = (pred[valid] == y[valid]).float().mean().item()
+    assert losses[-1] < 0.3 * losses[0], losses[::10]
+    assert acc > 0.85, acc
+
+
+def _train_cmd(run, iters, *extra):
+    return [sys.executable, "-m", "prolab", "train", *TINY, "--run_name", run, "--iters", str(iters), *extra]
+
+
+def _log(run):
+    f = paths.run_dir(run) / "metrics.jsonl"
+    return [json.loads(l) for l in f.read_text().splitlines()] if f.exists() else []
+
+
+def test_resume_after_sigkill_continues_with_the_same_next_loss(cache):
+    ref = subprocess.run(_train_cmd("ref", 10, "--checkpoint_interval", "100"), capture_output=True, text=True,
+                         timeout=600)
+    assert ref.returncode == 0, ref.stderr[-2000:]
+    ref_loss = {r["iteration"]: r["loss"] for r in _log("ref")}
+    assert len(ref_loss) == 10
+
+    proc = subprocess.Popen(_train_cmd("killed", 10, "--checkpoint_interval", "3"), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if _log("killed") and _log("killed")[-1]["iteration"] >= 5:
+            break
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = {r["iteration"]: r["loss"] for r in _log("killed")}
+    for i, v in before.items():  # the same process-independent sequence as the reference run
+        assert v == pytest.approx(ref_loss[i], rel=1e-5, abs=1e-6), i
+    ck = torch.load(paths.checkpoint_path("killed"), weights_only=True)
+    saved = int(ck["iteration"])
+    assert saved in (3, 6, 9) and saved < 10, saved
+    assert not (paths.run_dir("killed") / "model.safetensors").exists()
+
+    res = subprocess.run(_train_cmd("killed", 10, "--checkpoint_interval", "3"), capture_output=True, text=True,
+                         timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert f"iterations {saved}->10" in res.stdout
+    rows = _log("killed")
+    after = [r for r in rows if r["iteration"] == saved + 1]
+    assert after[-1]["loss"] == pytest.approx(ref_loss[saved + 1], rel=1e-5, abs=1e-6)
+    assert (paths.run_dir("killed") / "model.safetensors").exists()
+
+
+def test_changed_settings_refuse_to_resume(cache):
+    r = subprocess.run(_train_cmd("ref", 10, "--lr", "0.5"), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "other settings (['lr'])" in r.stderr
+
+
+def test_ddp_two_processes_gloo(cache):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+           "-m", "prolab", "train", *TINY, "--batch_size", "4", "--run_name", "ddp", "--iters", "3",
+           "--device", "cpu"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = _log("ddp")
+    assert [x["iteration"] for x in rows] == [1, 2, 3]
+    cfg = json.loads((paths.run_dir("ddp") / "config.json").read_text())
+    assert cfg["world_size"] == 2
+    assert (paths.run_dir("ddp") / "model.safetensors").exists()
