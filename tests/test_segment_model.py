@@ -122,3 +122,12 @@ def test_mobilenetv2_mapping_gives_torchvision_top5_on_a_real_photo():
     torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
     # and the weights really are ImageNet-trained: confident, not uniform
     assert a.softmax(1).max() > 50 / 1000  # ImageNet-trained weights: far from the uniform 1/1000
+
+
+def test_composed_property_head_equals_embedding_then_bank():
+    torch.manual_seed(0)
+    m = SegModel(3, "property", torch.randn(4, 8), SIG, T, defaults=ModelDefaults(pretrained=None, channels=16,
+                                                                                  aux_channels=8))
+    x = torch.randn(2, 16, 5, 5)
+    torch.testing.assert_close(m.property_head(x, m.classifier), m.to_property_logits(m.classifier(x)),
+                               atol=1e-5, rtol=1e-5)

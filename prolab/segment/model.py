@@ -124,12 +124,23 @@ class SegModel(nn.Module):
             out["logits"] = (self.warmup_classifier if warmup else self.classifier)(x)
             out["kind"] = "category"
         else:
-            out["logits"] = self.to_property_logits(self.classifier(x))
+            out["logits"] = self.property_head(x, self.classifier)
             out["kind"] = "property"
         if self.aux is not None and self.training and not warmup:  # the warm-up trains the main head only
-            a = self.aux_classifier(self.aux(feats[self.defaults.aux_index]))
-            out["aux_logits"] = self.to_property_logits(a) if out["kind"] == "property" else a
+            a = self.aux(feats[self.defaults.aux_index])
+            out["aux_logits"] = (self.property_head(a, self.aux_classifier) if out["kind"] == "property"
+                                 else self.aux_classifier(a))
         return out
+
+    def property_head(self, x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
+        """Property logits from decoder features. Without L2 normalisation, the 1x1 conv that makes e and the
+        bank compose into a single K-output 1x1 conv (weights E.W, bias E.b): the d-dim map is never built."""
+        if self.normalize:
+            return self.to_property_logits(conv(x))
+        w = conv.weight.flatten(1)                               # (d, channels)
+        weight = (self.bank @ w).view(self.bank.shape[0], -1, 1, 1)
+        bias = self.bank @ conv.bias if conv.bias is not None else None
+        return F.conv2d(x, weight, bias)
 
     # -- inference --------------------------------------------------------------------------------------------
     def class_scores(self, logits: torch.Tensor) -> torch.Tensor:
@@ -140,10 +151,19 @@ class SegModel(nn.Module):
         return property_class_scores(logits, self.signatures, self.temperature)
 
     @torch.no_grad()
-    def predict_scores(self, images: torch.Tensor, size=None) -> torch.Tensor:
-        """Softmax class scores upsampled to ``size`` (default: the input size)."""
+    def predict_scores(self, images: torch.Tensor, size=None, score_resolution: str = "feature") -> torch.Tensor:
+        """Softmax class scores at ``size`` (default: the input size).
+
+        ``score_resolution="feature"`` computes class scores where the logits are (1/4 of the input) and
+        upsamples the C score maps, as the category baseline upsamples its C logits: the same upsampling cost.
+        ``"full"`` upsamples the K property logits first and scores every pixel (the release's order; K/C times
+        the upsampling and a per-pixel K x C product)."""
+        size = tuple(size or images.shape[2:])
         logits = self.forward(images)["logits"]
-        logits = F.interpolate(logits, size=size or images.shape[2:], mode="bilinear", align_corners=False)
+        if self.mode == "property" and score_resolution == "feature":
+            scores = self.class_scores(logits)
+            return F.interpolate(scores, size=size, mode="bilinear", align_corners=False).softmax(1)
+        logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
         return self.class_scores(logits).softmax(1)
 
 
