@@ -197,6 +197,7 @@ def _run_doctor(a: argparse.Namespace) -> int:
 def _add_run(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="run the notebook pipeline from a YAML config (papermill)")
     p.add_argument("--config", default="configs/demo.yaml", help="run config (relative to the repository root)")
+    p.add_argument("--force", action="store_true", help="run every notebook even if its inputs are unchanged")
     p.set_defaults(func=_run_run)
 
 
@@ -206,8 +207,33 @@ def _run_run(a: argparse.Namespace) -> int:
     from .pipeline import run_pipeline
 
     t0 = time.time()
-    out = run_pipeline(a.config)
+    out = run_pipeline(a.config, force=a.force)
     print(f"pipeline finished in {time.time() - t0:.0f} s; results in {out}")
+    return 0
+
+
+def _add_grid(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("grid", help="run an ablation grid (YAML) and regenerate its tables")
+    p.add_argument("--config", default="configs/grid_demo.yaml")
+    p.add_argument("--check", action="store_true", help="only validate the config and list the cells")
+    p.set_defaults(func=_run_grid)
+
+
+def _run_grid(a: argparse.Namespace) -> int:
+    from .pipeline.grid import grid_dir, load_grid, run_grid
+    from .pipeline.tables import write_tables
+
+    cfg = load_grid(a.config)
+    cells = cfg.cells()
+    print(f"grid {cfg.name}: {len(cells)} runs ({len(cells) // max(1, len(cfg.seeds))} settings x "
+          f"{len(cfg.seeds)} seeds) on {cfg.dataset}")
+    if a.check:
+        for c in cells:
+            print(f"  {c['cell']}  {c['axis']:>12s} = {c.get(c['axis'], '') if c['axis'] != 'base' else '':<24} "
+                  f"seed {c['seed']}")
+        return 0
+    runs = run_grid(cfg)
+    print(f"tables -> {write_tables(runs, grid_dir(cfg))}")
     return 0
 
 
@@ -220,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     _add_evaluate(sub)
     _add_doctor(sub)
     _add_run(sub)
+    _add_grid(sub)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

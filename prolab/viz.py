@@ -150,3 +150,18 @@ def prediction_grid(images, labels, predictions: dict, palette, ignore_index: in
                 axes[r, c].set_title(name, fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def metric_vs_axis(runs, axis: str = "n_properties", metric: str = "mIoU"):
+    """Mean ± std of a metric over seeds against a numeric axis (base runs and the runs varying it)."""
+    rows = runs[(runs["axis"] == "base") | (runs["axis"] == axis)]
+    g = rows.groupby(axis)[metric]
+    mean, std = g.mean(), g.std(ddof=1).fillna(0)
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.errorbar(mean.index, mean.values, yerr=std.values, marker="o", capsize=3)
+    if axis == "n_properties":
+        ax.set_xscale("log", base=2)
+    ax.set_xlabel(axis)
+    ax.set_ylabel(f"{metric} (mean ± std over seeds)")
+    fig.tight_layout()
+    return fig

@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 
 from .. import paths
-from ..files import atomic_write_json, environment_info, utc_now
+from ..files import atomic_write_json, environment_info, read_json, stable_hash, utc_now
 
 
 @dataclass
@@ -62,8 +62,33 @@ def load_config(path: str | Path) -> PipelineConfig:
     return PipelineConfig(raw["run_name"], steps, str(path))
 
 
-def run_pipeline(config: PipelineConfig | str | Path, progress: bool = True) -> Path:
-    """Execute every notebook of the config in order; returns ``results/<run_name>/``."""
+def inputs_hash() -> str:
+    """Content hash of what every notebook depends on besides its parameters: the package's code and the
+    committed artefacts (prompts, call cache, descriptor files, property spaces)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    root = paths.repo_root()
+    files = sorted(list((root / "prolab").rglob("*.py")) + list((root / "prolab").rglob("*.json"))
+                   + [p for p in (root / "descriptors").rglob("*") if p.is_file()]
+                   + [p for p in (root / "properties").rglob("*") if p.is_file()])
+    for f in files:
+        h.update(str(f.relative_to(root)).encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def step_key(step: NotebookStep, previous: str, inputs: str) -> str:
+    nb = (paths.notebooks_dir() / step.notebook).read_bytes()
+    return stable_hash({"notebook": nb.hex(), "parameters": step.parameters, "previous": previous, "inputs": inputs})
+
+
+def run_pipeline(config: PipelineConfig | str | Path, progress: bool = True, force: bool = False) -> Path:
+    """Execute the notebooks of the config in order; returns ``results/<run_name>/``.
+
+    A step whose notebook, parameters, upstream steps and inputs (code, committed artefacts) are unchanged
+    since its last successful execution is skipped; a step that was interrupted is run again (training
+    inside it resumes from its checkpoints)."""
     import papermill as pm
 
     cfg = config if isinstance(config, PipelineConfig) else load_config(config)
@@ -72,16 +97,24 @@ def run_pipeline(config: PipelineConfig | str | Path, progress: bool = True) -> 
     atomic_write_json(out_dir / "config.json", {"run_name": cfg.run_name, "source": Path(cfg.source).name,
                                                 "notebooks": [asdict(s) for s in cfg.steps]})
     atomic_write_json(out_dir / "environment.json", environment_info())
-    timings = []
+    state_file = out_dir / "state.json"
+    state = read_json(state_file) if state_file.exists() else {}
+    inputs = inputs_hash()
+    previous = ""
     for i, step in enumerate(cfg.steps, 1):
+        key = step_key(step, previous, inputs)
+        previous = key
         dest = paths.executed_notebook_path(cfg.run_name, step.notebook)
+        if not force and state.get(step.notebook, {}).get("key") == key and dest.exists():
+            print(f"[{i}/{len(cfg.steps)}] {step.notebook}: unchanged, skipped", flush=True)
+            continue
         dest.parent.mkdir(parents=True, exist_ok=True)
         print(f"[{i}/{len(cfg.steps)}] {step.notebook}", flush=True)
         t0 = time.time()
-        tmp = dest.with_name(f".{dest.name}.running")
+        tmp = dest.with_name(f".{dest.stem}.running.ipynb")
         pm.execute_notebook(str(paths.notebooks_dir() / step.notebook), str(tmp), parameters=step.parameters,
                             cwd=str(paths.notebooks_dir()), kernel_name="python3", progress_bar=progress)
         tmp.replace(dest)
-        timings.append({"notebook": step.notebook, "seconds": round(time.time() - t0, 1), "finished": utc_now()})
-        atomic_write_json(out_dir / "timings.json", timings)
+        state[step.notebook] = {"key": key, "seconds": round(time.time() - t0, 1), "finished": utc_now()}
+        atomic_write_json(state_file, state)
     return out_dir

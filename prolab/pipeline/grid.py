@@ -1,0 +1,193 @@
+"""The ablation grid: one YAML names a base configuration and the axes to vary (one at a time, as the
+paper's ablations do), the runner trains and evaluates every cell for every seed, and appends one tidy row
+per run to a CSV. Cells already in the CSV are not run again, so a killed grid resumes where it stopped.
+
+Axes: n_properties, embedder, method (clustering), loss, temperature, prompt, llm (descriptor file), mode
+(property or category supervision). Seeds are listed separately.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from .. import paths
+from ..files import atomic_write_json, atomic_write_text, environment_info, stable_hash, utc_now
+
+AXES: dict[str, type] = {"n_properties": int, "embedder": str, "method": str, "loss": str, "temperature": float,
+                         "prompt": str, "llm": str, "mode": str}
+CHOICES = {"method": ("kmeans", "gmm", "vmf"), "loss": ("cos_sigmoid", "bce", "cos"),
+           "mode": ("property", "category")}
+DEFAULT_BASE = {"n_properties": None, "embedder": "all-MiniLM-L6-v2", "method": "kmeans", "loss": "cos_sigmoid",
+                "temperature": 0.04, "prompt": "structured", "llm": "qwen2.5-coder-1.5b-instruct-q4_k_m",
+                "mode": "property"}
+
+
+@dataclass
+class GridConfig:
+    name: str
+    dataset: str
+    base: dict[str, Any]
+    vary: dict[str, list]
+    seeds: list[int]
+    train: dict[str, Any] = field(default_factory=dict)
+    source: str = ""
+
+    def cells(self) -> list[dict[str, Any]]:
+        """Every (settings, seed) to run: the base, then each axis value on its own, for every seed."""
+        variants = [("base", dict(self.base))]
+        for axis, values in self.vary.items():
+            for v in values:
+                if v != self.base.get(axis):
+                    variants.append((axis, {**self.base, axis: v}))
+        out = []
+        for axis, params in variants:
+            for seed in self.seeds:
+                cell = {"axis": axis, **params, "seed": seed}
+                cell["cell"] = stable_hash({"dataset": self.dataset, "train": self.train,
+                                            **{k: v for k, v in cell.items() if k != "axis"}}, 12)
+                out.append(cell)
+        return out
+
+
+def _type_ok(value, kind) -> bool:
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, kind) and not isinstance(value, bool)
+
+
+def load_grid(path: str | Path) -> GridConfig:
+    """Read and check a grid YAML; every problem is reported before anything runs."""
+    from ..datasets import DATASETS
+    from ..describe.prompts import load_prompt
+    from ..segment.train import TrainConfig
+
+    path = paths.resolve(path)
+    if not path.exists():
+        raise FileNotFoundError(f"grid config not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise ValueError(f"{path} is not valid YAML: {e}") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: expected a mapping")
+    unknown = set(raw) - {"name", "dataset", "base", "vary", "seeds", "train"}
+    if unknown:
+        raise ValueError(f"{path}: unknown keys {sorted(unknown)} (expected name, dataset, base, vary, seeds, train)")
+    for key in ("name", "dataset"):
+        if not isinstance(raw.get(key), str):
+            raise ValueError(f"{path}: {key!r} must be a string")
+    if raw["dataset"] not in DATASETS:
+        raise ValueError(f"{path}: unknown dataset {raw['dataset']!r}; registered: {', '.join(DATASETS)}")
+    base = {**DEFAULT_BASE, **(raw.get("base") or {})}
+    vary = raw.get("vary") or {}
+    if not isinstance(vary, dict):
+        raise ValueError(f"{path}: 'vary' must map axis names to lists of values")
+    for section, mapping in (("base", raw.get("base") or {}), ("vary", vary)):
+        for axis in mapping:
+            if axis not in AXES:
+                raise ValueError(f"{path}: unknown axis {axis!r} in {section}; axes are {', '.join(AXES)} "
+                                 "(seeds go under 'seeds')")
+    for axis, values in vary.items():
+        if not isinstance(values, list) or not values:
+            raise ValueError(f"{path}: vary.{axis} must be a non-empty list")
+    for axis, kind in AXES.items():
+        for v in [base[axis]] + list(vary.get(axis, [])):
+            if v is None and axis == "n_properties":
+                continue
+            if not _type_ok(v, kind):
+                raise ValueError(f"{path}: {axis} value {v!r} should be {kind.__name__}, not {type(v).__name__}")
+            if axis in CHOICES and v not in CHOICES[axis]:
+                raise ValueError(f"{path}: {axis} value {v!r} is not one of {CHOICES[axis]}")
+    seeds = raw.get("seeds", [0])
+    if not isinstance(seeds, list) or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        raise ValueError(f"{path}: seeds must be a list of integers")
+    train = raw.get("train") or {}
+    try:
+        TrainConfig.demo(**train)
+    except TypeError as e:
+        raise ValueError(f"{path}: train: {e}") from None
+    cfg = GridConfig(raw["name"], raw["dataset"], base, vary, seeds, train, str(path))
+    # every descriptor file the grid needs must exist now, not halfway through
+    for cell in cfg.cells():
+        if cell["mode"] == "property":
+            f = paths.descriptor_path(cfg.dataset, cell["llm"], load_prompt(cell["prompt"]).tag)
+            if not f.exists():
+                raise FileNotFoundError(f"{path}: cell {cell['axis']}={cell.get(cell['axis'])} needs the descriptor "
+                                        f"file {f.relative_to(paths.repo_root())}, which does not exist "
+                                        f"(run: prolab describe --dataset {cfg.dataset} --prompt {cell['prompt']} "
+                                        f"--backend llama_cpp)")
+    return cfg
+
+
+def base_descriptions(cfg: GridConfig) -> int:
+    """Number of descriptions in the base descriptor file (relates our K to the paper's)."""
+    from ..describe import load_descriptors
+    from ..describe.prompts import load_prompt
+
+    f = paths.descriptor_path(cfg.dataset, cfg.base["llm"], load_prompt(cfg.base["prompt"]).tag)
+    return sum(len(v) for v in load_descriptors(f).values())
+
+
+def grid_dir(cfg: GridConfig) -> Path:
+    return paths.results_dir(cfg.name)
+
+
+def run_cell(cfg: GridConfig, cell: dict[str, Any], progress: bool = True) -> tuple[dict, list[dict]]:
+    """Build the property space, train, evaluate; returns (row, training curve)."""
+    from ..describe.prompts import load_prompt
+    from ..properties import build_property_space
+    from ..segment import train
+    from ..segment.report import evaluate_runs
+    from ..segment.train import TrainConfig
+
+    space_path = None
+    if cell["mode"] == "property":
+        dfile = paths.descriptor_path(cfg.dataset, cell["llm"], load_prompt(cell["prompt"]).tag)
+        built = build_property_space(cfg.dataset, dfile, cell["embedder"], n_properties=cell["n_properties"],
+                                     method=cell["method"], out_root=paths.cache_root() / "grid_spaces",
+                                     progress=False)
+        space_path = str(built.path)
+    run_name = f"{cfg.name}-{cell['cell']}"
+    t0 = time.time()
+    res = train(TrainConfig.demo(run_name=run_name, mode=cell["mode"], loss=cell["loss"],
+                                 temperature=cell["temperature"], seed=cell["seed"], property_space=space_path,
+                                 dataset=cfg.dataset, **cfg.train), progress=progress)
+    seconds = time.time() - t0
+    summary, _, _ = evaluate_runs([run_name], progress=False)
+    metrics = summary.iloc[0].to_dict()
+    row = {**cell, **{k: metrics[k] for k in ("mIoU", "mAcc", "aAcc") if k in metrics},
+           "unseen_IoU": metrics.get("unseen IoU (mean)"), "train_seconds": round(seconds, 1),
+           "finished": utc_now()}
+    from ..segment.train import read_log
+
+    curve = [{"cell": cell["cell"], "iteration": r["iteration"], "loss": r["loss"]} for r in read_log(run_name)]
+    return row, curve
+
+
+def run_grid(config: GridConfig | str | Path, progress: bool = True) -> pd.DataFrame:
+    """Run every cell not yet in ``results/<name>/runs.csv``; rows are appended as cells finish."""
+    from tqdm.auto import tqdm
+
+    cfg = config if isinstance(config, GridConfig) else load_grid(config)
+    out = grid_dir(cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    runs_csv, curves_csv = out / "runs.csv", out / "curves.csv"
+    done = pd.read_csv(runs_csv) if runs_csv.exists() else pd.DataFrame()
+    curves = pd.read_csv(curves_csv) if curves_csv.exists() else pd.DataFrame()
+    atomic_write_json(out / "grid.json", {"name": cfg.name, "dataset": cfg.dataset, "base": cfg.base,
+                                          "vary": cfg.vary, "seeds": cfg.seeds, "train": cfg.train,
+                                          "n_descriptions": base_descriptions(cfg),
+                                          "source": Path(cfg.source).name, "environment": environment_info()})
+    todo = [c for c in cfg.cells() if done.empty or c["cell"] not in set(done["cell"])]
+    for cell in tqdm(todo, desc=f"grid {cfg.name}", disable=not progress):
+        row, curve = run_cell(cfg, cell, progress=False)
+        done = pd.concat([done, pd.DataFrame([row])], ignore_index=True)
+        curves = pd.concat([curves, pd.DataFrame(curve)], ignore_index=True)
+        atomic_write_text(curves_csv, curves.to_csv(index=False))
+        atomic_write_text(runs_csv, done.to_csv(index=False))
+    return done
