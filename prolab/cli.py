@@ -18,7 +18,9 @@ def _add_describe(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--llm", default=None, help="model name, alias or path (default: the packaged Qwen GGUF)")
     p.add_argument("--prompt", default="structured", help="prompt name in descriptors/prompts/ or a YAML path")
     p.add_argument("--base_url", default=None, help="OpenAI-compatible endpoint (openai backend)")
-    p.add_argument("--api_key_env", default="OPENAI_API_KEY", help="environment variable holding the API key")
+    p.add_argument("--api_key_env", default=None,
+                   help="environment variable holding the API key (default: OPENAI_API_KEY for the OpenAI API; "
+                        "none for a --base_url server unless given)")
     p.add_argument("--concurrency", type=int, default=r.concurrency)
     p.add_argument("--max_attempts", type=int, default=r.max_attempts)
     p.add_argument("--temperature", type=float, default=g.temperature)
@@ -152,7 +154,7 @@ def _run_evaluate(a: argparse.Namespace) -> int:
     seen = seen_class_names(cfg.dataset) if cfg.dataset != "custom" else None
     res = evaluate(model, eval_split(cfg, a.split), mode=a.inference, crop=cfg.crop_size,
                    stride=max(1, cfg.crop_size * 2 // 3), limit=a.limit, classes=seen)
-    out = save_results(res, paths.resolve(a.out_dir) if a.out_dir else paths.results_dir("eval") / a.run_name,
+    out = save_results(res, paths.resolve(a.out_dir) if a.out_dir else paths.results_dir("eval") / paths.slug(a.run_name),
                        {"run": cfg.to_dict(), "split": a.split, "inference": a.inference, "limit": a.limit})
     print(f"{a.run_name}: {res.summary()} -> {out}")
     return 0

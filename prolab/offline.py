@@ -132,7 +132,11 @@ def assemble(model: SplitModel) -> Path:
             # the archive may hold the model folder itself or its contents
             entries = [p for p in staging.iterdir() if not p.name.startswith((".", "__MACOSX"))]
             root = entries[0] if len(entries) == 1 and entries[0].is_dir() else staging
-            os.replace(root, final)
+            try:
+                os.replace(root, final)
+            except OSError:
+                if not final.exists():  # else another process finished the same assembly first
+                    raise
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         return final

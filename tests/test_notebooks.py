@@ -32,7 +32,7 @@ def test_01_prompt_design_live_api_without_leaking_the_key(repo, tmp_path, monke
     with StubChatServer() as srv:
         nb = _run(repo, "01_prompt_design.ipynb", tmp_path / "01.ipynb", classes=["road", "sky"],
                   prompts=["structured", "naive"], backend="openai", llm="stub-model", base_url=srv.base_url,
-                  cache_path=str(tmp_path / "calls.jsonl"))
+                  api_key_env="OPENAI_API_KEY", cache_path=str(tmp_path / "calls.jsonl"))
         assert srv.stats.requests >= 4 and f"Bearer {SECRET}" in srv.stats.auth_headers
     text = json.dumps(nb)
     assert "asks per class" in text  # the statistics table rendered

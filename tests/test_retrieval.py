@@ -146,3 +146,32 @@ def test_missing_key_for_openai_is_a_clear_error(monkeypatch):
 
     with pytest.raises(BackendError, match="NO_SUCH_KEY_VAR"):
         make_backend("openai", "gpt-4o-mini", api_key_env="NO_SUCH_KEY_VAR")
+
+
+def test_openai_key_is_not_sent_to_another_server_unless_named(monkeypatch, tmp_path):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-real-openai-key-0123456789abcdef")
+    with StubChatServer() as srv:
+        retrieve(["road"], make_backend("openai", "stub-model", base_url=srv.base_url), P,
+                 CallCache(tmp_path / "c.jsonl"), defaults=FAST, progress=False)
+        assert srv.stats.auth_headers == {"Bearer not-needed"}
+
+
+def test_a_failed_run_never_replaces_a_complete_file(tmp_path):
+    classes = tmp_path / "two.txt"
+    classes.write_text("road\nsky\n")
+    with StubChatServer() as srv:
+        good = describe_dataset(str(classes), backend=_backend(srv), out_root=tmp_path / "d",
+                                cache_path=tmp_path / "c.jsonl", defaults=FAST, progress=False)
+    before = good.path.read_bytes()
+    with StubChatServer(StubScript(faults=deque(["500"] * 50))) as srv:
+        bad = describe_dataset(str(classes), backend=_backend(srv), prompt="naive", out_root=tmp_path / "d",
+                               cache_path=tmp_path / "c2.jsonl", defaults=replace(FAST, max_retries=1),
+                               progress=False)
+        assert bad.result.failures  # new prompt, server down: every class failed
+    # same prompt again with the server down is answered from the cache: nothing fails, nothing is lost
+    assert good.path.read_bytes() == before
+    with StubChatServer(StubScript(faults=deque(["500"] * 50))) as srv:
+        worse = describe_dataset(str(classes), backend=_backend(srv), out_root=tmp_path / "d",
+                                 cache_path=tmp_path / "empty.jsonl", defaults=replace(FAST, max_retries=1),
+                                 progress=False)
+    assert worse.path.name.endswith(".partial.json") and good.path.read_bytes() == before

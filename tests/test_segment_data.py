@@ -105,3 +105,16 @@ def test_synthetic_dataset_is_deterministic_and_hides_unseen_in_training():
     for s in range(120):
         seen |= set(np.unique(synthetic.render_scene(s)[1]).tolist())
     assert seen >= set(range(18))
+
+
+def test_custom_folder_mistakes_are_named(tmp_path):
+    imgs, anns = tmp_path / "i", tmp_path / "a"
+    imgs.mkdir(), anns.mkdir()
+    Image.fromarray(np.zeros((4, 5, 3), np.uint8)).save(imgs / "x.jpg")
+    Image.fromarray(np.zeros((4, 5), np.uint8)).save(anns / "x.png")
+    with pytest.raises(ValueError, match="ignore value 0 is also class 0 \\('cat'\\)"):
+        custom_dataset(imgs, anns, ["cat", "dog"], ignore_index=0)
+    with pytest.raises(ValueError, match="label_map sends 7 to 5, outside the 2 classes"):
+        custom_dataset(imgs, anns, ["cat", "dog"], label_map={7: 5})
+    ds = custom_dataset(imgs, anns, ["cat", "dog"], ignore_index=0, reduce_zero_label=True)
+    assert (ds[0][1] == 255).all()

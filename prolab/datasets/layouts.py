@@ -102,11 +102,19 @@ class SegmentationDataset:
         lut = np.full(256, -1, dtype=np.int64)
         if label_map:
             for raw, tid in label_map.items():
+                if not 0 <= int(raw) <= 255:
+                    raise ValueError(f"{self.name}: label_map key {raw} is not a raw 8-bit label value (0..255)")
+                if tid not in (None, IGNORE, -1) and not 0 <= int(tid) < c:
+                    raise ValueError(f"{self.name}: label_map sends {raw} to {tid}, outside the {c} classes")
                 lut[int(raw)] = IGNORE if tid in (None, IGNORE, -1) else int(tid)
         elif self.layout.reduce_zero_label:
             lut[0] = IGNORE
             lut[1:c + 1] = np.arange(c)
         else:
+            if self.ignore_index < c:
+                raise ValueError(f"{self.name}: ignore value {self.ignore_index} is also class {self.ignore_index} "
+                                 f"({self.class_names[self.ignore_index]!r}); use reduce_zero_label=True (raw v -> "
+                                 "class v-1) or a label_map")
             lut[:c] = np.arange(c)
         lut[self.ignore_index] = IGNORE
         return lut
@@ -124,6 +132,9 @@ class SegmentationDataset:
         if raw.shape != img.shape[:2]:
             raise LayoutError(f"{self.name}: size mismatch: image {img_path} is {img.shape[1]}x{img.shape[0]}, "
                               f"label {ann_path} is {raw.shape[1]}x{raw.shape[0]}")
+        if raw.size and int(raw.max()) > 255:
+            raise LayoutError(f"{self.name}: label map {ann_path} has value {int(raw.max())}; label maps must be "
+                              "8-bit class indices (0..255)")
         label = self._lut[raw.astype(np.int64)]
         if (label < 0).any():
             bad = sorted(set(np.unique(raw[label < 0]).tolist()))

@@ -63,18 +63,21 @@ class Backend:
 class OpenAIBackend(Backend):
     kind = "openai"
 
-    def __init__(self, model: str, base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY",
+    def __init__(self, model: str, base_url: str | None = None, api_key_env: str | None = None,
                  timeout: float = 60.0, repeat_penalty_field: str | None = "auto", model_id: str | None = None):
         try:
             import openai
         except ImportError as e:  # pragma: no cover - openai is a core dependency
             raise BackendError("the openai backend needs `pip install openai>=1`") from e
         self._openai = openai
-        key = os.environ.get(api_key_env)
+        # OPENAI_API_KEY is only ever sent to the OpenAI API itself; another server gets a key only from a
+        # variable named explicitly, so a real key never reaches a third-party base_url by accident.
+        env = api_key_env or ("OPENAI_API_KEY" if base_url is None else None)
+        key = os.environ.get(env) if env else None
         if not key:
-            if base_url is None:
-                raise BackendError(f"the OpenAI API needs a key in the environment variable {api_key_env}")
-            key = "not-needed"  # local servers (llama.cpp, vLLM) accept any key
+            if env and (base_url is None or api_key_env):
+                raise BackendError(f"no API key: the environment variable {env} is not set")
+            key = "not-needed"  # local servers (llama.cpp, vLLM without auth) accept any key
         self.model = model
         self.model_id = model_id or model
         self.base_url = base_url
@@ -100,7 +103,7 @@ class OpenAIBackend(Backend):
         except openai.APIStatusError as e:
             if e.status_code >= 500 or e.status_code in (408, 409):
                 raise TransientError(f"server error {e.status_code}: {e}", _retry_after(e)) from None
-            raise BackendError(f"{self.base_url or 'OpenAI API'} refused the request "
+            raise BackendError(f"{_redact_url(self.base_url) or 'OpenAI API'} refused the request "
                                f"({e.status_code}): {e}") from None
         except openai.APITimeoutError:
             raise TransientError("request timed out") from None

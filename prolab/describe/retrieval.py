@@ -91,7 +91,7 @@ class Retriever:
         with self._rng_lock:
             jitter = 0.5 + 0.5 * self._rng.random()
         delay = min(d.backoff_max, d.backoff_base * 2 ** retry) * jitter
-        return min(d.backoff_max, max(delay, hint or 0.0))
+        return max(delay, min(hint or 0.0, 600.0))  # the server's Retry-After wins (up to 10 min)
 
     def params_for(self, attempt: int) -> GenerationParams:
         """First ask: the configured parameters. Re-asks: sampling, with a seed per attempt (still replayable)."""

@@ -10,7 +10,7 @@ from ..datasets import load_class_names
 from ..files import environment_info, utc_now
 from .backends import Backend, GenerationParams, make_backend
 from .cache import CallCache
-from .descriptors import descriptor_stats, save_descriptors
+from .descriptors import descriptor_stats, load_meta, save_descriptors
 from .prompts import Prompt, load_prompt
 from .retrieval import RetrievalDefaults, RetrievalResult, retrieve
 
@@ -26,7 +26,7 @@ def describe_dataset(dataset: str, backend: str | Backend = "replay", llm: str |
                      prompt: str | Prompt = "structured", out_root: str | Path | None = None,
                      cache_path: str | Path | None = None, params: GenerationParams = GenerationParams(),
                      defaults: RetrievalDefaults = RetrievalDefaults(), base_url: str | None = None,
-                     api_key_env: str = "OPENAI_API_KEY", progress: bool = True) -> DescribeOutput:
+                     api_key_env: str | None = None, progress: bool = True) -> DescribeOutput:
     """Describe every class of ``dataset`` (a registered name or a class-list file) and write
     ``descriptors/<dataset>/<llm>__<prompt>.json``.
 
@@ -63,6 +63,10 @@ def describe_dataset(dataset: str, backend: str | Backend = "replay", llm: str |
         "calls": {"new": result.new_calls, "cached": result.cached_calls},
         "environment": environment_info(),
     }
+    if result.failures and out.exists() and not load_meta(out).get("failures"):
+        # an existing complete file is never replaced by a worse one (e.g. the API was down)
+        out = out.with_name(out.stem + ".partial.json")
+        print(f"{len(result.failures)} classes failed: the complete file is kept; this run is written to {out.name}")
     save_descriptors(out, result.descriptions, meta)
     return DescribeOutput(out, result, meta)
 
@@ -71,12 +75,12 @@ def compare_prompts(class_names: list[str], prompts: list[str], backend: str | B
                     llm: str | None = None, cache_path: str | Path | None = None,
                     params: GenerationParams = GenerationParams(),
                     defaults: RetrievalDefaults = RetrievalDefaults(), base_url: str | None = None,
-                    progress: bool = True) -> dict[str, RetrievalResult]:
+                    api_key_env: str | None = None, progress: bool = True) -> dict[str, RetrievalResult]:
     """Describe the same classes with several prompts (same model, same cache): {prompt name: result}."""
     from .. import offline
 
     if isinstance(backend, str):
-        extra = {"base_url": base_url} if backend == "openai" else {}
+        extra = {"base_url": base_url, "api_key_env": api_key_env} if backend == "openai" else {}
         backend = make_backend(backend, llm or (offline.DEFAULT_LLM if backend in ("replay", "llama_cpp") else None),
                                **extra)
     cache = CallCache(paths.resolve(cache_path) if cache_path else paths.call_cache_path())

@@ -32,8 +32,14 @@ def default_n_properties(dataset: str, n_descriptions: int) -> int:
 
 
 def method_tag(d: ClusteringDefaults) -> str:
+    """``kmeans-s0``, ``gmm-diag-s1``, ``vmf50-s0``; other non-default settings add a short hash."""
+    from ..files import stable_hash
+
     tag = {"kmeans": "kmeans", "gmm": f"gmm-{d.covariance_type}", "vmf": f"vmf{d.kappa:g}"}[d.method]
-    return f"{tag}-s{d.seed}"
+    base = ClusteringDefaults()
+    other = {k: v for k, v in d.as_dict().items()
+             if k not in ("method", "seed", "covariance_type", "kappa") and v != getattr(base, k)}
+    return f"{tag}-s{d.seed}" + (f"-{stable_hash(other, 6)}" if other else "")
 
 
 def embed_descriptions(descriptions: dict[str, list[str]], embedder: Embedder, progress: bool = True):
@@ -55,7 +61,7 @@ class BuildOutput:
 
 def build_property_space(dataset: str, descriptor_file: str | Path | None = None,
                          embedder: str | Embedder = DEFAULT_EMBEDDER, embedder_kind: str = "sentence-transformers",
-                         n_properties: int | None = None, method: str = "kmeans", seed: int = 0,
+                         n_properties: int | None = None, method: str | None = None, seed: int | None = None,
                          clustering: ClusteringDefaults | None = None, repair: bool = False,
                          out_root: str | Path | None = None, save: bool = True,
                          progress: bool = True) -> BuildOutput:
@@ -68,12 +74,17 @@ def build_property_space(dataset: str, descriptor_file: str | Path | None = None
     class_names = load_class_names(dataset)
     dfile = paths.resolve(descriptor_file) if descriptor_file else default_descriptor_file(dataset_key)
     descriptions = load_descriptors(dfile, class_names)
+    empty = [c for c, d in descriptions.items() if not d]
+    if empty:  # an all-zero signature can never be predicted and gets no gradient
+        raise ValueError(f"{dfile.name}: classes without descriptions: {empty}; describe them again "
+                         "(prolab describe) or edit the file before building a property space")
     emb = make_embedder(embedder, embedder_kind) if isinstance(embedder, str) else embedder
     texts, desc_class, x = embed_descriptions(descriptions, emb, progress=progress)
     if len(texts) == 0:
         raise ValueError(f"{dfile} holds no descriptions")
     k = n_properties or default_n_properties(dataset_key, len(texts))
-    cdef = replace(clustering or ClusteringDefaults(), method=method, seed=seed)
+    cdef = clustering or ClusteringDefaults()
+    cdef = replace(cdef, method=method or cdef.method, seed=cdef.seed if seed is None else seed)
     result = cluster(x, k, cdef)
     kk = result.centres.shape[0]
     space = PropertySpace(

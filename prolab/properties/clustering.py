@@ -92,6 +92,10 @@ def _vmf(x, k, d: ClusteringDefaults):
         norms = np.linalg.norm(new, axis=1, keepdims=True)
         alive = norms[:, 0] > 1e-8       # a prototype that attracts no mass keeps its previous direction
         mu[alive] = new[alive] / norms[alive]
+    logits = d.kappa * (xn @ mu.T)  # a last E-step, so labels and responsibilities match the returned centres
+    logits -= logits.max(1, keepdims=True)
+    resp = np.exp(logits)
+    resp /= resp.sum(1, keepdims=True)
     return resp.argmax(1).astype(np.int64), mu.astype(np.float32), resp.astype(np.float32)
 
 

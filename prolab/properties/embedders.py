@@ -43,8 +43,10 @@ def resolve_model(name: str) -> tuple[str, str]:
     if alias:
         return alias[0], str(alias[1]())
     p = Path(name).expanduser()
-    if p.exists():
-        return paths.slug(p.name), str(p)
+    if p.exists():  # two local folders may share a name: the id carries a hash of the full path
+        from ..files import stable_hash
+
+        return f"{paths.slug(p.name)}-{stable_hash(str(p.resolve()), 6)}", str(p)
     try:
         from huggingface_hub import snapshot_download
 
@@ -62,7 +64,7 @@ def resolve_model(name: str) -> tuple[str, str]:
         raise EmbedderUnavailable(
             f"embedder {name!r} is not available offline (HF_HUB_OFFLINE is set and there is no local copy). "
             f"Offline substitutes: {offline.OFFLINE_SUBSTITUTES}.")
-    return paths.slug(name.split("/")[-1]), local
+    return paths.slug(name), local  # org/name: orgA/x and orgB/x stay apart
 
 
 def _device(device: str | None) -> str:
@@ -83,7 +85,9 @@ class Embedder:
 
     @property
     def variant(self) -> str:
-        return self.kind
+        d = getattr(self, "defaults", None)
+        extra = f"-len{d.max_length}" if d is not None and d.max_length != EmbedderDefaults.max_length else ""
+        return self.kind + extra
 
     def encode(self, texts: list[str], progress: bool = False) -> np.ndarray:
         raise NotImplementedError
@@ -125,7 +129,8 @@ class FlagEmbedder(Embedder):
 
     @property
     def variant(self):
-        return f"flag-{self.defaults.pooling}"
+        extra = f"-len{self.defaults.max_length}" if self.defaults.max_length != EmbedderDefaults.max_length else ""
+        return f"flag-{self.defaults.pooling}{extra}"
 
     def encode(self, texts, progress=False):
         out = self.model.encode(list(texts), batch_size=self.defaults.batch_size, max_length=self.defaults.max_length,

@@ -96,7 +96,7 @@ class PropertySpace:
         from safetensors.numpy import save
 
         self.check()
-        path = Path(path).with_suffix(".safetensors")
+        path = _tensor_path(path)
         tensors = {"bank": np.ascontiguousarray(self.bank, dtype=np.float32),
                    "signatures": np.ascontiguousarray(self.signatures, dtype=np.uint8),
                    "desc_class": np.ascontiguousarray(self.desc_class, dtype=np.int64),
@@ -115,12 +115,15 @@ class PropertySpace:
     def load(cls, path: str | Path) -> "PropertySpace":
         from safetensors.numpy import load_file
 
-        path = Path(path).with_suffix(".safetensors")
+        path = _tensor_path(path)
         if not path.exists():
             raise FileNotFoundError(f"property space not found: {path}")
         meta = read_json(path.with_suffix(".json"))
         if meta.get("format") != "prolab.PropertySpace":
             raise ValueError(f"{path.with_suffix('.json')} is not a prolab property space")
+        missing = {"class_names", "descriptions", "property_names"} - set(meta)
+        if missing:
+            raise ValueError(f"{path.with_suffix('.json')} lacks {sorted(missing)}")
         t = load_file(str(path))
         return cls(bank=t["bank"], signatures=t["signatures"], class_names=meta["class_names"],
                    descriptions=meta["descriptions"], desc_class=t["desc_class"], desc_property=t["desc_property"],
@@ -170,6 +173,14 @@ class PropertySpace:
                    desc_property=-np.ones(len(flat), dtype=np.int64),
                    property_names=[f"property {k}" for k in range(bank.shape[1])], dataset=dataset,
                    source={"imported_from": Path(path).name}).check()
+
+
+def _tensor_path(path: str | Path) -> Path:
+    """``x.safetensors`` for ``x``, ``x.json`` or ``x.safetensors`` (names may contain dots: qwen2.5-...)."""
+    p = Path(path)
+    if p.suffix in (".safetensors", ".json"):
+        return p.with_suffix(".safetensors")
+    return p.with_name(p.name + ".safetensors")
 
 
 def signatures_from_assignments(desc_class: np.ndarray, desc_property: np.ndarray, n_classes: int,

@@ -19,6 +19,9 @@ IGNORE = 255
 def confusion_matrix(pred: np.ndarray, label: np.ndarray, n_classes: int, ignore_index: int = IGNORE) -> np.ndarray:
     """(C, C) counts, rows = ground truth, columns = prediction; ignored pixels left out."""
     m = label != ignore_index
+    bad = label[m][label[m] >= n_classes]
+    if bad.size:
+        raise ValueError(f"label value {int(bad[0])} is neither a class (0..{n_classes - 1}) nor ignore ({ignore_index})")
     idx = label[m].astype(np.int64) * n_classes + pred[m].astype(np.int64)
     return np.bincount(idx, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
 
@@ -31,6 +34,10 @@ def metrics_from_confusion(cm: np.ndarray, class_names: list[str], classes: list
     with np.errstate(invalid="ignore", divide="ignore"):
         iou = tp / (gt + pr - tp)
         acc = tp / gt
+    if classes:
+        unknown = [c for c in classes if c not in class_names]
+        if unknown:
+            raise ValueError(f"classes {unknown} are not among the dataset's classes")
     keep = np.array([c in classes for c in class_names]) if classes else np.ones(len(class_names), bool)
     per_class = pd.DataFrame({"class_name": class_names, "IoU": iou * 100, "Acc": acc * 100,
                               "gt_pixels": gt.astype(np.int64)}).set_index("class_name")
@@ -78,7 +85,8 @@ class EvalResult:
         return self.metrics["per_class"]
 
     def summary(self) -> dict:
-        return {k: round(v, 2) for k, v in self.metrics.items() if k != "per_class"}
+        """Means rounded; NaN (no class to average) becomes None, which JSON writes as null."""
+        return {k: (None if v != v else round(v, 2)) for k, v in self.metrics.items() if k != "per_class"}
 
 
 def evaluate(model, dataset, device: str = "cpu", mode: str = "whole", crop: int = 512, stride: int = 341,

@@ -62,6 +62,17 @@ class TrainConfig:
     log_interval: int = 10
     resume: bool = True
 
+    def __post_init__(self):
+        for name in ("iters", "batch_size", "crop_size", "checkpoint_interval", "log_interval"):
+            if int(getattr(self, name)) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.mode not in ("property", "category"):
+            raise ValueError(f"mode must be 'property' or 'category', not {self.mode!r}")
+        if self.mode == "property" and self.loss not in ("cos_sigmoid", "bce", "cos"):
+            raise ValueError(f"property loss must be cos_sigmoid, bce or cos, not {self.loss!r}")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be positive, got {self.temperature}")
+
     @classmethod
     def demo(cls, **overrides) -> "TrainConfig":
         """A setting that trains on the embedded default in about a minute on 2 CPU cores."""
@@ -85,6 +96,10 @@ class TrainConfig:
         return cls(**d)
 
 
+# settings that may change between a run and its resume without changing what is computed
+RESUME_FREE = {"resume", "device", "num_workers", "log_interval", "checkpoint_interval", "data_root", "run_name"}
+
+
 # --- data ----------------------------------------------------------------------------------------------------
 
 def open_split(cfg: TrainConfig, split: str, transform=None):
@@ -93,6 +108,11 @@ def open_split(cfg: TrainConfig, split: str, transform=None):
     if cfg.dataset == "custom":
         if not (cfg.img_dir and cfg.ann_dir and cfg.classes):
             raise ValueError("dataset='custom' needs img_dir, ann_dir and classes")
+        if split != "train" and "{split}" not in cfg.img_dir:
+            import warnings
+
+            warnings.warn(f"custom data: img_dir {cfg.img_dir!r} has no {{split}} placeholder, so the {split!r} "
+                          "split is the training folder itself", stacklevel=2)
         sub = lambda p: str(paths.resolve(p)).replace("{split}", split)  # noqa: E731
         return custom_dataset(sub(cfg.img_dir), sub(cfg.ann_dir), paths.resolve(cfg.classes), cfg.img_suffix,
                               cfg.seg_map_suffix, cfg.ignore_index, transform=transform)
@@ -195,6 +215,9 @@ def load_space_for(cfg: TrainConfig, class_names: list[str]):
     from ..properties import PropertySpace
 
     path = paths.resolve(cfg.property_space) if cfg.property_space else default_property_space(cfg.dataset)
+    if not cfg.property_space:  # record the resolved space, so a resume or load_trained uses the very same one
+        root = paths.repo_root()
+        cfg.property_space = str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
     space = PropertySpace.load(path)
     if space.class_names != class_names:
         raise ValueError(f"property space {Path(path).name} is for classes {space.class_names[:3]}..., "
@@ -203,12 +226,16 @@ def load_space_for(cfg: TrainConfig, class_names: list[str]):
 
 
 def default_property_space(dataset: str) -> Path:
-    """The committed K-Means space of the dataset (built on first use if missing)."""
-    from ..properties import build_property_space
+    """The kit's default space of a dataset: Qwen/structured descriptors, MiniLM, K-Means seed 0, the paper's K
+    (committed for the paper datasets and the embedded default; built on first use otherwise)."""
+    from ..datasets import DATASETS
+    from ..properties import build_property_space, default_descriptor_file
 
-    found = sorted((paths.repo_root() / "properties" / dataset).glob("*__kmeans-s0-k*.safetensors"))
-    if found:
-        return found[0]
+    dfile = default_descriptor_file(dataset)
+    path = paths.property_space_path(dataset, dfile.stem, "all-minilm-l6-v2__st", "kmeans-s0",
+                                     DATASETS[dataset].n_properties)
+    if path.exists():
+        return path
     return build_property_space(dataset, progress=False).path
 
 
@@ -251,11 +278,15 @@ def train(cfg: TrainConfig, progress: bool = True, stop_after: int | None = None
         torch.cuda.set_device(device)
     if cfg.batch_size % world:
         raise ValueError(f"batch_size {cfg.batch_size} must divide evenly over {world} processes")
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed + rank)  # each rank its own dropout masks
     np.random.seed(cfg.seed)
 
+    if world > 1 and rank != 0:
+        torch.distributed.barrier()  # rank 0 generates data / builds the property space first
     ds = open_split(cfg, "train")
     model, space = build_model(cfg, ds.class_names)
+    if world > 1 and rank == 0:
+        torch.distributed.barrier()
     model.to(device)
     sig = model.signatures if cfg.mode == "property" else None
     opt = torch.optim.AdamW(param_groups(model, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -265,7 +296,7 @@ def train(cfg: TrainConfig, progress: bool = True, stop_after: int | None = None
     start = 0
     if cfg.resume and ckpt_path.exists():
         ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        saved = {k: v for k, v in ck["config"].items() if k not in ("resume", "iters", "checkpoint_interval")}
+        saved = {k: v for k, v in ck["config"].items() if k not in RESUME_FREE}
         now = {k: v for k, v in cfg.to_dict().items() if k in saved}
         if saved != now:
             diff = sorted(k for k in saved if saved[k] != now.get(k))
@@ -280,11 +311,15 @@ def train(cfg: TrainConfig, progress: bool = True, stop_after: int | None = None
         start = int(ck["iteration"])
     net = model
     if world > 1:
+        if device.type == "cuda":  # as the paper's configs: batch statistics over all GPUs
+            net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         net = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True)
+            net, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True)
     use_amp = cfg.amp and device.type == "cuda"
     amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+    if start and ck.get("scaler"):
+        scaler.load_state_dict(ck["scaler"])
 
     local_bs = cfg.batch_size // world
     aug = TrainTransform(AugmentDefaults(scale=tuple(cfg.scale), crop_size=(cfg.crop_size, cfg.crop_size)))
@@ -312,6 +347,7 @@ def train(cfg: TrainConfig, progress: bool = True, stop_after: int | None = None
             loss = segmentation_loss(out, labels, sig, cfg.temperature, cfg.loss, cfg.aux_weight)
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
+        lr_now = opt.param_groups[-1]["lr"]  # the rate this step used
         scaler.step(opt)
         scaler.update()
         sched.step()
@@ -319,7 +355,7 @@ def train(cfg: TrainConfig, progress: bool = True, stop_after: int | None = None
         if world > 1:
             torch.distributed.all_reduce(value)
             value /= world
-        row = {"iteration": it + 1, "loss": float(value), "lr": opt.param_groups[-1]["lr"],
+        row = {"iteration": it + 1, "loss": float(value), "lr": lr_now,
                "phase": "one-hot" if warm else cfg.mode, "seconds": round(time.perf_counter() - t0, 3)}
         log.append(row)
         bar.update()
@@ -329,7 +365,7 @@ def train(cfg: TrainConfig, progress: bool = True, stop_after: int | None = None
             with open(log_file, "a") as f:
                 f.write(json.dumps(row) + "\n")
             if (it + 1) % cfg.checkpoint_interval == 0 or it + 1 == cfg.iters:
-                save_checkpoint(ckpt_path, model, opt, sched, it + 1, cfg)
+                save_checkpoint(ckpt_path, model, opt, sched, it + 1, cfg, scaler)
         if world > 1:
             torch.distributed.barrier()
     bar.close()
@@ -344,7 +380,7 @@ def train(cfg: TrainConfig, progress: bool = True, stop_after: int | None = None
     return TrainResult(run, weights, log, start)
 
 
-def save_checkpoint(path: Path, model, opt, sched, iteration: int, cfg: TrainConfig) -> None:
+def save_checkpoint(path: Path, model, opt, sched, iteration: int, cfg: TrainConfig, scaler=None) -> None:
     """Plain tensors and numbers only, so ``torch.load(weights_only=True)`` reads it back."""
     import io
 
@@ -353,6 +389,8 @@ def save_checkpoint(path: Path, model, opt, sched, iteration: int, cfg: TrainCon
              "saved": utc_now()}
     if torch.cuda.is_available():
         state["cuda_rng"] = torch.cuda.get_rng_state()
+    if scaler is not None and scaler.is_enabled():
+        state["scaler"] = scaler.state_dict()
     buf = io.BytesIO()
     torch.save(state, buf)
     atomic_write_bytes(path, buf.getvalue())

@@ -1,0 +1,153 @@
+"""The notebook pipeline runner, the ablation grid and the tables."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+import yaml
+
+from prolab import paths
+from prolab.pipeline.grid import load_grid, run_grid
+from prolab.pipeline.runner import load_config, run_pipeline
+from prolab.pipeline.tables import all_tables, write_tables
+
+
+@pytest.fixture
+def scratch_results(tmp_path, monkeypatch):
+    """Run pipelines against a scratch copy of the repository root so results/ stays untouched."""
+    import shutil
+
+    root = tmp_path / "repo"
+    root.mkdir()
+    for name in ("notebooks", "descriptors", "properties", "configs"):
+        shutil.copytree(paths.repo_root() / name, root / name)
+    (root / "prolab").symlink_to(paths.repo_root() / "prolab")
+    monkeypatch.setenv("PROLAB_ROOT", str(root))
+    monkeypatch.setenv("PROLAB_CACHE", str(tmp_path / "cache"))
+    return root
+
+
+def _config(root, steps, name="t"):
+    f = root / "configs" / f"{name}.yaml"
+    f.write_text(yaml.safe_dump({"run_name": name, "notebooks": steps}))
+    return f
+
+
+STEPS = [{"notebook": "02_llm_retrieval", "parameters": {"dataset": "synthetic_outdoor", "out_root": "results/t/d"}},
+         {"notebook": "04_property_space", "parameters": {"dataset": "synthetic_outdoor", "ks": [4, 8],
+                                                          "compare_embedder": None}}]
+
+
+def test_runner_executes_then_skips_unchanged(scratch_results, capsys):
+    cfg = _config(scratch_results, STEPS)
+    out = run_pipeline(cfg, progress=False)
+    assert (out / "notebooks" / "02_llm_retrieval.ipynb").exists()
+    assert (out / "notebooks" / "04_property_space.ipynb").exists()
+    state = json.loads((out / "state.json").read_text())
+    assert set(state) == {"02_llm_retrieval.ipynb", "04_property_space.ipynb"}
+    capsys.readouterr()
+    run_pipeline(cfg, progress=False)
+    assert capsys.readouterr().out.count("unchanged, skipped") == 2
+    # changing a parameter of the second step reruns it only
+    steps = [STEPS[0], {**STEPS[1], "parameters": {**STEPS[1]["parameters"], "ks": [4]}}]
+    run_pipeline(_config(scratch_results, steps), progress=False)
+    printed = capsys.readouterr().out
+    assert "02_llm_retrieval.ipynb: unchanged, skipped" in printed and "[2/2] 04_property_space.ipynb\n" in printed
+
+
+def test_runner_resumes_after_kill(scratch_results):
+    cfg = _config(scratch_results, STEPS, "k")
+    env = {**os.environ}
+    proc = subprocess.Popen([sys.executable, "-m", "prolab", "run", "--config", str(cfg)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    state = scratch_results / "results" / "k" / "state.json"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None and not state.exists():
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert state.exists() and "04_property_space.ipynb" not in json.loads(state.read_text())
+    r = subprocess.run([sys.executable, "-m", "prolab", "run", "--config", str(cfg)], env=env, capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "02_llm_retrieval.ipynb: unchanged, skipped" in r.stdout
+    assert set(json.loads(state.read_text())) == {"02_llm_retrieval.ipynb", "04_property_space.ipynb"}
+
+
+def test_bad_run_config(scratch_results):
+    with pytest.raises(FileNotFoundError, match="no notebook 99_nothing.ipynb"):
+        load_config(_config(scratch_results, [{"notebook": "99_nothing"}], "bad"))
+
+
+GRID = {"name": "tgrid", "dataset": "synthetic_outdoor", "base": {"n_properties": 8},
+        "vary": {"mode": ["category"]}, "seeds": [0],
+        "train": {"iters": 2, "batch_size": 2, "crop_size": 64, "scale": [128, 64], "channels": 16}}
+
+
+def _grid(root, spec, name="g"):
+    f = root / "configs" / f"{name}.yaml"
+    f.write_text(yaml.safe_dump(spec))
+    return f
+
+
+def test_grid_appends_rows_and_skips_finished_cells(scratch_results):
+    cfg = load_grid(_grid(scratch_results, GRID))
+    assert [c["axis"] for c in cfg.cells()] == ["base", "mode"]
+    runs = run_grid(cfg, progress=False)
+    assert len(runs) == 2 and set(runs["mode"]) == {"property", "category"}
+    assert {"mIoU", "mAcc", "aAcc", "train_seconds", "n_properties", "seed"} <= set(runs.columns)
+    out = scratch_results / "results" / "tgrid"
+    curves = pd.read_csv(out / "curves.csv")
+    assert len(curves) == 4
+    # a second call finds both cells in the CSV and trains nothing
+    mtime = (out / "runs.csv").stat().st_mtime_ns
+    again = run_grid(cfg, progress=False)
+    assert len(again) == 2 and (out / "runs.csv").stat().st_mtime_ns == mtime
+    # one more seed: only the two new cells run
+    more = run_grid(load_grid(_grid(scratch_results, {**GRID, "seeds": [0, 1]})), progress=False)
+    assert len(more) == 4 and sorted(more["seed"].tolist()) == [0, 0, 1, 1]
+
+
+def test_tables_regenerate_identically(tmp_path):
+    runs = pd.DataFrame([
+        {"axis": "base", "cell": "a", "mode": "property", "n_properties": 24, "loss": "cos_sigmoid", "seed": 0,
+         "mIoU": 40.0, "mAcc": 50.0},
+        {"axis": "base", "cell": "b", "mode": "property", "n_properties": 24, "loss": "cos_sigmoid", "seed": 1,
+         "mIoU": 42.0, "mAcc": 52.0},
+        {"axis": "mode", "cell": "c", "mode": "category", "n_properties": 24, "loss": "cos_sigmoid", "seed": 0,
+         "mIoU": 38.0, "mAcc": 47.0},
+        {"axis": "n_properties", "cell": "d", "mode": "property", "n_properties": 6, "loss": "cos_sigmoid",
+         "seed": 0, "mIoU": 30.0, "mAcc": 45.0},
+    ])
+    t = all_tables(runs, n_descriptions=139)
+    mode = t["mode"].set_index("Property vs category supervision")
+    assert mode.loc["property", "mIoU (ours)"] == "41.00 ± 1.41" and mode.loc["category", "runs"] == 1
+    assert mode.loc["property", "paper (ADE20K)"] == "49.0"
+    k = t["n_properties"].set_index("Number of properties")
+    assert k.loc["24", "paper (ADE20K)"] == "K=256: 48.3"   # 139/24 = 5.8 descriptions per property
+    assert k.loc["6", "paper (ADE20K)"] == "K=64: 47.8"     # 139/6 = 23
+    a = write_tables(runs, tmp_path / "a", 139)
+    b = write_tables(runs, tmp_path / "b", 139)
+    for f in ("tables.md", "tables/mode.csv", "tables/n_properties.csv"):
+        assert (a / f).read_bytes() == (b / f).read_bytes()
+
+
+@pytest.mark.parametrize("change,msg", [
+    ({"vary": {"colour": ["red"]}}, "unknown axis 'colour'"),
+    ({"vary": {"n_properties": ["many"]}}, "n_properties value 'many' should be int"),
+    ({"vary": {"loss": ["hinge"]}}, "loss value 'hinge' is not one of"),
+    ({"vary": {"prompt": ["nonexistent_prompt"]}}, "prompt 'nonexistent_prompt' not found"),
+    ({"vary": {"llm": ["gpt-9"]}}, "needs the descriptor file descriptors/synthetic_outdoor/gpt-9__structured-"),
+    ({"seeds": [0, "one"]}, "seeds must be a list of integers"),
+    ({"dataset": "imagenet"}, "unknown dataset 'imagenet'"),
+    ({"train": {"learning_rate": 1}}, "train: .*learning_rate"),
+    ({"extra": 1}, "unknown keys \\['extra'\\]"),
+])
+def test_bad_grid_yaml_fails_before_running(scratch_results, change, msg):
+    with pytest.raises((ValueError, FileNotFoundError), match=msg):
+        load_grid(_grid(scratch_results, {**GRID, **change}, "bad"))
+    assert not (scratch_results / "results" / "tgrid").exists()
