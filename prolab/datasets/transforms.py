@@ -32,9 +32,9 @@ def _resize(img: np.ndarray, label: np.ndarray | None, scale: tuple[int, int], r
     nh, nw = max(1, int(h * f + 0.5)), max(1, int(w * f + 0.5))
     if (nh, nw) == (h, w):
         return img, label
-    img = np.asarray(Image.fromarray(img).resize((nw, nh), Image.BILINEAR))
+    img = np.array(Image.fromarray(img).resize((nw, nh), Image.BILINEAR))
     if label is not None:
-        label = np.asarray(Image.fromarray(label.astype(np.uint8)).resize((nw, nh), Image.NEAREST)).astype(np.int64)
+        label = np.array(Image.fromarray(label.astype(np.uint8)).resize((nw, nh), Image.NEAREST)).astype(np.int64)
     return img, label
 
 
