@@ -56,6 +56,25 @@ def read_json(path: str | os.PathLike) -> Any:
         raise ValueError(f"{path} is not valid JSON: {e}") from None
 
 
+def read_yaml_mapping(path: str | os.PathLike, what: str, keys: set[str] | None = None) -> dict:
+    """A YAML file that must hold a mapping; errors name the file (and unknown keys, if ``keys`` is given)."""
+    import yaml
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise ValueError(f"{what} {path} is not valid YAML: {e}") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"{what} {path} must hold a mapping")
+    unknown = set(raw) - keys if keys is not None else set()
+    if unknown:
+        raise ValueError(f"{path}: unknown keys {sorted(unknown)} (expected {', '.join(sorted(keys))})")
+    return raw
+
+
 def stable_hash(obj: Any, length: int = 16) -> str:
     """sha256 of the canonical JSON of ``obj`` (sorted keys), hex, truncated."""
     blob = json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode("utf-8")

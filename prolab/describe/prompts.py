@@ -6,10 +6,8 @@ import string
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from .. import paths
-from ..files import stable_hash
+from ..files import read_yaml_mapping, stable_hash
 
 REPLY_FORMATS = ("bullets", "sentences")
 
@@ -92,13 +90,7 @@ def load_prompt(name_or_path: str | Path) -> Prompt:
     if not p.exists():
         known = sorted(f.stem for f in paths.prompts_dir().glob("*.yaml"))
         raise FileNotFoundError(f"prompt {name_or_path!r} not found at {p}; available prompts: {known}")
-    try:
-        d = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise ValueError(f"prompt file {p} is not valid YAML: {e}") from None
-    if not isinstance(d, dict):
-        raise ValueError(f"prompt file {p} must hold a mapping with name, system, template")
-    return _validate(d, str(p))
+    return _validate(read_yaml_mapping(p, "prompt file"), str(p))
 
 
 def available_prompts() -> list[str]:

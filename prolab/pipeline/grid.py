@@ -13,10 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
 from .. import paths
-from ..files import atomic_write_json, atomic_write_text, environment_info, stable_hash, utc_now
+from ..files import atomic_write_json, atomic_write_text, environment_info, read_yaml_mapping, stable_hash, utc_now
 
 AXES: dict[str, type] = {"n_properties": int, "embedder": str, "method": str, "loss": str, "temperature": float,
                          "prompt": str, "llm": str, "mode": str}
@@ -67,17 +66,7 @@ def load_grid(path: str | Path) -> GridConfig:
     from ..segment.train import TrainConfig
 
     path = paths.resolve(path)
-    if not path.exists():
-        raise FileNotFoundError(f"grid config not found: {path}")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise ValueError(f"{path} is not valid YAML: {e}") from None
-    if not isinstance(raw, dict):
-        raise ValueError(f"{path}: expected a mapping")
-    unknown = set(raw) - {"name", "dataset", "base", "vary", "seeds", "train"}
-    if unknown:
-        raise ValueError(f"{path}: unknown keys {sorted(unknown)} (expected name, dataset, base, vary, seeds, train)")
+    raw = read_yaml_mapping(path, "grid config", {"name", "dataset", "base", "vary", "seeds", "train"})
     for key in ("name", "dataset"):
         if not isinstance(raw.get(key), str):
             raise ValueError(f"{path}: {key!r} must be a string")

@@ -9,10 +9,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .. import paths
-from ..files import atomic_write_json, environment_info, read_json, stable_hash, utc_now
+from ..files import atomic_write_json, environment_info, read_json, read_yaml_mapping, stable_hash, utc_now
 
 
 @dataclass
@@ -31,17 +29,7 @@ class PipelineConfig:
 def load_config(path: str | Path) -> PipelineConfig:
     """Read and check a run config before anything runs; errors name the file and the entry."""
     path = paths.resolve(path)
-    if not path.exists():
-        raise FileNotFoundError(f"pipeline config not found: {path}")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise ValueError(f"{path} is not valid YAML: {e}") from None
-    if not isinstance(raw, dict):
-        raise ValueError(f"{path}: expected a mapping with run_name and notebooks")
-    unknown = set(raw) - {"run_name", "notebooks"}
-    if unknown:
-        raise ValueError(f"{path}: unknown top-level keys {sorted(unknown)} (expected run_name, notebooks)")
+    raw = read_yaml_mapping(path, "pipeline config", {"run_name", "notebooks"})
     if not isinstance(raw.get("run_name"), str):
         raise ValueError(f"{path}: run_name must be a string")
     steps = []
