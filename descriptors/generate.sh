@@ -13,3 +13,5 @@ describe --prompt naive --dataset cityscapes_19
 describe --prompt structured_single --dataset descriptors/prompt_design_classes.txt
 describe --prompt structured --dataset descriptors/prompt_design_classes.txt
 describe --prompt structured --dataset pascal_context_59 ade20k_150 coco_stuff_171
+describe --prompt naive --dataset synthetic_outdoor   # prompt axis of the demo ablation grid
+describe --prompt naive --dataset descriptors/prompt_design_classes.txt   # notebook 01 side by side

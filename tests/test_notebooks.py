@@ -81,3 +81,27 @@ def test_05_and_06_train_and_evaluate(repo, tmp_path, monkeypatch):
     metrics = json.loads((tmp_path / "res" / "t-property" / "metrics.json").read_text())
     assert {"mIoU", "mAcc", "aAcc", "config", "environment"} <= set(metrics)
     assert (tmp_path / "res" / "t-category" / "per_class.csv").exists()
+
+
+def test_07_tables_from_csv_only(repo, tmp_path):
+    import pandas as pd
+
+    g = tmp_path / "grid"
+    g.mkdir()
+    rows = []
+    for seed in (0, 1):
+        rows += [{"axis": "base", "cell": f"b{seed}", "mode": "property", "n_properties": 24, "loss": "cos_sigmoid",
+                  "embedder": "all-MiniLM-L6-v2", "seed": seed, "mIoU": 40.0 + seed, "mAcc": 50.0},
+                 {"axis": "mode", "cell": f"m{seed}", "mode": "category", "n_properties": 24, "loss": "cos_sigmoid",
+                  "embedder": "all-MiniLM-L6-v2", "seed": seed, "mIoU": 38.0 + seed, "mAcc": 48.0},
+                 {"axis": "n_properties", "cell": f"k{seed}", "mode": "property", "n_properties": 6,
+                  "loss": "cos_sigmoid", "embedder": "all-MiniLM-L6-v2", "seed": seed, "mIoU": 30.0, "mAcc": 45.0}]
+    pd.DataFrame(rows).to_csv(g / "runs.csv", index=False)
+    pd.DataFrame([{"cell": r["cell"], "iteration": i, "loss": 1.0 / i} for r in rows for i in range(1, 8)]
+                 ).to_csv(g / "curves.csv", index=False)
+    (g / "grid.json").write_text(json.dumps({"name": "g", "dataset": "synthetic_outdoor", "seeds": [0, 1],
+                                             "n_descriptions": 139}))
+    nb = _run(repo, "07_ablation_tables.ipynb", tmp_path / "07.ipynb", grid=str(g))
+    text = json.dumps(nb, ensure_ascii=False)
+    assert "40.50 ± 0.71" in text and "K=256: 48.3" in text and "image/png" in text
+    assert (g / "tables.md").exists() and (g / "tables" / "mode.csv").exists()
