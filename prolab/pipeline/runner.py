@@ -50,6 +50,22 @@ def load_config(path: str | Path) -> PipelineConfig:
     return PipelineConfig(raw["run_name"], steps, str(path))
 
 
+def _relative_paths(notebook: Path, final: Path) -> None:
+    """papermill records the input and output paths as given (absolute, and the temporary name): record them
+    relative to the repository, so committed executed notebooks name no machine's folders."""
+    import json
+
+    from ..files import atomic_write_text
+
+    nb = json.loads(notebook.read_text(encoding="utf-8"))
+    meta = nb.setdefault("metadata", {}).setdefault("papermill", {})
+    root = paths.repo_root()
+    rel = lambda p: str(p.relative_to(root)) if p.is_absolute() and p.is_relative_to(root) else str(p)  # noqa: E731
+    meta["input_path"] = rel(Path(meta.get("input_path") or ""))
+    meta["output_path"] = rel(final)
+    atomic_write_text(notebook, json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+
+
 def inputs_hash() -> str:
     """Content hash of what every notebook depends on besides its parameters: the package's code and the
     committed artefacts (prompts, call cache, descriptor files, property spaces)."""
@@ -102,6 +118,7 @@ def run_pipeline(config: PipelineConfig | str | Path, progress: bool = True, for
         tmp = dest.with_name(f".{dest.stem}.running.ipynb")
         pm.execute_notebook(str(paths.notebooks_dir() / step.notebook), str(tmp), parameters=step.parameters,
                             cwd=str(paths.notebooks_dir()), kernel_name="python3", progress_bar=progress)
+        _relative_paths(tmp, dest)
         tmp.replace(dest)
         state[step.notebook] = {"key": key, "seconds": round(time.time() - t0, 1), "finished": utc_now()}
         atomic_write_json(state_file, state)
