@@ -222,7 +222,7 @@ def _add_grid(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_grid(a: argparse.Namespace) -> int:
-    from .pipeline.grid import grid_dir, load_grid, run_grid
+    from .pipeline.grid import base_descriptions, grid_dir, load_grid, run_grid
     from .pipeline.tables import write_tables
 
     cfg = load_grid(a.config)
@@ -235,7 +235,7 @@ def _run_grid(a: argparse.Namespace) -> int:
                   f"seed {c['seed']}")
         return 0
     runs = run_grid(cfg)
-    print(f"tables -> {write_tables(runs, grid_dir(cfg))}")
+    print(f"tables -> {write_tables(runs, grid_dir(cfg), base_descriptions(cfg))}")
     return 0
 
 

@@ -81,7 +81,7 @@ def write_tables(runs: pd.DataFrame, out_dir: str | Path, n_descriptions: float 
           "scale on the embedded synthetic dataset; paper: ADE20K, ViT-Adapter-B + UperNet, 160k iterations.", ""]
     for axis, df in all_tables(runs, n_descriptions).items():
         atomic_write_text(out / "tables" / f"{axis}.csv", df.to_csv(index=False))
-        md += [f"## {TITLES.get(axis, axis)}", "", df.to_markdown(index=False), ""]
+        md += [f"## {TITLES.get(axis, axis)}", "", df.to_markdown(index=False, disable_numparse=True), ""]
     atomic_write_text(out / "tables.md", "\n".join(md))
     return out
 
