@@ -131,3 +131,21 @@ def test_composed_property_head_equals_embedding_then_bank():
     x = torch.randn(2, 16, 5, 5)
     torch.testing.assert_close(m.property_head(x, m.classifier), m.to_property_logits(m.classifier(x)),
                                atol=1e-5, rtol=1e-5)
+
+
+def test_fused_cos_sigmoid_gradient_matches_autograd():
+    torch.manual_seed(0)
+    z = torch.randn(2, 4, 3, 5, dtype=torch.float64, requires_grad=True)
+    labels = torch.randint(0, 3, (2, 3, 5))
+    labels[0, 0] = 255
+    sig = SIG.double()
+    # reference: plain autograd on the textbook formula over the labelled pixels
+    zz = z.permute(0, 2, 3, 1)[labels != 255]
+    y = sig[labels[labels != 255]]
+    ref = (1 - F.cosine_similarity(torch.sigmoid(zz / T), y, dim=1)).mean()
+    g_ref, = torch.autograd.grad(ref, z)
+    got = property_loss(z, labels, sig, T, "cos_sigmoid")
+    g_got, = torch.autograd.grad(got, z)
+    torch.testing.assert_close(got, ref)
+    torch.testing.assert_close(g_got, g_ref)
+    assert torch.autograd.gradcheck(lambda t: property_loss(t, labels, sig, T, "cos_sigmoid"), (z,))

@@ -21,6 +21,34 @@ def signature_index(signatures: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
     return order * weights.long(), weights, counts
 
 
+class _CosSigmoidLoss(torch.autograd.Function):
+    """1 - cos(sigmoid(z / T), y_c) per pixel with a hand-written backward: the sigmoid is computed once and
+    kept, |p| comes from a reduction, and the y_c terms touch only the class's active properties, so the
+    dense work is a few passes over the (B, K, H, W) logits instead of autograd's chain of temporaries.
+
+    d/dp_k [p.y / (|p| |y|)] = y_k / (|p| |y|) - (p.y) p_k / (|p|^3 |y|);   dp/dz = p (1 - p) / T.
+    """
+
+    @staticmethod
+    def forward(ctx, z, idx, w, y_norm, weight, temperature):
+        p = torch.sigmoid(z / temperature)
+        p_norm = torch.linalg.vector_norm(p, dim=1).clamp_min(1e-8)     # (B, H, W)
+        dot = (p.gather(1, idx) * w).sum(1)
+        per_pixel = 1 - dot / (p_norm * y_norm)
+        ctx.save_for_backward(p, p_norm, dot, idx, w, y_norm, weight)
+        ctx.temperature = temperature
+        return (per_pixel * weight).sum()
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        p, p_norm, dot, idx, w, y_norm, weight = ctx.saved_tensors
+        c = grad_out * weight                                            # dL/d(per_pixel)
+        grad = p * (c * dot / (p_norm.pow(3) * y_norm)).unsqueeze(1)     # from -cos: + (p.y) p_k / (|p|^3 |y|)
+        grad.scatter_add_(1, idx, -(c / (p_norm * y_norm)).unsqueeze(1) * w)
+        grad.mul_(p).mul_(1 - p).div_(ctx.temperature)
+        return grad, None, None, None, None, None
+
+
 def property_loss(logits: torch.Tensor, labels: torch.Tensor, signatures: torch.Tensor, temperature: float,
                   kind: str = "cos_sigmoid", ignore_index: int = IGNORE) -> torch.Tensor:
     """Mean over labelled pixels of the per-pixel loss between property logits z (B, K, H, W) and the
@@ -47,6 +75,10 @@ def property_loss(logits: torch.Tensor, labels: torch.Tensor, signatures: torch.
     idx, w, counts = signature_index(signatures.to(logits.device))
     pix_idx = idx[lab].permute(0, 3, 1, 2)                      # (B, M, H, W)
     pix_w = w.to(logits.dtype)[lab].permute(0, 3, 1, 2)
+    if kind == "cos_sigmoid":
+        y_norm = counts.to(logits.dtype)[lab].clamp_min(1).sqrt()
+        weight = valid.to(logits.dtype) / n_valid
+        return _CosSigmoidLoss.apply(logits, pix_idx, pix_w, y_norm, weight, float(temperature))
     z = logits / temperature if kind != "cos" else logits
     if kind == "bce":
         per_pixel = (F.softplus(z).sum(1) - (z.gather(1, pix_idx) * pix_w).sum(1)) / logits.shape[1]
