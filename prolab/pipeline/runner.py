@@ -122,4 +122,6 @@ def run_pipeline(config: PipelineConfig | str | Path, progress: bool = True, for
         tmp.replace(dest)
         state[step.notebook] = {"key": key, "seconds": round(time.time() - t0, 1), "finished": utc_now()}
         atomic_write_json(state_file, state)
+        # seconds per notebook, kept apart from the machine-local state so they can be committed
+        atomic_write_json(out_dir / "timings.json", {nb: s["seconds"] for nb, s in state.items()})
     return out_dir
