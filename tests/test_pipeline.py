@@ -151,3 +151,11 @@ def test_bad_grid_yaml_fails_before_running(scratch_results, change, msg):
     with pytest.raises((ValueError, FileNotFoundError), match=msg):
         load_grid(_grid(scratch_results, {**GRID, **change}, "bad"))
     assert not (scratch_results / "results" / "tgrid").exists()
+
+
+def test_paper_configs_are_valid():
+    for f in sorted((paths.repo_root() / "configs").glob("paper_*.yaml")):
+        cfg = load_config(f)
+        assert [s.notebook for s in cfg.steps][-2:] == ["05_train_segmentation.ipynb", "06_evaluate.ipynb"]
+        train = cfg.steps[-2].parameters
+        assert train["preset"] == "paper" and train["iters"] == 160000 and train["batch_size"] == 16

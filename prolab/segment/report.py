@@ -56,6 +56,12 @@ def sample_predictions(run_names: list[str], n: int = 4, split: str = "val"):
     return images, labels, preds
 
 
-def train_config(**params) -> TrainConfig:
-    """A demo-sized TrainConfig with notebook parameters applied (``None`` values are left at their defaults)."""
-    return TrainConfig.demo(**{k: v for k, v in params.items() if v is not None})
+def train_config(preset: str = "demo", **params) -> TrainConfig:
+    """A TrainConfig from a preset ("demo": tiny CPU setting; "paper": the paper's schedule) with notebook
+    parameters applied (``None`` values keep the preset's)."""
+    given = {k: v for k, v in params.items() if v is not None}
+    if preset == "demo":
+        return TrainConfig.demo(**given)
+    if preset == "paper":
+        return TrainConfig(**given)
+    raise ValueError(f"preset must be 'demo' or 'paper', not {preset!r}")
