@@ -149,7 +149,7 @@ def test_missing_key_for_openai_is_a_clear_error(monkeypatch):
 
 
 def test_openai_key_is_not_sent_to_another_server_unless_named(monkeypatch, tmp_path):
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-real-openai-key-0123456789abcdef")
+    monkeypatch.setenv("OPENAI_API_KEY", "real-openai-key-for-this-test")
     with StubChatServer() as srv:
         retrieve(["road"], make_backend("openai", "stub-model", base_url=srv.base_url), P,
                  CallCache(tmp_path / "c.jsonl"), defaults=FAST, progress=False)
