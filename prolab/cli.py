@@ -36,14 +36,11 @@ def _run_describe(a: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from .describe import GenerationParams, RetrievalDefaults, describe_dataset, make_backend
-    from . import offline
 
     params = GenerationParams(temperature=a.temperature, max_tokens=a.max_tokens, repeat_penalty=a.repeat_penalty,
                               seed=a.seed)
     defaults = replace(RetrievalDefaults(), concurrency=a.concurrency, max_attempts=a.max_attempts)
-    extra = {"base_url": a.base_url, "api_key_env": a.api_key_env} if a.backend == "openai" else {}
-    llm = a.llm or (offline.DEFAULT_LLM if a.backend in ("replay", "llama_cpp") else None)
-    backend = make_backend(a.backend, llm, **extra)  # built once, shared by all datasets
+    backend = make_backend(a.backend, a.llm, base_url=a.base_url, api_key_env=a.api_key_env)  # shared by all datasets
     failed = 0
     for ds in a.dataset:
         out = describe_dataset(ds, backend=backend, prompt=a.prompt, out_root=a.out_root,
@@ -139,24 +136,18 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default="val")
     p.add_argument("--inference", default="whole", choices=["whole", "slide"])
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
-    p.add_argument("--out_dir", default=None, help="results folder (default: results/eval/<run_name>)")
+    p.add_argument("--out_dir", default=None, help="results folder; the run's files go to <out_dir>/<run_name> "
+                                                   "(default: results/eval)")
     p.set_defaults(func=_run_evaluate)
 
 
 def _run_evaluate(a: argparse.Namespace) -> int:
     from . import paths
-    from .segment.evaluate import evaluate, save_results
-    from .segment.train import eval_split, load_trained
+    from .segment.report import evaluate_runs
 
-    from .datasets import seen_class_names
-
-    model, cfg, _ = load_trained(a.run_name)
-    seen = seen_class_names(cfg.dataset) if cfg.dataset != "custom" else None
-    res = evaluate(model, eval_split(cfg, a.split), mode=a.inference, crop=cfg.crop_size,
-                   stride=max(1, cfg.crop_size * 2 // 3), limit=a.limit, classes=seen)
-    out = save_results(res, paths.resolve(a.out_dir) if a.out_dir else paths.results_dir("eval") / paths.slug(a.run_name),
-                       {"run": cfg.to_dict(), "split": a.split, "inference": a.inference, "limit": a.limit})
-    print(f"{a.run_name}: {res.summary()} -> {out}")
+    out_dir = paths.resolve(a.out_dir) if a.out_dir else paths.results_dir("eval")
+    summary, _, _ = evaluate_runs([a.run_name], a.split, a.inference, a.limit, out_dir=out_dir)
+    print(f"{summary.to_string()}\n-> {out_dir / paths.slug(a.run_name)}")
     return 0
 
 

@@ -223,14 +223,18 @@ BACKENDS = {"openai": OpenAIBackend, "llama_cpp": LlamaCppBackend, "transformers
             "replay": ReplayBackend}
 
 
-def make_backend(backend: str, model: str | None = None, **kwargs: Any) -> Backend:
-    """Build a backend by kind; ``model`` is a model name, alias or path (see each class)."""
+def make_backend(backend: str, model: str | None = None, base_url: str | None = None,
+                 api_key_env: str | None = None, **kwargs: Any) -> Backend:
+    """Build a backend by kind; ``model`` is a model name, alias or path (see each class). ``replay`` and
+    ``llama_cpp`` default to the packaged Qwen GGUF; ``base_url``/``api_key_env`` only concern ``openai``."""
+    from .. import offline
+
     if backend not in BACKENDS:
         raise ValueError(f"unknown LLM backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    cls = BACKENDS[backend]
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
-    if model is not None:
-        kwargs["model"] = model
-    elif backend in ("openai", "transformers"):
+    if backend == "openai":
+        kwargs.update(base_url=base_url, api_key_env=api_key_env)
+    model = model or (offline.DEFAULT_LLM if backend in ("replay", "llama_cpp") else None)
+    if model is None:
         raise ValueError(f"the {backend} backend needs a model name (--llm)")
-    return cls(**kwargs)
+    return BACKENDS[backend](model=model, **kwargs)

@@ -10,7 +10,7 @@ from typing import Any
 
 from .. import paths
 from ..datasets import normalize_class_name
-from ..files import atomic_write_json, dumps_json, file_sha256, read_json, utc_now
+from ..files import atomic_write_json, atomic_write_text, file_sha256, read_json, utc_now
 
 
 def save_descriptors(path: str | Path, descriptions: dict[str, list[str]], meta: dict[str, Any]) -> Path:
@@ -110,10 +110,8 @@ def export_release(descriptor_file: str | Path, dest: str | Path, use_release_na
             raise ValueError(f"{descriptor_file}: sidecar lists {len(names)} release names for {len(data)} classes")
     out = {n: d for n, d in zip(names, data.values())}
     text = json.dumps(out, ensure_ascii=False, indent=indent) if indent is not None else json.dumps(out)
-    from ..files import atomic_write_text
-
     return atomic_write_text(dest, text if indent is None else text + "\n")
 
 
 __all__ = ["save_descriptors", "load_descriptors", "load_meta", "descriptor_stats", "import_release",
-           "export_release", "dumps_json"]
+           "export_release"]

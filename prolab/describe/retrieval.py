@@ -10,12 +10,12 @@ import random
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from tqdm.auto import tqdm
 
-from .backends import Backend, BackendError, GenerationParams, ReplayMissError, TransientError
+from .backends import Backend, GenerationParams, ReplayMissError, TransientError
 from .cache import CallCache, call_key
 from .parsing import ParseDefaults, parse_reply, reask_message
 from .prompts import Prompt
@@ -188,9 +188,3 @@ def retrieve(class_names: list[str], backend: Backend, prompt: Prompt, cache: Ca
     that would hit every class (bad key, unknown model, cache miss under replay)."""
     return Retriever(backend, prompt, cache, params, defaults).run(class_names, progress=progress)
 
-
-def defaults_dict(defaults: RetrievalDefaults) -> dict:
-    return asdict(defaults)
-
-
-__all__ = ["RetrievalDefaults", "ClassResult", "RetrievalResult", "Retriever", "retrieve", "BackendError"]

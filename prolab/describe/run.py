@@ -33,15 +33,11 @@ def describe_dataset(dataset: str, backend: str | Backend = "replay", llm: str |
     ``backend`` is ``replay`` (cache only), ``llama_cpp``, ``openai`` or ``transformers``, or a ready Backend.
     ``llm`` defaults to the packaged Qwen GGUF. Completed calls are in the cache, so a killed run resumes.
     """
-    from .. import offline
-
     class_names = load_class_names(dataset)
     dataset_key = Path(dataset).stem if Path(str(dataset)).suffix else str(dataset)
     prompt = load_prompt(prompt) if isinstance(prompt, str) else prompt
     if isinstance(backend, str):
-        extra = {"base_url": base_url, "api_key_env": api_key_env} if backend == "openai" else {}
-        backend = make_backend(backend, llm or (offline.DEFAULT_LLM if backend in ("replay", "llama_cpp") else None),
-                               **extra)
+        backend = make_backend(backend, llm, base_url=base_url, api_key_env=api_key_env)
     cache = CallCache(paths.resolve(cache_path) if cache_path else paths.call_cache_path())
     result = retrieve(class_names, backend, prompt, cache, params, defaults, progress=progress)
     out = paths.descriptor_path(dataset_key, backend.model_id, prompt.tag,
@@ -77,12 +73,8 @@ def compare_prompts(class_names: list[str], prompts: list[str], backend: str | B
                     defaults: RetrievalDefaults = RetrievalDefaults(), base_url: str | None = None,
                     api_key_env: str | None = None, progress: bool = True) -> dict[str, RetrievalResult]:
     """Describe the same classes with several prompts (same model, same cache): {prompt name: result}."""
-    from .. import offline
-
     if isinstance(backend, str):
-        extra = {"base_url": base_url, "api_key_env": api_key_env} if backend == "openai" else {}
-        backend = make_backend(backend, llm or (offline.DEFAULT_LLM if backend in ("replay", "llama_cpp") else None),
-                               **extra)
+        backend = make_backend(backend, llm, base_url=base_url, api_key_env=api_key_env)
     cache = CallCache(paths.resolve(cache_path) if cache_path else paths.call_cache_path())
     return {name: retrieve(class_names, backend, load_prompt(name), cache, params, defaults, progress=progress)
             for name in prompts}

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .. import paths
 from ..datasets import seen_class_names, unseen_class_names
 from .evaluate import EvalResult, evaluate, save_results
 from .train import TrainConfig, eval_split, load_trained
@@ -31,7 +32,7 @@ def evaluate_runs(run_names: list[str], split: str = "val", inference: str = "wh
             row["unseen IoU (mean)"] = round(float(res.per_class.loc[unseen, "IoU"].mean()), 2)
         rows.append(row)
         if out_dir is not None:
-            save_results(res, Path(out_dir) / name, {"run": cfg.to_dict(), "split": split, "inference": inference,
+            save_results(res, Path(out_dir) / paths.slug(name), {"run": cfg.to_dict(), "split": split, "inference": inference,
                                                      "limit": limit, "mean_over": seen})
     per_class = pd.DataFrame({n: r.per_class["IoU"].round(1) for n, r in results.items()})
     return pd.DataFrame(rows).set_index("run"), per_class, results
