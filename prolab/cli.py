@@ -36,7 +36,9 @@ def _run_describe(a: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from .describe import GenerationParams, RetrievalDefaults, describe_dataset, make_backend
+    from .validation import validate
 
+    validate("describe", vars(a))  # every flag before the model loads
     params = GenerationParams(temperature=a.temperature, max_tokens=a.max_tokens, repeat_penalty=a.repeat_penalty,
                               seed=a.seed)
     defaults = replace(RetrievalDefaults(), concurrency=a.concurrency, max_attempts=a.max_attempts)
@@ -72,6 +74,9 @@ def _run_properties(a: argparse.Namespace) -> int:
     from .properties import build_property_space
     from .properties.analysis import property_stats
 
+    from .validation import validate
+
+    validate("properties", vars(a))
     if a.descriptor_file and len(a.dataset) > 1:
         raise ValueError("--descriptor_file applies to one dataset; pass a single --dataset")
     for ds in a.dataset:
@@ -144,7 +149,9 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 def _run_evaluate(a: argparse.Namespace) -> int:
     from . import paths
     from .segment.report import evaluate_runs
+    from .validation import validate
 
+    validate("evaluate", vars(a))
     out_dir = paths.resolve(a.out_dir) if a.out_dir else paths.results_dir("eval")
     summary, _, _ = evaluate_runs([a.run_name], a.split, a.inference, a.limit, out_dir=out_dir)
     print(f"{summary.to_string()}\n-> {out_dir / paths.slug(a.run_name)}")
@@ -243,8 +250,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (FileNotFoundError, ValueError, KeyError, LookupError, RuntimeError) as e:
-        print(f"prolab {args.command}: error: {e}", file=sys.stderr)
+    except (FileNotFoundError, ValueError, KeyError, LookupError, RuntimeError, OSError) as e:
+        from .redact import redact
+
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e  # KeyError's str() adds quotes
+        print(f"prolab {args.command}: error: {redact(msg)}", file=sys.stderr)
         return 2
 
 

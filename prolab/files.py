@@ -5,6 +5,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import sys
 import tempfile
 from datetime import datetime, timezone
@@ -16,7 +17,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Write to a temporary file in the same folder, fsync, then rename: a kill never leaves half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # the writer's pid is in the name, so clean_stale_temps can tell a dead writer's leftovers from live ones
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -30,6 +32,40 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+_TEMP_PID = re.compile(r"\.(\d+)-[^.]*\.tmp$")
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_stale_temps(folder: str | os.PathLike, extra: tuple[str, ...] = ()) -> list[Path]:
+    """Remove what killed writers left in ``folder``: ``atomic_write_*`` temporaries whose process is gone
+    (older ones, without a pid, always) and files matching the ``extra`` patterns. Returns what was removed."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for p in folder.glob(".*.tmp"):
+        m = _TEMP_PID.search(p.name)
+        if m is None or not _alive(int(m.group(1))):
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    for pattern in extra:
+        for p in folder.glob(pattern):
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:

@@ -137,12 +137,12 @@ def test_tables_regenerate_identically(tmp_path):
 
 
 @pytest.mark.parametrize("change,msg", [
-    ({"vary": {"colour": ["red"]}}, "unknown axis 'colour'"),
-    ({"vary": {"n_properties": ["many"]}}, "n_properties value 'many' should be int"),
-    ({"vary": {"loss": ["hinge"]}}, "loss value 'hinge' is not one of"),
+    ({"vary": {"colour": ["red"]}}, "unknown axis in vary .* 'colour'"),
+    ({"vary": {"n_properties": ["many"]}}, "n_properties = 'many': must be an integer"),
+    ({"vary": {"loss": ["hinge"]}}, "loss = 'hinge': must be one of cos_sigmoid"),
     ({"vary": {"prompt": ["nonexistent_prompt"]}}, "prompt 'nonexistent_prompt' not found"),
     ({"vary": {"llm": ["gpt-9"]}}, "needs the descriptor file descriptors/synthetic_outdoor/gpt-9__structured-"),
-    ({"seeds": [0, "one"]}, "seeds must be a list of integers"),
+    ({"seeds": [0, "one"]}, "seeds = \\[0, 'one'\\]: must be a list of integers"),
     ({"dataset": "imagenet"}, "unknown dataset 'imagenet'"),
     ({"train": {"learning_rate": 1}}, "train: .*learning_rate"),
     ({"extra": 1}, "unknown keys \\[.extra.\\]"),

@@ -115,8 +115,9 @@ def test_replay_reproduces_descriptor_file_byte_for_byte(stub_server, tmp_path):
     stub_server.script.replies["sky"] = ["- too few", stub_reply("sky")]  # includes a re-ask
     live = describe_dataset(str(classes), backend=_backend(stub_server), out_root=tmp_path / "live",
                             cache_path=tmp_path / "c.jsonl", defaults=FAST, progress=False)
-    replayed = describe_dataset(str(classes), backend="replay", llm="stub-model", out_root=tmp_path / "replay",
-                                cache_path=tmp_path / "c.jsonl", progress=False)
+    # replies from an OpenAI-compatible server are keyed by its URL: replay names the same server
+    replayed = describe_dataset(str(classes), backend="replay", llm="stub-model", base_url=stub_server.base_url,
+                                out_root=tmp_path / "replay", cache_path=tmp_path / "c.jsonl", progress=False)
     assert live.path.name == replayed.path.name == f"stub-model__{P.tag}.json"
     assert live.path.read_bytes() == replayed.path.read_bytes()
     assert list(json.loads(live.path.read_text())) == ["road", "sky", "traffic light"]  # normalised names

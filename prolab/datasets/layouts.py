@@ -81,6 +81,23 @@ def _list_pairs(root: Path, layout: Layout, split: str, dataset: str) -> list[tu
     return pairs
 
 
+def _decode(path: Path, dataset: str, what: str, read, full: bool = True):
+    """Open an image file and apply ``read`` to it; every decoding problem becomes an error naming the file.
+    ``full=False`` reads the header only (format and size) and skips the pixel decode."""
+    from PIL import UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            if full:
+                im.load()
+            return read(im)
+    except UnidentifiedImageError:
+        raise LayoutError(f"{dataset}: {what} {path} is not an image file PIL can read") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise LayoutError(f"{dataset}: {what} {path} cannot be decoded ({e}); the file is damaged or "
+                          "truncated: replace it or remove the pair") from None
+
+
 class SegmentationDataset:
     """Images and label maps of one split. ``__getitem__`` returns (image uint8 HxWx3, label int64 HxW)
     with labels in ``0..C-1`` and 255 = ignore, before any transform; ``transform`` is applied after."""
@@ -124,23 +141,64 @@ class SegmentationDataset:
 
     def load(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         img_path, ann_path = self.pairs[i]
-        img = np.array(Image.open(img_path).convert("RGB"))
-        raw = np.asarray(Image.open(ann_path))
+        img = _decode(img_path, self.name, "image", lambda im: np.array(im.convert("RGB")))
+        raw = _decode(ann_path, self.name, "label map", np.asarray)
+        if raw.shape[:2] != img.shape[:2]:
+            raise LayoutError(f"{self.name}: size mismatch: image {img_path} is {img.shape[1]}x{img.shape[0]}, "
+                              f"label {ann_path} is {raw.shape[1]}x{raw.shape[0]}")
+        return img, self._labels(raw, ann_path)
+
+    def _labels(self, raw: np.ndarray, ann_path: Path) -> np.ndarray:
+        """Raw label values -> training ids, with an error naming the file and the fix for every bad value."""
         if raw.ndim == 3:
             raise LayoutError(f"{self.name}: label map {ann_path} has {raw.shape[2]} channels; expected a "
                               "single-channel (L or P mode) PNG of class indices")
-        if raw.shape != img.shape[:2]:
-            raise LayoutError(f"{self.name}: size mismatch: image {img_path} is {img.shape[1]}x{img.shape[0]}, "
-                              f"label {ann_path} is {raw.shape[1]}x{raw.shape[0]}")
-        if raw.size and int(raw.max()) > 255:
-            raise LayoutError(f"{self.name}: label map {ann_path} has value {int(raw.max())}; label maps must be "
-                              "8-bit class indices (0..255)")
+        if raw.size and (int(raw.max()) > 255 or int(raw.min()) < 0):
+            raise LayoutError(f"{self.name}: label map {ann_path} has value {int(raw.max())} ({raw.dtype}); label "
+                              "maps must hold class indices 0..255 (8-bit PNG)")
         label = self._lut[raw.astype(np.int64)]
         if (label < 0).any():
             bad = sorted(set(np.unique(raw[label < 0]).tolist()))
+            hint = (f"; if {bad[0]} means 'unlabelled', pass --ignore_index {bad[0]}" if len(bad) == 1 else
+                    "; map raw values to classes with a label_map")
             raise LayoutError(f"{self.name}: label map {ann_path} has values {bad[:10]} outside the "
-                              f"{len(self.class_names)} classes (and ignore {self.ignore_index})")
-        return img, label
+                              f"{len(self.class_names)} classes (0..{len(self.class_names) - 1}) and the ignore "
+                              f"value {self.ignore_index}{hint}")
+        return label
+
+    def check_files(self, progress: bool = True) -> dict:
+        """Check every file before training starts: image headers (format, size) and a full decode of every
+        label map (mode, size, values). Raises ``LayoutError`` naming the first bad file. The result is cached
+        per file list, sizes and modification times, so an unchanged dataset is checked once."""
+        import hashlib
+        import json
+
+        from tqdm.auto import tqdm
+
+        from .. import paths
+        from ..files import atomic_write_json
+
+        h = hashlib.sha256(json.dumps([self.name, self._lut.tolist()]).encode())
+        for img, ann in self.pairs:
+            for f in (img, ann):
+                try:
+                    st = f.stat()
+                except OSError as e:
+                    raise LayoutError(f"{self.name}: cannot read {f}: {e.strerror}") from None
+                h.update(f"{f}|{st.st_size}|{st.st_mtime_ns}".encode())
+        stamp = paths.cache_root() / "checked" / f"{h.hexdigest()[:24]}.json"
+        if stamp.exists():
+            return {"samples": len(self.pairs), "cached": True}
+        for img_path, ann_path in tqdm(self.pairs, desc=f"checking {self.name} {self.split or ''}".rstrip(),
+                                       unit="file", disable=not progress):
+            size = _decode(img_path, self.name, "image", lambda im: im.size, full=False)
+            raw = _decode(ann_path, self.name, "label map", np.asarray)
+            if raw.shape[:2] != (size[1], size[0]):
+                raise LayoutError(f"{self.name}: size mismatch: image {img_path} is {size[0]}x{size[1]}, "
+                                  f"label {ann_path} is {raw.shape[1]}x{raw.shape[0]}")
+            self._labels(raw, ann_path)
+        atomic_write_json(stamp, {"dataset": self.name, "samples": len(self.pairs), "root": str(self.root)})
+        return {"samples": len(self.pairs), "cached": False}
 
     def __getitem__(self, i: int):
         img, label = self.load(i)

@@ -11,21 +11,31 @@ and raises ``TransientError`` for what is worth retrying (rate limits, 5xx, time
 """
 from __future__ import annotations
 
+import json
 import os
 import threading
 from dataclasses import asdict, dataclass
 from typing import Any
+from urllib.parse import urlsplit
+
+from ..redact import redact
+
+OPENAI_API_URL = "https://api.openai.com/v1"
 
 
 class BackendError(RuntimeError):
-    """A failure that retrying will not fix (bad model name, authentication, malformed request)."""
+    """A failure that retrying will not fix (bad model name, authentication, malformed request).
+    The message is redacted on construction: servers echo keys back in their errors."""
+
+    def __init__(self, message: str):
+        super().__init__(redact(message))
 
 
 class TransientError(RuntimeError):
     """A failure worth retrying after a pause. ``retry_after`` is the server's hint in seconds, if any."""
 
     def __init__(self, message: str, retry_after: float | None = None):
-        super().__init__(message)
+        super().__init__(redact(message))
         self.retry_after = retry_after
 
 
@@ -40,6 +50,12 @@ class GenerationParams:
     max_tokens: int = 200        # 6-10 short bullets fit; bounds the cost of a runaway loop
     repeat_penalty: float = 1.15  # without it small local models loop at temperature 0
     seed: int = 0
+
+    def __post_init__(self):
+        from ..validation import validate
+
+        validate("describe", {"temperature": self.temperature, "max_tokens": self.max_tokens,
+                              "repeat_penalty": self.repeat_penalty, "seed": self.seed})
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -57,6 +73,10 @@ class Backend:
         """What goes into metadata sidecars (never a secret)."""
         return {"backend": self.kind, "model_id": self.model_id}
 
+    def cache_scope(self) -> dict[str, Any]:
+        """What besides the model id and the request decides a reply (part of the cache key when not empty)."""
+        return {}
+
 
 # --- OpenAI-compatible HTTP APIs ---------------------------------------------------------------------------
 
@@ -70,51 +90,72 @@ class OpenAIBackend(Backend):
         except ImportError as e:  # pragma: no cover - openai is a core dependency
             raise BackendError("the openai backend needs `pip install openai>=1`") from e
         self._openai = openai
+        # The endpoint that will really be called: the flag, else OPENAI_BASE_URL (which the openai client
+        # would read by itself), else the OpenAI API. Which key may be sent is decided for *that* endpoint.
+        base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
+        official = base_url is None or urlsplit(base_url).hostname == "api.openai.com"
         # OPENAI_API_KEY is only ever sent to the OpenAI API itself; another server gets a key only from a
         # variable named explicitly, so a real key never reaches a third-party base_url by accident.
-        env = api_key_env or ("OPENAI_API_KEY" if base_url is None else None)
+        env = api_key_env or ("OPENAI_API_KEY" if official else None)
         key = os.environ.get(env) if env else None
         if not key:
-            if env and (base_url is None or api_key_env):
+            if env:
                 raise BackendError(f"no API key: the environment variable {env} is not set")
             key = "not-needed"  # local servers (llama.cpp, vLLM without auth) accept any key
+        self._key = key
         self.model = model
         self.model_id = model_id or model
-        self.base_url = base_url
+        self.base_url = base_url or OPENAI_API_URL
         self.max_concurrency = 64
         # OpenAI itself rejects unknown fields; llama.cpp's server reads "repeat_penalty", vLLM "repetition_penalty".
         if repeat_penalty_field == "auto":
-            repeat_penalty_field = None if base_url is None else "repeat_penalty"
+            repeat_penalty_field = None if official else "repeat_penalty"
         self.repeat_penalty_field = repeat_penalty_field
         # max_retries=0: the engine owns retries so they are uniform across backends and visible in tests.
-        self.client = openai.OpenAI(api_key=key, base_url=base_url, timeout=timeout, max_retries=0)
+        self.client = openai.OpenAI(api_key=key, base_url=self.base_url, timeout=timeout, max_retries=0)
 
     def complete(self, messages, params):
         openai = self._openai
         extra = {}
         if self.repeat_penalty_field and params.repeat_penalty != 1.0:
             extra[self.repeat_penalty_field] = params.repeat_penalty
+        where = _redact_url(self.base_url)
         try:
-            resp = self.client.chat.completions.create(
+            # the raw body, decoded here: invalid UTF-8 in a reply must not crash the openai client's decoder
+            raw = self.client.chat.completions.with_raw_response.create(
                 model=self.model, messages=messages, temperature=params.temperature,
                 max_tokens=params.max_tokens, seed=params.seed, extra_body=extra or None)
+            body = raw.http_response.content
         except openai.RateLimitError as e:
-            raise TransientError(f"rate limited (429): {e}", _retry_after(e)) from None
+            raise TransientError(self._clean(f"rate limited (429): {e}"), _retry_after(e)) from None
         except openai.APIStatusError as e:
             if e.status_code >= 500 or e.status_code in (408, 409):
-                raise TransientError(f"server error {e.status_code}: {e}", _retry_after(e)) from None
-            raise BackendError(f"{_redact_url(self.base_url) or 'OpenAI API'} refused the request "
-                               f"({e.status_code}): {e}") from None
+                raise TransientError(self._clean(f"server error {e.status_code}: {e}"), _retry_after(e)) from None
+            raise BackendError(self._clean(f"{where} refused the request ({e.status_code}): {e}")) from None
         except openai.APITimeoutError:
             raise TransientError("request timed out") from None
         except openai.APIConnectionError as e:
-            raise TransientError(f"connection failed: {e}") from None
-        if not resp.choices:
+            raise TransientError(self._clean(f"connection failed: {e}")) from None
+        try:
+            # bad bytes survive as lone surrogates; the engine's one sanitising path replaces and records them
+            data = json.loads(body.decode("utf-8", errors="surrogateescape"))
+            choices = data.get("choices") or []
+            content = choices[0]["message"].get("content") if choices else None
+        except (ValueError, AttributeError, KeyError, IndexError, TypeError) as e:
+            raise TransientError(f"{where} sent a reply that is not a chat completion ({type(e).__name__})") from None
+        if not choices:
             raise TransientError("reply without choices")
-        return resp.choices[0].message.content or ""
+        return content if isinstance(content, str) else ""
+
+    def _clean(self, text: str) -> str:
+        return redact(text, self._key)
 
     def describe(self):
         return {**super().describe(), "model": self.model, "base_url": _redact_url(self.base_url)}
+
+    def cache_scope(self):
+        # the same model name on two servers is two models (OpenAI's gpt-4o vs a local alias)
+        return {} if self.base_url == OPENAI_API_URL else {"base_url": _redact_url(self.base_url)}
 
 
 def _retry_after(err: Any) -> float | None:
@@ -209,11 +250,15 @@ class ReplayBackend(Backend):
     """Serves nothing itself: the engine answers from the cache and turns a miss into a ReplayMissError."""
     kind = "replay"
 
-    def __init__(self, model: str = "qwen2.5-coder-1.5b-instruct-q4_k_m"):
+    def __init__(self, model: str = "qwen2.5-coder-1.5b-instruct-q4_k_m", base_url: str | None = None):
         from .. import offline
 
         self.model_id = offline.canonical_model_id(model)
         self.max_concurrency = 64
+        self.base_url = base_url  # replays the calls that were made against this OpenAI-compatible server
+
+    def cache_scope(self):
+        return {"base_url": _redact_url(self.base_url)} if self.base_url and self.base_url != OPENAI_API_URL else {}
 
     def complete(self, messages, params):
         raise ReplayMissError(f"replay backend: no cached reply for model {self.model_id}")
@@ -226,7 +271,8 @@ BACKENDS = {"openai": OpenAIBackend, "llama_cpp": LlamaCppBackend, "transformers
 def make_backend(backend: str, model: str | None = None, base_url: str | None = None,
                  api_key_env: str | None = None, **kwargs: Any) -> Backend:
     """Build a backend by kind; ``model`` is a model name, alias or path (see each class). ``replay`` and
-    ``llama_cpp`` default to the packaged Qwen GGUF; ``base_url``/``api_key_env`` only concern ``openai``."""
+    ``llama_cpp`` default to the packaged Qwen GGUF; ``base_url``/``api_key_env`` concern ``openai`` (and
+    ``replay``, which with a ``base_url`` replays the calls made against that server)."""
     from .. import offline
 
     if backend not in BACKENDS:
@@ -234,6 +280,8 @@ def make_backend(backend: str, model: str | None = None, base_url: str | None = 
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
     if backend == "openai":
         kwargs.update(base_url=base_url, api_key_env=api_key_env)
+    elif backend == "replay" and base_url:
+        kwargs.update(base_url=base_url)
     model = model or (offline.DEFAULT_LLM if backend in ("replay", "llama_cpp") else None)
     if model is None:
         raise ValueError(f"the {backend} backend needs a model name (--llm)")

@@ -17,8 +17,14 @@ from typing import Any
 from ..files import stable_hash, utc_now
 
 
-def call_key(model_id: str, messages: list[dict[str, str]], params: dict[str, Any]) -> str:
-    return stable_hash({"model": model_id, "messages": messages, "params": params}, length=32)
+def call_key(model_id: str, messages: list[dict[str, str]], params: dict[str, Any],
+             scope: dict[str, Any] | None = None) -> str:
+    """``scope`` is what else decides the reply (an OpenAI-compatible server's URL); empty for local models,
+    so their keys are the same as ever."""
+    obj = {"model": model_id, "messages": messages, "params": params}
+    if scope:
+        obj["scope"] = scope
+    return stable_hash(obj, length=32)
 
 
 class CallCache:
@@ -35,17 +41,26 @@ class CallCache:
     def _load(self) -> None:
         if not self.path.exists():
             return
-        with open(self.path, encoding="utf-8") as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
+        # bytes, decoded per line: one line of bad bytes must not make the whole file unreadable
+        with open(self.path, "rb") as f:
+            for lineno, raw in enumerate(f, 1):
+                if not raw.strip():
                     continue
+                problem = None
                 try:
-                    rec = json.loads(line)
-                    self._records[rec["key"]] = rec
-                except (json.JSONDecodeError, KeyError, TypeError):
+                    rec = json.loads(raw.decode("utf-8"))
+                except (UnicodeDecodeError, json.JSONDecodeError):
+                    problem = "not a JSON line (probably cut short by a killed run)"
+                else:
+                    if not isinstance(rec, dict) or not isinstance(rec.get("key"), str):
+                        problem = "no string 'key'"
+                    elif not isinstance(rec.get("reply"), str):
+                        problem = "no string 'reply'"
+                if problem:
                     self.skipped_lines += 1
-                    warnings.warn(f"{self.path}:{lineno}: skipping an unreadable cache line "
-                                  "(probably cut short by a killed run)", stacklevel=2)
+                    warnings.warn(f"{self.path}:{lineno}: skipping an unreadable cache line ({problem})", stacklevel=2)
+                    continue
+                self._records[rec["key"]] = rec
 
     def __len__(self) -> int:
         return len(self._records)
@@ -61,7 +76,8 @@ class CallCache:
         rec = {"key": key, **info, "reply": reply, "created": utc_now()}
         if self.readonly:
             raise PermissionError(f"call cache {self.path} is read-only")
-        line = json.dumps(rec, ensure_ascii=False, sort_keys=False) + "\n"
+        # "replace": a lone surrogate anywhere must not make the line unwritable (replies are sanitised before)
+        line = (json.dumps(rec, ensure_ascii=False, sort_keys=False) + "\n").encode("utf-8", errors="replace")
         with self._lock:
             if key in self._records:
                 return self._records[key]
@@ -72,8 +88,8 @@ class CallCache:
                 with open(self.path, "rb") as f:
                     f.seek(-1, os.SEEK_END)
                     needs_newline = f.read(1) != b"\n"
-            with open(self.path, "a", encoding="utf-8") as f:
-                f.write(("\n" if needs_newline else "") + line)
+            with open(self.path, "ab") as f:
+                f.write((b"\n" if needs_newline else b"") + line)
                 f.flush()
                 os.fsync(f.fileno())
             self._records[key] = rec

@@ -13,11 +13,16 @@ from ..datasets import normalize_class_name
 from ..files import atomic_write_json, atomic_write_text, file_sha256, read_json, utc_now
 
 
-def save_descriptors(path: str | Path, descriptions: dict[str, list[str]], meta: dict[str, Any]) -> Path:
+def save_descriptors(path: str | Path, descriptions: dict[str, list[str]], meta: dict[str, Any],
+                     allow_empty: bool = False) -> Path:
     """Write the descriptor file and its sidecar atomically. The descriptor file holds nothing but the
-    descriptions, so two runs that got the same replies write identical bytes."""
+    descriptions, so two runs that got the same replies write identical bytes. A class without descriptions
+    is an error unless ``allow_empty`` (a run with failures, whose sidecar lists them)."""
     path = Path(path)
     _check(descriptions, str(path))
+    empty = [c for c, d in descriptions.items() if not d]
+    if empty and not allow_empty:
+        raise ValueError(f"{path}: classes without descriptions: {', '.join(map(repr, empty[:10]))}")
     atomic_write_json(path, descriptions)
     meta = {**meta, "descriptor_sha256": file_sha256(path)}
     atomic_write_json(paths.descriptor_meta_path(path), meta)

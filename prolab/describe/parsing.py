@@ -25,7 +25,24 @@ class ParseDefaults:
     min_descriptions: int = 6    # fewer than this after cleaning -> re-ask
     max_descriptions: int = 15   # the release has 8-15 per class; keep the first 15
     max_words: int = 30          # longer lines are run-on text, not a property
+    max_chars: int = 200         # likewise in characters (a 50 KB "word" is not a description)
+    max_reply_chars: int = 16_000  # a longer reply is a bad reply (and is stored cut to this length)
     near_duplicate: float = 0.9  # SequenceMatcher ratio above which two lines count as one
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def sanitize_reply(reply: str | bytes | None) -> str:
+    """The one path every reply text takes before it is parsed or cached: undecodable bytes and lone
+    surrogates become U+FFFD, control characters (NUL ...) are dropped, line ends are normalised."""
+    if reply is None:
+        return ""
+    if isinstance(reply, (bytes, bytearray)):
+        text = bytes(reply).decode("utf-8", errors="replace")
+    else:
+        text = str(reply).encode("utf-8", errors="surrogatepass").decode("utf-8", errors="replace")
+    return _CONTROL.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
 
 
 @dataclass
@@ -77,8 +94,11 @@ def _candidate_lines(reply: str, class_name: str, reply_format: str) -> list[str
 def parse_reply(reply: str, class_name: str, prompt: Prompt, defaults: ParseDefaults = ParseDefaults()
                 ) -> ParsedReply:
     """Clean descriptions from one reply, plus the first problem found (or None)."""
-    if not reply or not reply.strip():
+    reply = sanitize_reply(reply)
+    if not reply.strip():
         return ParsedReply([], "empty reply")
+    if len(reply) > defaults.max_reply_chars:
+        return ParsedReply([], f"reply too long ({len(reply)} characters)")
     if _REFUSAL.search(reply[:300]):
         return ParsedReply([], "refusal")
     instruction = prompt.instruction_lines()
@@ -96,7 +116,7 @@ def parse_reply(reply: str, class_name: str, prompt: Prompt, defaults: ParseDefa
             continue
         text = _clean_line(raw)
         key = _norm(text)
-        if not key or len(text.split()) > defaults.max_words:
+        if not key or len(text.split()) > defaults.max_words or len(text) > defaults.max_chars:
             dropped.append(raw)
             continue
         if key in examples:

@@ -17,7 +17,8 @@ from tqdm.auto import tqdm
 
 from .backends import Backend, GenerationParams, ReplayMissError, TransientError
 from .cache import CallCache, call_key
-from .parsing import ParseDefaults, parse_reply, reask_message
+from ..validation import validate
+from .parsing import ParseDefaults, ParsedReply, parse_reply, reask_message, sanitize_reply
 from .prompts import Prompt
 
 
@@ -30,6 +31,11 @@ class RetrievalDefaults:
     backoff_max: float = 60.0     # cap of one pause
     reask_temperature: float = 0.7  # at temperature 0 a re-ask tends to get the same reply back: sample instead
     parse: ParseDefaults = field(default_factory=ParseDefaults)
+
+    def __post_init__(self):
+        validate("describe", {"concurrency": self.concurrency, "max_attempts": self.max_attempts})
+        if self.max_retries < 0:
+            raise ValueError(f"max_retries = {self.max_retries}: must be >= 0")
 
 
 @dataclass
@@ -100,13 +106,17 @@ class Retriever:
         return replace(self.params, temperature=max(self.params.temperature, self.defaults.reask_temperature),
                        seed=self.params.seed + attempt)
 
-    def call(self, messages: list[dict[str, str]], class_name: str, attempt: int) -> tuple[str, bool]:
-        """(reply, was_cached) for one rendered conversation."""
+    def call(self, messages: list[dict[str, str]], class_name: str, attempt: int) -> tuple[str, bool, int]:
+        """(reply, was_cached, reply length before any cut) for one rendered conversation. Every reply, new or cached, goes through
+        ``sanitize_reply``; one longer than ``parse.max_reply_chars`` is stored cut short (and marked), so a
+        runaway server cannot fill the cache, and it stays a bad reply when replayed."""
         params = self.params_for(attempt)
-        key = call_key(self.backend.model_id, messages, params.as_dict())
+        key = call_key(self.backend.model_id, messages, params.as_dict(), self.backend.cache_scope())
         hit = self.cache.get(key)
         if hit is not None:
-            return hit["reply"], True
+            reply = sanitize_reply(hit["reply"])
+            n = hit.get("reply_chars")
+            return reply, True, max(n, len(reply)) if isinstance(n, int) else len(reply)
         for retry in range(self.defaults.max_retries + 1):
             try:
                 reply = self.backend.complete(messages, params)
@@ -120,9 +130,14 @@ class Retriever:
                 if retry == self.defaults.max_retries:
                     raise
                 self._sleep(self._backoff(retry, e.retry_after))
-        self.cache.put(key, reply, model=self.backend.model_id, prompt=self.prompt.tag, class_name=class_name,
-                       attempt=attempt + 1, params=params.as_dict())
-        return reply, False
+        clean = sanitize_reply(reply)
+        info = {"sanitized": True} if clean != reply else {}
+        limit = self.defaults.parse.max_reply_chars
+        if len(clean) > limit:
+            info["reply_chars"] = len(clean)
+        self.cache.put(key, clean[:limit], model=self.backend.model_id, prompt=self.prompt.tag,
+                       class_name=class_name, attempt=attempt + 1, params=params.as_dict(), **info)
+        return clean[:limit], False, len(clean)
 
     # -- one class -------------------------------------------------------------------------------------------
     def describe_class(self, class_name: str) -> ClassResult:
@@ -131,14 +146,17 @@ class Retriever:
         best: list[str] = []
         for attempt in range(self.defaults.max_attempts):
             try:
-                reply, cached = self.call(messages, class_name, attempt)
+                reply, cached, n_chars = self.call(messages, class_name, attempt)
             except TransientError as e:
                 res.problem = f"backend kept failing: {e}"
                 break
             res.attempts += 1
             res.cached_calls += cached
             res.new_calls += not cached
-            parsed = parse_reply(reply, class_name, self.prompt, self.defaults.parse)
+            if n_chars > self.defaults.parse.max_reply_chars:  # a runaway reply: ask again, keep nothing of it
+                parsed = ParsedReply([], f"reply too long ({n_chars} characters)")
+            else:
+                parsed = parse_reply(reply, class_name, self.prompt, self.defaults.parse)
             if len(parsed.descriptions) > len(best):
                 best = parsed.descriptions
             if parsed.problem is None:
@@ -146,11 +164,15 @@ class Retriever:
                 return res
             res.problem = parsed.problem
             messages = messages + [
-                {"role": "assistant", "content": reply},
+                # a runaway reply goes back cut short: the re-ask must stay a normal-sized request
+                {"role": "assistant", "content": reply if n_chars <= self.defaults.parse.max_reply_chars
+                 else reply[:1000]},
                 {"role": "user", "content": reask_message(class_name, parsed.problem, self.prompt,
                                                           self.defaults.parse)},
             ]
         res.descriptions = best
+        if res.problem is None:  # no attempt was made at all
+            res.problem = "no reply"
         res.problem = f"{res.problem} after {res.attempts} attempts" if res.attempts else res.problem
         return res
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from .. import paths
 from ..datasets import load_class_names
-from ..files import environment_info, utc_now
+from ..files import dumps_json, environment_info, utc_now
 from .backends import Backend, GenerationParams, make_backend
 from .cache import CallCache
 from .descriptors import descriptor_stats, load_meta, save_descriptors
@@ -59,11 +59,19 @@ def describe_dataset(dataset: str, backend: str | Backend = "replay", llm: str |
         "calls": {"new": result.new_calls, "cached": result.cached_calls},
         "environment": environment_info(),
     }
-    if result.failures and out.exists() and not load_meta(out).get("failures"):
-        # an existing complete file is never replaced by a worse one (e.g. the API was down)
-        out = out.with_name(out.stem + ".partial.json")
-        print(f"{len(result.failures)} classes failed: the complete file is kept; this run is written to {out.name}")
-    save_descriptors(out, result.descriptions, meta)
+    if out.exists():
+        old_meta = load_meta(out)
+        if out.read_bytes() == dumps_json(result.descriptions).encode("utf-8") and \
+                set(old_meta.get("failures") or {}) == set(result.failures):
+            # the same descriptions again (a replay of a committed file): leave file and sidecar as they are,
+            # so replaying changes nothing in git and downstream steps see unchanged inputs
+            return DescribeOutput(out, result, old_meta or meta)
+        if result.failures and not set(result.failures) <= set(old_meta.get("failures") or {}):
+            # a run with failed classes never replaces a file that has fewer (e.g. the API was down)
+            out = out.with_name(out.stem + ".partial.json")
+            print(f"{len(result.failures)} classes failed ({', '.join(list(result.failures)[:5])}): the existing "
+                  f"{out.name.replace('.partial', '')} is kept; this run is written to {out.name}", flush=True)
+    save_descriptors(out, result.descriptions, meta, allow_empty=bool(result.failures))
     return DescribeOutput(out, result, meta)
 
 

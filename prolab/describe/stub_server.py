@@ -47,10 +47,10 @@ def stub_reply(class_name: str, n: int = 8) -> str:
 @dataclass
 class StubScript:
     latency: float = 0.0                        # seconds added to every call
-    faults: deque = field(default_factory=deque)  # global queue of "429", "500", "timeout", consumed in order
+    faults: deque = field(default_factory=deque)  # global queue of "429", "500", "timeout", "401-echo", in order
     hang_seconds: float = 5.0                   # how long a "timeout" fault stalls before answering
     retry_after: float | None = None            # Retry-After header sent with 429s
-    replies: dict = field(default_factory=dict)  # class -> list of scripted replies, consumed in order
+    replies: dict = field(default_factory=dict)  # class -> list of scripted replies (str, or bytes sent raw)
 
 
 class StubStats:
@@ -98,8 +98,11 @@ class StubChatServer:
             def log_message(self, *args):  # keep test output clean
                 pass
 
-            def _send(self, code: int, body: dict, headers: dict | None = None):
+            def _send(self, code: int, body: dict, headers: dict | None = None, raw_content: bytes | None = None):
                 data = json.dumps(body).encode()
+                if raw_content is not None:  # splice bytes as they are (invalid UTF-8 included) into the JSON
+                    esc = raw_content.replace(b"\\", b"\\\\").replace(b'"', b'\\"').replace(b"\n", b"\\n")
+                    data = data.replace(b'"@@RAW@@"', b'"' + esc + b'"')
                 self.send_response(code)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
@@ -146,6 +149,10 @@ class StubChatServer:
                 if fault == "429":
                     hdr = {"Retry-After": str(sc.retry_after)} if sc.retry_after is not None else {}
                     return self._send(429, {"error": {"message": "rate limited", "type": "rate_limit"}}, hdr)
+                if fault == "401-echo":  # a careless server that repeats the credentials it was sent
+                    auth = self.headers.get("Authorization", "")
+                    return self._send(401, {"error": {"message": f"Incorrect API key provided: {auth}",
+                                                      "type": "invalid_request_error"}})
                 if fault == "500":
                     return self._send(500, {"error": {"message": "internal error", "type": "server_error"}})
                 if fault == "timeout":
@@ -158,13 +165,14 @@ class StubChatServer:
                     content = queue.pop(0) if queue else stub_reply(cls)
                 with st.lock:
                     st.completed[cls] += 1
+                raw = content if isinstance(content, bytes) else None
                 self._send(200, {
                     "id": "chatcmpl-stub", "object": "chat.completion", "created": int(time.time()),
                     "model": body.get("model", "stub"),
                     "choices": [{"index": 0, "finish_reason": "stop",
-                                 "message": {"role": "assistant", "content": content}}],
+                                 "message": {"role": "assistant", "content": "@@RAW@@" if raw else content}}],
                     "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
-                })
+                }, raw_content=raw)
 
         self.httpd = ThreadingHTTPServer((host, port), Handler)
         self.httpd.daemon_threads = True

@@ -19,8 +19,10 @@ from ..files import atomic_write_json, atomic_write_text, environment_info, read
 
 AXES: dict[str, type] = {"n_properties": int, "embedder": str, "method": str, "loss": str, "temperature": float,
                          "prompt": str, "llm": str, "mode": str}
-CHOICES = {"method": ("kmeans", "gmm", "vmf"), "loss": ("cos_sigmoid", "bce", "cos"),
-           "mode": ("property", "category")}
+# the stage whose validation rules check each axis's values (prolab.validation): one set of rules for the
+# CLI flags, the notebook parameters and the grid
+AXIS_STAGE = {"n_properties": "properties", "embedder": "properties", "method": "properties", "loss": "train",
+              "temperature": "train", "mode": "train", "prompt": "describe", "llm": "describe"}
 DEFAULT_BASE = {"n_properties": None, "embedder": "all-MiniLM-L6-v2", "method": "kmeans", "loss": "cos_sigmoid",
                 "temperature": 0.04, "prompt": "structured", "llm": "qwen2.5-coder-1.5b-instruct-q4_k_m",
                 "mode": "property"}
@@ -53,17 +55,14 @@ class GridConfig:
         return out
 
 
-def _type_ok(value, kind) -> bool:
-    if kind is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    return isinstance(value, kind) and not isinstance(value, bool)
-
-
 def load_grid(path: str | Path) -> GridConfig:
     """Read and check a grid YAML; every problem is reported before anything runs."""
     from ..datasets import DATASETS
+    from ..describe import load_descriptors
     from ..describe.prompts import load_prompt
+    from ..properties.build import resolve_n_properties
     from ..segment.train import TrainConfig
+    from ..validation import RULES, Rule, check, unknown_names
 
     path = paths.resolve(path)
     raw = read_yaml_mapping(path, "grid config", {"name", "dataset", "base", "vary", "seeds", "train"})
@@ -77,31 +76,23 @@ def load_grid(path: str | Path) -> GridConfig:
     if not isinstance(vary, dict):
         raise ValueError(f"{path}: 'vary' must map axis names to lists of values")
     for section, mapping in (("base", raw.get("base") or {}), ("vary", vary)):
-        for axis in mapping:
-            if axis not in AXES:
-                raise ValueError(f"{path}: unknown axis {axis!r} in {section}; axes are {', '.join(AXES)} "
-                                 "(seeds go under 'seeds')")
+        unknown_names(mapping, AXES, f"axis in {section} (seeds go under 'seeds')", str(path))
     for axis, values in vary.items():
         if not isinstance(values, list) or not values:
             raise ValueError(f"{path}: vary.{axis} must be a non-empty list")
-    for axis, kind in AXES.items():
+    for axis in AXES:
+        rule = RULES[AXIS_STAGE[axis]].get(axis) or Rule(AXES[axis])
         for v in [base[axis]] + list(vary.get(axis, [])):
-            if v is None and axis == "n_properties":
-                continue
-            if not _type_ok(v, kind):
-                raise ValueError(f"{path}: {axis} value {v!r} should be {kind.__name__}, not {type(v).__name__}")
-            if axis in CHOICES and v not in CHOICES[axis]:
-                raise ValueError(f"{path}: {axis} value {v!r} is not one of {CHOICES[axis]}")
+            check(axis, v, rule, where=str(path))
     seeds = raw.get("seeds", [0])
-    if not isinstance(seeds, list) or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
-        raise ValueError(f"{path}: seeds must be a list of integers")
+    check("seeds", seeds, Rule(list, item=int, min=0), where=str(path))
     train = raw.get("train") or {}
     try:
         TrainConfig.demo(**train)
-    except TypeError as e:
+    except (TypeError, ValueError) as e:
         raise ValueError(f"{path}: train: {e}") from None
     cfg = GridConfig(raw["name"], raw["dataset"], base, vary, seeds, train, str(path))
-    # every descriptor file the grid needs must exist now, not halfway through
+    # every descriptor file the grid needs must exist now, and every K fit its descriptions, not halfway through
     for cell in cfg.cells():
         if cell["mode"] == "property":
             f = paths.descriptor_path(cfg.dataset, cell["llm"], load_prompt(cell["prompt"]).tag)
@@ -110,6 +101,9 @@ def load_grid(path: str | Path) -> GridConfig:
                                         f"file {f.relative_to(paths.repo_root())}, which does not exist "
                                         f"(run: prolab describe --dataset {cfg.dataset} --prompt {cell['prompt']} "
                                         f"--backend llama_cpp)")
+            n_desc = sum(len(v) for v in load_descriptors(f).values())
+            resolve_n_properties(cfg.dataset, cell["n_properties"], n_desc,
+                                 where=f"{path}: cell {cell['axis']}={cell.get(cell['axis'])} ({f.name})")
     return cfg
 
 

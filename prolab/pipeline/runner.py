@@ -10,7 +10,19 @@ from pathlib import Path
 from typing import Any
 
 from .. import paths
-from ..files import atomic_write_json, environment_info, read_json, read_yaml_mapping, stable_hash, utc_now
+from ..files import (atomic_write_json, clean_stale_temps, environment_info, read_json, read_yaml_mapping,
+                     stable_hash, utc_now)
+from ..redact import redact
+from ..validation import validate
+
+# which stage's validation rules check a notebook's parameters (prolab.validation)
+NOTEBOOK_STAGE = {"01_prompt_design": "describe", "02_llm_retrieval": "describe",
+                  "03_embedding_clustering": "properties", "04_property_space": "properties",
+                  "05_train_segmentation": "train", "06_evaluate": "evaluate"}
+
+
+class PipelineError(RuntimeError):
+    """A notebook of the pipeline failed; the message names it, the cell, the error and the executed copy."""
 
 
 @dataclass
@@ -44,10 +56,47 @@ def load_config(path: str | Path) -> PipelineConfig:
         params = entry.get("parameters") or {}
         if not isinstance(params, dict):
             raise ValueError(f"{path}: notebooks[{i}].parameters must be a mapping")
+        check_parameters(nb, params, where=f"{path}: notebooks[{i}] ({nb})")
         steps.append(NotebookStep(nb, params))
     if not steps:
         raise ValueError(f"{path}: no notebooks to run")
     return PipelineConfig(raw["run_name"], steps, str(path))
+
+
+def notebook_parameters(notebook: str) -> dict[str, Any]:
+    """{name: default value} of a notebook's ``parameters`` cell (papermill reads the cell; literals only)."""
+    import ast
+
+    import papermill as pm
+
+    found = pm.inspect_notebook(str(paths.notebooks_dir() / notebook))
+    out = {}
+    for name, info in found.items():
+        try:
+            out[name] = ast.literal_eval(info["default"])
+        except (ValueError, SyntaxError):
+            out[name] = None  # not a literal: accept any value
+    return out
+
+
+def check_parameters(notebook: str, params: dict[str, Any], where: str) -> None:
+    """Every parameter must exist in the notebook's parameters cell and fit its default's type and the
+    stage's rules; errors name the parameter, the notebook and the close matches."""
+    from ..validation import fail, unknown_names
+
+    defaults = notebook_parameters(notebook)
+    unknown_names(params, defaults, "parameter", f"{where}")
+    for name, value in params.items():
+        d = defaults[name]
+        if d is None or value is None:
+            continue
+        ok = (isinstance(value, (int, float)) and not isinstance(value, bool) if isinstance(d, float) and
+              not isinstance(d, bool) else isinstance(value, type(d)) and isinstance(value, bool) == isinstance(d, bool))
+        if not ok:
+            fail(name, value, f"of type {type(d).__name__}, like the notebook's default {d!r}", where)
+    stage = NOTEBOOK_STAGE.get(Path(notebook).stem)
+    if stage:
+        validate(stage, params, where=where, skip_none=True)
 
 
 def _relative_paths(notebook: Path, final: Path) -> None:
@@ -63,7 +112,8 @@ def _relative_paths(notebook: Path, final: Path) -> None:
     rel = lambda p: str(p.relative_to(root)) if p.is_absolute() and p.is_relative_to(root) else str(p)  # noqa: E731
     meta["input_path"] = rel(Path(meta.get("input_path") or ""))
     meta["output_path"] = rel(final)
-    atomic_write_text(notebook, json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+    # a key echoed into an output (a server's error text) never reaches a saved notebook
+    atomic_write_text(final, redact(json.dumps(nb, indent=1, ensure_ascii=False)) + "\n")
 
 
 def inputs_hash() -> str:
@@ -98,6 +148,9 @@ def run_pipeline(config: PipelineConfig | str | Path, progress: bool = True, for
     cfg = config if isinstance(config, PipelineConfig) else load_config(config)
     out_dir = paths.results_dir(cfg.run_name)
     out_dir.mkdir(parents=True, exist_ok=True)
+    # what a killed run left behind: temporary JSON files and half-executed notebook copies
+    for folder in (out_dir, out_dir / "notebooks"):
+        clean_stale_temps(folder, extra=("*.running.ipynb",))
     atomic_write_json(out_dir / "config.json", {"run_name": cfg.run_name, "source": Path(cfg.source).name,
                                                 "notebooks": [asdict(s) for s in cfg.steps]})
     atomic_write_json(out_dir / "environment.json", environment_info())
@@ -116,10 +169,24 @@ def run_pipeline(config: PipelineConfig | str | Path, progress: bool = True, for
         print(f"[{i}/{len(cfg.steps)}] {step.notebook}", flush=True)
         t0 = time.time()
         tmp = dest.with_name(f".{dest.stem}.running.ipynb")
-        pm.execute_notebook(str(paths.notebooks_dir() / step.notebook), str(tmp), parameters=step.parameters,
-                            cwd=str(paths.notebooks_dir()), kernel_name="python3", progress_bar=progress)
+        try:
+            pm.execute_notebook(str(paths.notebooks_dir() / step.notebook), str(tmp), parameters=step.parameters,
+                                cwd=str(paths.notebooks_dir()), kernel_name="python3", progress_bar=progress)
+        except pm.PapermillExecutionError as e:
+            failed = dest.with_name(f"{dest.stem}.failed.ipynb")
+            if tmp.exists():
+                _relative_paths(tmp, failed)
+                tmp.unlink()
+            state.pop(step.notebook, None)
+            atomic_write_json(state_file, state)
+            rel = failed.relative_to(paths.repo_root()) if failed.is_relative_to(paths.repo_root()) else failed
+            last = (str(e.evalue).strip().splitlines() or [""])[-1]
+            raise PipelineError(redact(f"notebook {Path(step.notebook).stem} failed at cell {e.cell_index + 1} "
+                                       f"(execution count {e.exec_count}): {e.ename}: {last}; executed copy at "
+                                       f"{rel}")) from None
         _relative_paths(tmp, dest)
-        tmp.replace(dest)
+        tmp.unlink()
+        dest.with_name(f"{dest.stem}.failed.ipynb").unlink(missing_ok=True)
         state[step.notebook] = {"key": key, "seconds": round(time.time() - t0, 1), "finished": utc_now()}
         atomic_write_json(state_file, state)
         # seconds per notebook, kept apart from the machine-local state so they can be committed

@@ -11,6 +11,7 @@ from ..datasets import DATASETS, load_class_names
 from ..describe.descriptors import load_descriptors
 from ..describe.prompts import load_prompt
 from ..files import environment_info, file_sha256, utc_now
+from ..validation import validate
 from .clustering import Clustering, ClusteringDefaults, cluster
 from .collisions import find_collisions, property_usage, repair_collisions
 from .embedcache import EmbeddingCache
@@ -29,6 +30,17 @@ def default_descriptor_file(dataset: str, llm: str = offline.DEFAULT_LLM, prompt
 def default_n_properties(dataset: str, n_descriptions: int) -> int:
     """The paper's K for a registered dataset, else about one property per six descriptions."""
     return DATASETS[dataset].n_properties if dataset in DATASETS else max(2, round(n_descriptions / 6))
+
+
+def resolve_n_properties(dataset: str, n_properties: int | None, n_descriptions: int, where: str = "") -> int:
+    """K for a build: the given value (checked against the descriptions it must cluster) or the default."""
+    from ..validation import RULES, check, fail
+
+    check("n_properties", n_properties, RULES["properties"]["n_properties"], where)
+    k = default_n_properties(dataset, n_descriptions) if n_properties is None else n_properties
+    if k > n_descriptions:
+        fail("n_properties", k, f"at most the number of descriptions to cluster ({n_descriptions})", where)
+    return k
 
 
 def method_tag(d: ClusteringDefaults) -> str:
@@ -78,13 +90,16 @@ def build_property_space(dataset: str, descriptor_file: str | Path | None = None
     if empty:  # an all-zero signature can never be predicted and gets no gradient
         raise ValueError(f"{dfile.name}: classes without descriptions: {empty}; describe them again "
                          "(prolab describe) or edit the file before building a property space")
-    emb = make_embedder(embedder, embedder_kind) if isinstance(embedder, str) else embedder
-    texts, desc_class, x = embed_descriptions(descriptions, emb, progress=progress)
-    if len(texts) == 0:
+    n_desc = sum(len(d) for d in descriptions.values())
+    if n_desc == 0:
         raise ValueError(f"{dfile} holds no descriptions")
-    k = n_properties or default_n_properties(dataset_key, len(texts))
+    # every setting is checked before the (slow) embedding starts
+    k = resolve_n_properties(dataset_key, n_properties, n_desc, where=dfile.name)
     cdef = clustering or ClusteringDefaults()
     cdef = replace(cdef, method=method or cdef.method, seed=cdef.seed if seed is None else seed)
+    validate("properties", {"method": cdef.method, "seed": cdef.seed, "embedder_kind": embedder_kind})
+    emb = make_embedder(embedder, embedder_kind) if isinstance(embedder, str) else embedder
+    texts, desc_class, x = embed_descriptions(descriptions, emb, progress=progress)
     result = cluster(x, k, cdef)
     kk = result.centres.shape[0]
     space = PropertySpace(

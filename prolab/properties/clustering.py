@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-METHODS = ("kmeans", "gmm", "vmf")
+from ..validation import METHODS  # noqa: F401  (one list of method names, shared with the CLI and the grid)
 
 
 @dataclass(frozen=True)

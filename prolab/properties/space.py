@@ -11,13 +11,15 @@ can be written and read, so the authors' configs can use our spaces and we can l
 """
 from __future__ import annotations
 
+import hashlib
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..files import atomic_write_bytes, atomic_write_json, read_json
+from ..files import atomic_write_bytes, atomic_write_json, file_sha256, read_json, stable_hash
 
 FORMAT_VERSION = 1
 
@@ -101,9 +103,12 @@ class PropertySpace:
                    "signatures": np.ascontiguousarray(self.signatures, dtype=np.uint8),
                    "desc_class": np.ascontiguousarray(self.desc_class, dtype=np.int64),
                    "desc_property": np.ascontiguousarray(self.desc_property, dtype=np.int64)}
-        atomic_write_bytes(path, save(tensors, metadata={"format": "prolab.PropertySpace",
-                                                         "version": str(FORMAT_VERSION)}))
+        blob = save(tensors, metadata={"format": "prolab.PropertySpace", "version": str(FORMAT_VERSION)})
+        atomic_write_bytes(path, blob)
+        tensors_sha = hashlib.sha256(blob).hexdigest()[:16]
         meta = {"format": "prolab.PropertySpace", "version": FORMAT_VERSION, "dataset": self.dataset,
+                "tensors_sha256": tensors_sha, "binding_sha256": _binding(tensors_sha, self.class_names,
+                                                                          self.descriptions),
                 "n_classes": self.n_classes, "n_properties": self.n_properties, "dim": self.dim,
                 "embedder_id": self.embedder_id, "clustering": self.clustering, "source": self.source,
                 "notes": self.notes, "class_names": self.class_names, "property_names": self.property_names,
@@ -124,7 +129,11 @@ class PropertySpace:
         missing = {"class_names", "descriptions", "property_names"} - set(meta)
         if missing:
             raise ValueError(f"{path.with_suffix('.json')} lacks {sorted(missing)}")
-        t = load_file(str(path))
+        _verify(path, meta)
+        try:
+            t = load_file(str(path))
+        except Exception as e:  # noqa: BLE001 - safetensors' own error types
+            raise ValueError(f"{path} cannot be read as safetensors ({type(e).__name__}: {e})") from None
         return cls(bank=t["bank"], signatures=t["signatures"], class_names=meta["class_names"],
                    descriptions=meta["descriptions"], desc_class=t["desc_class"], desc_property=t["desc_property"],
                    property_names=meta["property_names"], embedder_id=meta.get("embedder_id", ""),
@@ -173,6 +182,29 @@ class PropertySpace:
                    desc_property=-np.ones(len(flat), dtype=np.int64),
                    property_names=[f"property {k}" for k in range(bank.shape[1])], dataset=dataset,
                    source={"imported_from": Path(path).name}).check()
+
+
+def _binding(tensors_sha: str, class_names: list[str], descriptions: list[str]) -> str:
+    """Ties the JSON's class names and descriptions to the tensors they index."""
+    return stable_hash({"tensors": tensors_sha, "class_names": class_names, "descriptions": descriptions})
+
+
+def _verify(path: Path, meta: dict[str, Any]) -> None:
+    """The .safetensors and .json of a space must come from the same save: compare the tensors' hash and the
+    binding of names to tensors recorded at save time. Property names are free to edit by hand."""
+    js = path.with_suffix(".json")
+    if "tensors_sha256" not in meta:
+        warnings.warn(f"{js} records no tensor hash (written before prolab checked them): the pairing of "
+                      f"{js.name} and {path.name} cannot be verified; save the space again to add it", stacklevel=3)
+        return
+    actual = file_sha256(path)
+    if actual != meta["tensors_sha256"]:
+        raise ValueError(f"{path} does not belong to {js.name}: its tensors hash to {actual}, the JSON records "
+                         f"{meta['tensors_sha256']} (the two files come from different runs, or one was changed); "
+                         "rebuild the space with `prolab properties`")
+    if _binding(actual, meta["class_names"], meta["descriptions"]) != meta.get("binding_sha256"):
+        raise ValueError(f"{js}: its class names or descriptions were changed after it was saved (they no longer "
+                         f"match the tensors of {path.name}); rebuild the space with `prolab properties`")
 
 
 def _tensor_path(path: str | Path) -> Path:

@@ -18,7 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import paths
-from ..files import atomic_write_bytes, atomic_write_json, environment_info, utc_now
+from ..files import atomic_write_bytes, atomic_write_json, clean_stale_temps, environment_info, utc_now
 from .losses import segmentation_loss
 from .model import ModelDefaults, SegModel
 
@@ -63,15 +63,22 @@ class TrainConfig:
     resume: bool = True
 
     def __post_init__(self):
-        for name in ("iters", "batch_size", "crop_size", "checkpoint_interval", "log_interval"):
-            if int(getattr(self, name)) <= 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        if self.mode not in ("property", "category"):
-            raise ValueError(f"mode must be 'property' or 'category', not {self.mode!r}")
-        if self.mode == "property" and self.loss not in ("cos_sigmoid", "bce", "cos"):
-            raise ValueError(f"property loss must be cos_sigmoid, bce or cos, not {self.loss!r}")
-        if self.temperature <= 0:
-            raise ValueError(f"temperature must be positive, got {self.temperature}")
+        from ..datasets import DATASETS
+        from ..validation import validate
+
+        validate("train", self.to_dict(), where="training config")
+        if self.dataset != "custom" and self.dataset not in DATASETS:
+            raise ValueError(f"training config: dataset = {self.dataset!r}: must be a registered dataset "
+                             f"({', '.join(DATASETS)}) or 'custom' (with img_dir, ann_dir, classes)")
+        if self.dataset == "custom" and not (self.img_dir and self.ann_dir and self.classes):
+            raise ValueError("training config: dataset = 'custom' needs img_dir, ann_dir and classes")
+        if self.mode == "property" and self.dataset == "custom" and not self.property_space:
+            raise ValueError(
+                "training config: a custom dataset needs a property space in property mode (the kit has no "
+                "default one for your classes). Build it from your class list, then pass --property_space:\n"
+                f"  prolab describe --dataset {self.classes} --backend llama_cpp\n"
+                f"  prolab properties --dataset {self.classes} --descriptor_file <the descriptor file it printed>\n"
+                "  prolab train ... --property_space <the .safetensors file it printed>")
 
     @classmethod
     def demo(cls, **overrides) -> "TrainConfig":
@@ -284,6 +291,8 @@ def train(cfg: TrainConfig, progress: bool = True, stop_after: int | None = None
     if world > 1 and rank != 0:
         torch.distributed.barrier()  # rank 0 generates data / builds the property space first
     ds = open_split(cfg, "train")
+    if rank == 0:  # every file is checked now, not at the iteration that meets a bad one
+        ds.check_files(progress=progress)
     model, space = build_model(cfg, ds.class_names)
     if world > 1 and rank == 0:
         torch.distributed.barrier()
@@ -294,14 +303,19 @@ def train(cfg: TrainConfig, progress: bool = True, stop_after: int | None = None
     run = paths.run_dir(cfg.run_name)
     ckpt_path = paths.checkpoint_path(cfg.run_name)
     start = 0
-    if cfg.resume and ckpt_path.exists():
-        ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    if rank == 0:
+        clean_stale_temps(run)  # half-written checkpoints of a killed run
+    resume_from = ckpt_path
+    if cfg.resume and not ckpt_path.exists() and previous_checkpoint_path(ckpt_path).exists():
+        resume_from = previous_checkpoint_path(ckpt_path)  # killed between keeping the old one and writing the new
+    if cfg.resume and resume_from.exists():
+        ck = load_checkpoint(resume_from)
         saved = {k: v for k, v in ck["config"].items() if k not in RESUME_FREE}
         now = {k: v for k, v in cfg.to_dict().items() if k in saved}
         if saved != now:
             diff = sorted(k for k in saved if saved[k] != now.get(k))
-            raise ValueError(f"{ckpt_path} was written with other settings ({diff}); use another run_name "
-                             "or resume=False")
+            raise ValueError(f"{resume_from} was written with other settings ({diff}); use another run_name "
+                             "or start afresh with --resume false")
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])
@@ -381,7 +395,8 @@ def train(cfg: TrainConfig, progress: bool = True, stop_after: int | None = None
 
 
 def save_checkpoint(path: Path, model, opt, sched, iteration: int, cfg: TrainConfig, scaler=None) -> None:
-    """Plain tensors and numbers only, so ``torch.load(weights_only=True)`` reads it back."""
+    """Plain tensors and numbers only, so ``torch.load(weights_only=True)`` reads it back. The checkpoint it
+    replaces is kept as ``checkpoint.prev.pt``: if the newest one is damaged, the one before it still works."""
     import io
 
     state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
@@ -393,7 +408,36 @@ def save_checkpoint(path: Path, model, opt, sched, iteration: int, cfg: TrainCon
         state["scaler"] = scaler.state_dict()
     buf = io.BytesIO()
     torch.save(state, buf)
+    if path.exists():
+        os.replace(path, previous_checkpoint_path(path))
     atomic_write_bytes(path, buf.getvalue())
+
+
+def previous_checkpoint_path(path: Path) -> Path:
+    return path.with_name(path.stem + ".prev" + path.suffix)
+
+
+_CHECKPOINT_KEYS = {"model", "optimizer", "scheduler", "iteration", "torch_rng", "config"}
+
+
+def load_checkpoint(path: Path) -> dict:
+    """Read a checkpoint with ``weights_only=True``; a damaged or foreign file is an error that names it and
+    says how to go on (the checkpoint before it, or a fresh start), never to turn the safety check off."""
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+        problem = None if isinstance(ck, dict) and _CHECKPOINT_KEYS <= set(ck) else "it is not a prolab checkpoint"
+    except Exception as e:  # noqa: BLE001 - zip, unpickling and I/O errors alike: torch's text would mislead
+        kind = ("it holds objects other than tensors and numbers (tampered, or not written by prolab)"
+                if "weights_only" in str(e) or "Unpickl" in type(e).__name__ else
+                f"it is truncated or corrupt ({type(e).__name__})")
+        problem = kind
+    if problem is None:
+        return ck
+    prev = previous_checkpoint_path(path)
+    options = [f"start the run afresh with --resume false (or delete {path})"]
+    if prev.exists():
+        options.insert(0, f"continue from the checkpoint before it: mv {prev} {path}")
+    raise RuntimeError(f"cannot resume from checkpoint {path}: {problem}. Options: " + "; or ".join(options))
 
 
 def read_log(run_name: str) -> list[dict]:
@@ -418,9 +462,14 @@ def load_trained(run_name: str, device: str = "cpu") -> tuple[SegModel, TrainCon
     f = paths.run_dir(run_name) / "model.safetensors"
     if not f.exists():
         raise FileNotFoundError(f"run {run_name!r} has no final weights at {f} (not finished?)")
-    with safe_open(str(f), "pt") as h:
-        cfg = TrainConfig.from_dict(json.loads(h.metadata()["config"]))
+    try:
+        with safe_open(str(f), "pt") as h:
+            cfg = TrainConfig.from_dict(json.loads(h.metadata()["config"]))
+        state = load_file(str(f))
+    except Exception as e:  # noqa: BLE001 - safetensors raises its own error types for damaged files
+        raise RuntimeError(f"cannot read the final weights {f}: {type(e).__name__}: {e}. Train the run again "
+                           f"(delete {f.parent} or pick another run_name)") from None
     ds = open_split(cfg, "train")
     model, _ = build_model(replace(cfg, pretrained=None), ds.class_names)
-    model.load_state_dict(load_file(str(f)))
+    model.load_state_dict(state)
     return model.to(device).eval(), cfg, ds.class_names
