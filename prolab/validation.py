@@ -8,6 +8,7 @@ the data (K against the number of descriptions) live beside the data and use ``f
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass
 from typing import Any, Iterable
 
@@ -26,6 +27,8 @@ class Rule:
     nullable: bool = False            # None is allowed (means "the default")
     length: int | None = None         # lists: exact length
     item: type | None = None          # lists: type of each element (checked against min/max too)
+    pattern: str | None = None        # strings: a regular expression the whole value must match
+    pattern_help: str = ""
 
     def describe(self) -> str:
         if self.choices:
@@ -81,6 +84,8 @@ def check(name: str, value: Any, rule: Rule, where: str = "") -> Any:
         fail(name, value, rule.describe(), where)
     if rule.kind is str and not value.strip():
         fail(name, value, "a non-empty string", where)
+    if rule.pattern is not None and not re.fullmatch(rule.pattern, value):
+        fail(name, value, rule.pattern_help or f"a string matching {rule.pattern}", where)
     return value
 
 
@@ -131,7 +136,7 @@ RULES: dict[str, dict[str, Rule]] = {
         "num_workers": Rule(int, min=0, max=64),
         "checkpoint_interval": Rule(int, min=1),
         "log_interval": Rule(int, min=1),
-        "device": Rule(str),
+        "device": Rule(str, pattern=r"auto|cpu|mps|cuda(:\d+)?", pattern_help="auto, cpu, mps, cuda or cuda:N"),
         "preset": Rule(str, choices=("demo", "paper")),
     },
     "evaluate": {

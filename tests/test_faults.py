@@ -216,6 +216,20 @@ def test_replay_of_a_committed_file_touches_nothing(tmp_path, monkeypatch):
     assert not list(target.parent.glob("*.partial.json"))
 
 
+def test_run_config_with_the_default_out_root_is_skipped_when_rerun(scratch_root, capsys):
+    from prolab.pipeline.runner import run_pipeline
+
+    cfg = scratch_root / "replay.yaml"
+    cfg.write_text(yaml.safe_dump({"run_name": "replay", "notebooks": [
+        {"notebook": "02_llm_retrieval", "parameters": {"dataset": "cityscapes_19"}}]}))
+    target = scratch_root / "descriptors" / "cityscapes_19" / COMMITTED.name
+    before = _snapshot(target, paths.descriptor_meta_path(target))
+    run_pipeline(cfg, progress=False)
+    run_pipeline(cfg, progress=False)
+    assert capsys.readouterr().out.count("unchanged, skipped") == 1
+    assert _snapshot(*map(Path, before)) == before
+
+
 # -- 8: a property space's .json and .safetensors from different runs ------------------------------------------
 
 def _space(seed, names=("road", "sky", "tree")):
