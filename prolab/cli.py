@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from . import defaults
+
 
 def _add_describe(sub: argparse._SubParsersAction) -> None:
     from .describe.backends import GenerationParams
@@ -14,9 +16,9 @@ def _add_describe(sub: argparse._SubParsersAction) -> None:
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--dataset", nargs="+", required=True,
                    help="registered dataset name(s) (see `prolab doctor`) or class-list files (.txt/.json)")
-    p.add_argument("--backend", default="replay", choices=["replay", "llama_cpp", "openai", "transformers"])
+    p.add_argument("--backend", default="replay", choices=defaults.BACKENDS)
     p.add_argument("--llm", default=None, help="model name, alias or path (default: the packaged Qwen GGUF)")
-    p.add_argument("--prompt", default="structured", help="prompt name in descriptors/prompts/ or a YAML path")
+    p.add_argument("--prompt", default=defaults.PROMPT, help="prompt name in descriptors/prompts/ or a YAML path")
     p.add_argument("--base_url", default=None, help="OpenAI-compatible endpoint (openai backend)")
     p.add_argument("--api_key_env", default=None,
                    help="environment variable holding the API key (default: OPENAI_API_KEY for the OpenAI API; "
@@ -58,11 +60,10 @@ def _add_properties(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", nargs="+", required=True, help="registered dataset name(s) or class-list files")
     p.add_argument("--descriptor_file", default=None,
                    help="descriptor file (default: the committed Qwen/structured file of the dataset)")
-    p.add_argument("--embedder", default="all-MiniLM-L6-v2", help="offline alias, local path or hub name")
-    p.add_argument("--embedder_kind", default="sentence-transformers",
-                   choices=["sentence-transformers", "flag", "release"])
+    p.add_argument("--embedder", default=defaults.EMBEDDER, help="offline alias, local path or hub name")
+    p.add_argument("--embedder_kind", default=defaults.EMBEDDER_KIND, choices=defaults.EMBEDDER_KINDS)
     p.add_argument("--n_properties", type=int, default=None, help="K (default: the paper's value per dataset)")
-    p.add_argument("--method", default="kmeans", choices=["kmeans", "gmm", "vmf"])
+    p.add_argument("--method", default=defaults.METHOD, choices=defaults.METHODS)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--repair", action="store_true", help="make colliding signatures unique")
     p.add_argument("--out_root", default=None, help="folder for property spaces (default: properties/)")
@@ -109,6 +110,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         else:
             kind = {"int": int, "float": float}.get(str(f.type), str)
             p.add_argument(f"--{f.name}", type=kind, default=None)
+    p.add_argument("--force", action="store_true",
+                   help="train again even if a finished run with identical inputs exists (it is moved aside)")
     p.set_defaults(func=_run_train)
 
 
@@ -120,17 +123,19 @@ def _train_config(a: argparse.Namespace):
     given = {f.name: getattr(a, f.name) for f in fields(TrainConfig) if getattr(a, f.name, None) is not None}
     if "pretrained" in given and given["pretrained"].lower() == "none":
         given["pretrained"] = None
-    return TrainConfig.demo(**given) if a.preset == "demo" else TrainConfig(**given)
+    return TrainConfig.preset(a.preset, **given)
 
 
 def _run_train(a: argparse.Namespace) -> int:
     from .segment import train
 
     cfg = _train_config(a)
-    res = train(cfg)
-    last = res.log[-1] if res.log else {}
-    print(f"run {cfg.run_name}: iterations {res.resumed_from}->{last.get('iteration', res.resumed_from)}, "
-          f"last loss {last.get('loss', float('nan')):.4f}; weights {res.weights}")
+    changes = cfg.preset_changes(a.preset)
+    if changes:  # a preset is a starting point: say what it set
+        print(f"preset {a.preset}: " + ", ".join(f"{k}={v}" for k, v in changes.items()
+                                                  if getattr(a, k, None) is None), flush=True)
+    res = train(cfg, force=a.force)
+    print(f"run {res.summary()}; weights {res.weights}")
     return 0
 
 
@@ -197,6 +202,10 @@ def _run_doctor(a: argparse.Namespace) -> int:
 def _add_run(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="run the notebook pipeline from a YAML config (papermill)")
     p.add_argument("--config", default="configs/demo.yaml", help="run config (relative to the repository root)")
+    p.add_argument("-p", "--parameter", action="append", default=[], metavar="NAME=VALUE",
+                   help="set a parameter for every step that declares it (value read as YAML); repeatable")
+    p.add_argument("-f", "--parameters_file", action="append", default=[], metavar="FILE",
+                   help="YAML mapping of parameters, applied like -p (before the -p flags); repeatable")
     p.add_argument("--force", action="store_true", help="run every notebook even if its inputs are unchanged")
     p.set_defaults(func=_run_run)
 
@@ -204,10 +213,10 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
 def _run_run(a: argparse.Namespace) -> int:
     import time
 
-    from .pipeline import run_pipeline
+    from .pipeline import parse_overrides, run_pipeline
 
     t0 = time.time()
-    out = run_pipeline(a.config, force=a.force)
+    out = run_pipeline(a.config, force=a.force, overrides=parse_overrides(a.parameter, a.parameters_file))
     print(f"pipeline finished in {time.time() - t0:.0f} s; results in {out}")
     return 0
 

@@ -61,7 +61,7 @@ LLM_ALIASES = {
     "qwen": QWEN_GGUF,
 }
 
-DEFAULT_LLM = QWEN_GGUF.model_id
+
 
 
 def canonical_model_id(model: str) -> str:

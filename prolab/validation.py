@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable
 
+from . import defaults
+
 
 class ValidationError(ValueError):
     """A user-given value is out of range, of the wrong type, or unknown. The message names it."""
@@ -92,8 +94,8 @@ def check(name: str, value: Any, rule: Rule, where: str = "") -> Any:
 # --- the rules, by stage ---------------------------------------------------------------------------------------
 
 _SEED = Rule(int, min=0)
-LOSSES = ("cos_sigmoid", "bce", "cos")
-METHODS = ("kmeans", "gmm", "vmf")
+LOSSES = defaults.PROPERTY_LOSSES
+METHODS = defaults.METHODS
 
 RULES: dict[str, dict[str, Rule]] = {
     "describe": {
@@ -103,20 +105,20 @@ RULES: dict[str, dict[str, Rule]] = {
         "max_tokens": Rule(int, min=16, max=4096),          # 6-15 short lines need ~200; caps runaway replies
         "repeat_penalty": Rule(float, min=0, above=True, max=3),
         "seed": _SEED,
-        "backend": Rule(str, choices=("replay", "llama_cpp", "openai", "transformers")),
+        "backend": Rule(str, choices=defaults.BACKENDS),
         "prompt": Rule(str),
     },
     "properties": {
         "n_properties": Rule(int, min=1, nullable=True),
         "method": Rule(str, choices=METHODS),
-        "embedder_kind": Rule(str, choices=("sentence-transformers", "flag", "release")),
+        "embedder_kind": Rule(str, choices=defaults.EMBEDDER_KINDS),
         "seed": _SEED,
         "embedder": Rule(str),
         "ks": Rule(list, item=int, min=1),
     },
     "train": {
         "run_name": Rule(str),
-        "mode": Rule(str, choices=("property", "category")),
+        "mode": Rule(str, choices=defaults.MODES),
         "loss": Rule(str, choices=LOSSES),
         "temperature": Rule(float, min=0, above=True, max=10),  # T of sigmoid(z / T)
         "iters": Rule(int, min=1),
@@ -137,7 +139,7 @@ RULES: dict[str, dict[str, Rule]] = {
         "checkpoint_interval": Rule(int, min=1),
         "log_interval": Rule(int, min=1),
         "device": Rule(str, pattern=r"auto|cpu|mps|cuda(:\d+)?", pattern_help="auto, cpu, mps, cuda or cuda:N"),
-        "preset": Rule(str, choices=("demo", "paper")),
+        "preset": Rule(str, choices=tuple(defaults.PRESETS)),
     },
     "evaluate": {
         "split": Rule(str),

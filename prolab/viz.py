@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 
+from .defaults import IGNORE_INDEX
+
 
 def descriptions_per_class(descriptions: dict[str, list[str]], title: str = "", min_line: int | None = 6):
     """Bar chart: number of descriptions for every class, in class order."""
@@ -130,7 +132,7 @@ def training_curves(logs: dict[str, list[dict]], smooth: int = 5, title: str = "
     return fig
 
 
-def prediction_grid(images, labels, predictions: dict, palette, ignore_index: int = 255):
+def prediction_grid(images, labels, predictions: dict, palette, ignore_index: int = IGNORE_INDEX):
     """Rows = samples; columns = image, ground truth, then one column per model's prediction."""
     import numpy as np
 

@@ -115,9 +115,24 @@ def test_resume_after_sigkill_continues_with_the_same_next_loss(cache):
     assert (paths.run_dir("killed") / "model.safetensors").exists()
 
 
-def test_changed_settings_refuse_to_resume(cache):
+def test_identity_decides_reuse_resume_or_retrain(cache):
+    """Same inputs: reused, nothing trained. Another setting: the old run is moved aside (kept), a new one trains."""
+    again = subprocess.run(_train_cmd("ref", 10, "--checkpoint_interval", "100"), capture_output=True, text=True,
+                           timeout=300)
+    assert again.returncode == 0 and "reused a finished run with identical inputs" in again.stdout, again.stderr
+    ident = json.loads((paths.run_dir("ref") / "identity.json").read_text())
+    assert set(ident) == {"id", "config", "property_space", "dataset", "code"}
     r = subprocess.run(_train_cmd("ref", 10, "--lr", "0.5"), capture_output=True, text=True, timeout=300)
-    assert r.returncode == 2 and "other settings (['lr'])" in r.stderr
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "config: lr changed since it was trained: training afresh" in r.stdout
+    kept = paths.run_dir("ref").with_name(f"ref@{ident['id']}")
+    assert (kept / "model.safetensors").exists() and (paths.run_dir("ref") / "model.safetensors").exists()
+    assert json.loads((paths.run_dir("ref") / "identity.json").read_text())["config"]["lr"] == 0.5
+    # a code change is another identity too (simulated: the recorded code hash differs)
+    f = paths.run_dir("ref") / "identity.json"
+    f.write_text(json.dumps({**json.loads(f.read_text()), "code": "0000"}))
+    r = subprocess.run(_train_cmd("ref", 10, "--lr", "0.5"), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "code changed since it was trained" in r.stdout, r.stdout + r.stderr[-2000:]
 
 
 def test_ddp_two_processes_gloo(cache):

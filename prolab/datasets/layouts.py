@@ -16,7 +16,7 @@ from PIL import Image
 
 from .classes import load_class_names
 
-IGNORE = 255
+from ..defaults import IGNORE_INDEX as IGNORE
 
 
 @dataclass(frozen=True)
@@ -165,6 +165,21 @@ class SegmentationDataset:
                               f"{len(self.class_names)} classes (0..{len(self.class_names) - 1}) and the ignore "
                               f"value {self.ignore_index}{hint}")
         return label
+
+    def fingerprint(self) -> str:
+        """Hash of the split's file list (paths relative to the data root, sizes) and label mapping: the
+        dataset's part of a run's identity. Cheap: one stat per file, no decode."""
+        import hashlib
+
+        h = hashlib.sha256(f"{self.name}|{self.split}|{self._lut.tolist()}".encode())
+        for pair in self.pairs:
+            for f in pair:
+                try:
+                    rel = f.relative_to(self.root)
+                except ValueError:
+                    rel = f
+                h.update(f"{rel}|{f.stat().st_size}\n".encode())
+        return h.hexdigest()[:16]
 
     def check_files(self, progress: bool = True) -> dict:
         """Check every file before training starts: image headers (format, size) and a full decode of every

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from .. import defaults
 from ..redact import redact
 
 OPENAI_API_URL = "https://api.openai.com/v1"
@@ -184,7 +185,7 @@ def _redact_url(url: str | None) -> str | None:
 class LlamaCppBackend(Backend):
     kind = "llama_cpp"
 
-    def __init__(self, model: str = "qwen2.5-coder-1.5b-instruct-q4_k_m", n_ctx: int = 4096,
+    def __init__(self, model: str = defaults.LLM, n_ctx: int = 4096,
                  n_threads: int | None = None, seed: int = 0, verbose: bool = False):
         from .. import offline
 
@@ -250,7 +251,7 @@ class ReplayBackend(Backend):
     """Serves nothing itself: the engine answers from the cache and turns a miss into a ReplayMissError."""
     kind = "replay"
 
-    def __init__(self, model: str = "qwen2.5-coder-1.5b-instruct-q4_k_m", base_url: str | None = None):
+    def __init__(self, model: str = defaults.LLM, base_url: str | None = None):
         from .. import offline
 
         self.model_id = offline.canonical_model_id(model)
@@ -282,7 +283,7 @@ def make_backend(backend: str, model: str | None = None, base_url: str | None = 
         kwargs.update(base_url=base_url, api_key_env=api_key_env)
     elif backend == "replay" and base_url:
         kwargs.update(base_url=base_url)
-    model = model or (offline.DEFAULT_LLM if backend in ("replay", "llama_cpp") else None)
+    model = model or (defaults.LLM if backend in ("replay", "llama_cpp") else None)
     if model is None:
         raise ValueError(f"the {backend} backend needs a model name (--llm)")
     return BACKENDS[backend](model=model, **kwargs)

@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from .. import paths
+from .. import defaults, paths
 from ..files import atomic_write_json, atomic_write_text, environment_info, read_yaml_mapping, stable_hash, utc_now
 
 AXES: dict[str, type] = {"n_properties": int, "embedder": str, "method": str, "loss": str, "temperature": float,
@@ -23,9 +23,9 @@ AXES: dict[str, type] = {"n_properties": int, "embedder": str, "method": str, "l
 # CLI flags, the notebook parameters and the grid
 AXIS_STAGE = {"n_properties": "properties", "embedder": "properties", "method": "properties", "loss": "train",
               "temperature": "train", "mode": "train", "prompt": "describe", "llm": "describe"}
-DEFAULT_BASE = {"n_properties": None, "embedder": "all-MiniLM-L6-v2", "method": "kmeans", "loss": "cos_sigmoid",
-                "temperature": 0.04, "prompt": "structured", "llm": "qwen2.5-coder-1.5b-instruct-q4_k_m",
-                "mode": "property"}
+DEFAULT_BASE = {"n_properties": None, "embedder": defaults.EMBEDDER, "method": defaults.METHOD,
+                "loss": defaults.LOSS, "temperature": defaults.TEMPERATURE, "prompt": defaults.PROMPT,
+                "llm": defaults.LLM, "mode": "property"}
 
 
 @dataclass
@@ -88,7 +88,7 @@ def load_grid(path: str | Path) -> GridConfig:
     check("seeds", seeds, Rule(list, item=int, min=0), where=str(path))
     train = raw.get("train") or {}
     try:
-        TrainConfig.demo(**train)
+        TrainConfig.preset("demo", **train)
     except (TypeError, ValueError) as e:
         raise ValueError(f"{path}: train: {e}") from None
     cfg = GridConfig(raw["name"], raw["dataset"], base, vary, seeds, train, str(path))
@@ -137,7 +137,7 @@ def run_cell(cfg: GridConfig, cell: dict[str, Any], progress: bool = True) -> tu
         space_path = str(built.path)
     run_name = f"{cfg.name}-{cell['cell']}"
     t0 = time.time()
-    res = train(TrainConfig.demo(run_name=run_name, mode=cell["mode"], loss=cell["loss"],
+    res = train(TrainConfig.preset("demo", run_name=run_name, mode=cell["mode"], loss=cell["loss"],
                                  temperature=cell["temperature"], seed=cell["seed"], property_space=space_path,
                                  dataset=cfg.dataset, **cfg.train), progress=progress)
     seconds = time.time() - t0

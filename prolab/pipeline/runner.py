@@ -13,7 +13,7 @@ from .. import paths
 from ..files import (atomic_write_json, clean_stale_temps, environment_info, read_json, read_yaml_mapping,
                      stable_hash, utc_now)
 from ..redact import redact
-from ..validation import validate
+from ..validation import unknown_names, validate
 
 # which stage's validation rules check a notebook's parameters (prolab.validation)
 NOTEBOOK_STAGE = {"01_prompt_design": "describe", "02_llm_retrieval": "describe",
@@ -28,7 +28,7 @@ class PipelineError(RuntimeError):
 @dataclass
 class NotebookStep:
     notebook: str                                    # file name in notebooks/, e.g. 01_prompt_design.ipynb
-    parameters: dict[str, Any] = field(default_factory=dict)
+    parameters: dict[str, Any] = field(default_factory=dict)   # may hold ${NN_notebook.output} references
 
 
 @dataclass
@@ -36,15 +36,46 @@ class PipelineConfig:
     run_name: str
     steps: list[NotebookStep]
     source: str = ""
+    parameters: dict[str, Any] = field(default_factory=dict)   # shared by every step that declares them
 
 
-def load_config(path: str | Path) -> PipelineConfig:
-    """Read and check a run config before anything runs; errors name the file and the entry."""
+def parse_overrides(pairs: list[str] | None = None, files: list[str] | None = None) -> dict[str, Any]:
+    """``-p name=value`` (value read as YAML: 3, 0.5, [1, 2], null, text) and ``-f params.yaml`` (a mapping),
+    later ones winning, as papermill's own flags."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for f in files or []:
+        out.update(read_yaml_mapping(paths.resolve(f), "parameters file"))
+    for pair in pairs or []:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"-p {pair!r}: write -p name=value")
+        try:
+            out[name.strip()] = yaml.safe_load(value) if value.strip() else ""
+        except yaml.YAMLError as e:
+            raise ValueError(f"-p {pair!r}: the value is not valid YAML ({e})") from None
+    return out
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> PipelineConfig:
+    """Read and check a run config before anything runs; errors name the file and the entry.
+
+    A step's parameters are, in increasing precedence: the notebook's own defaults, the config's top-level
+    ``parameters`` that the notebook declares, the step's ``parameters``, then ``overrides`` (``-p``/``-f``)
+    for every step that declares them. ``${NN_notebook.output}`` references must name an earlier step and an
+    output that notebook declares."""
+    from .outputs import REFERENCE, declared_outputs
+
     path = paths.resolve(path)
-    raw = read_yaml_mapping(path, "pipeline config", {"run_name", "notebooks"})
+    raw = read_yaml_mapping(path, "pipeline config", {"run_name", "notebooks", "parameters"})
     if not isinstance(raw.get("run_name"), str):
         raise ValueError(f"{path}: run_name must be a string")
-    steps = []
+    shared = raw.get("parameters") or {}
+    if not isinstance(shared, dict):
+        raise ValueError(f"{path}: parameters must be a mapping of notebook parameter names to values")
+    overrides = dict(overrides or {})
+    steps, declared_by_any, earlier = [], set(), {}
     for i, entry in enumerate(raw.get("notebooks") or []):
         if isinstance(entry, str):
             entry = {"notebook": entry}
@@ -53,14 +84,51 @@ def load_config(path: str | Path) -> PipelineConfig:
         nb = entry["notebook"] if entry["notebook"].endswith(".ipynb") else entry["notebook"] + ".ipynb"
         if not (paths.notebooks_dir() / nb).exists():
             raise FileNotFoundError(f"{path}: notebooks[{i}]: no notebook {nb} in {paths.notebooks_dir()}")
-        params = entry.get("parameters") or {}
-        if not isinstance(params, dict):
+        own = entry.get("parameters") or {}
+        if not isinstance(own, dict):
             raise ValueError(f"{path}: notebooks[{i}].parameters must be a mapping")
-        check_parameters(nb, params, where=f"{path}: notebooks[{i}] ({nb})")
+        where = f"{path}: notebooks[{i}] ({nb})"
+        known = notebook_parameters(nb)
+        declared_by_any |= set(known)
+        params = {**{k: v for k, v in shared.items() if k in known}, **own,
+                  **{k: v for k, v in overrides.items() if k in known}}
+        for name, value in params.items():
+            m = REFERENCE.match(value) if isinstance(value, str) else None
+            if m is None:
+                continue
+            ref_nb = m["step"] + ".ipynb"
+            if ref_nb not in earlier:
+                raise ValueError(f"{where}: {name} = {value!r} refers to {m['step']}, which is not an earlier step")
+            if m["name"] not in earlier[ref_nb]:
+                raise ValueError(f"{where}: {name} = {value!r}: {m['step']} publishes "
+                                 f"{', '.join(earlier[ref_nb]) or 'nothing'}")
+        check_parameters(nb, {k: v for k, v in params.items()
+                              if not (isinstance(v, str) and REFERENCE.match(v))}, where=where)
         steps.append(NotebookStep(nb, params))
+        earlier[nb] = declared_outputs(nb)
     if not steps:
         raise ValueError(f"{path}: no notebooks to run")
-    return PipelineConfig(raw["run_name"], steps, str(path))
+    unknown_names(shared, declared_by_any, "shared parameter (declared by no notebook of the config)", str(path))
+    unknown_names(overrides, declared_by_any, "parameter in -p/-f (declared by no notebook of the config)",
+                  str(path))
+    return PipelineConfig(raw["run_name"], steps, str(path), {**shared, **overrides})
+
+
+def resolve_references(step: NotebookStep, outputs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The step's parameters with ``${NN_notebook.output}`` replaced by what that notebook published."""
+    from .outputs import REFERENCE
+
+    out = {}
+    for name, value in step.parameters.items():
+        m = REFERENCE.match(value) if isinstance(value, str) else None
+        if m:
+            published = outputs.get(m["step"] + ".ipynb", {})
+            if m["name"] not in published:
+                raise PipelineError(f"notebook {m['step']} did not publish {m['name']!r} (needed by "
+                                    f"{Path(step.notebook).stem}.{name}); it published {sorted(published)}")
+            value = published[m["name"]]
+        out[name] = value
+    return out
 
 
 def notebook_parameters(notebook: str) -> dict[str, Any]:
@@ -117,14 +185,16 @@ def _relative_paths(notebook: Path, final: Path) -> None:
 
 
 def inputs_hash() -> str:
-    """Content hash of what every notebook depends on besides its parameters: the package's code and the
-    committed artefacts (prompts, call cache, descriptor files, property spaces)."""
+    """Content hash of what every notebook depends on besides its parameters: the package's code (the same
+    ``identity.code_hash`` that is part of every training run's identity) and the committed artefacts
+    (prompts, call cache, descriptor files, property spaces)."""
     import hashlib
 
-    h = hashlib.sha256()
+    from ..identity import code_hash
+
+    h = hashlib.sha256(code_hash().encode())
     root = paths.repo_root()
-    files = sorted(list((root / "prolab").rglob("*.py")) + list((root / "prolab").rglob("*.json"))
-                   + [p for p in (root / "descriptors").rglob("*") if p.is_file()]
+    files = sorted([p for p in (root / "descriptors").rglob("*") if p.is_file()]
                    + [p for p in (root / "properties").rglob("*") if p.is_file()])
     for f in files:
         h.update(str(f.relative_to(root)).encode())
@@ -132,45 +202,54 @@ def inputs_hash() -> str:
     return h.hexdigest()[:16]
 
 
-def step_key(step: NotebookStep, previous: str, inputs: str) -> str:
+def step_key(step: NotebookStep, parameters: dict[str, Any], previous: str, inputs: str) -> str:
     nb = (paths.notebooks_dir() / step.notebook).read_bytes()
-    return stable_hash({"notebook": nb.hex(), "parameters": step.parameters, "previous": previous, "inputs": inputs})
+    return stable_hash({"notebook": nb.hex(), "parameters": parameters, "previous": previous, "inputs": inputs})
 
 
-def run_pipeline(config: PipelineConfig | str | Path, progress: bool = True, force: bool = False) -> Path:
+def run_pipeline(config: PipelineConfig | str | Path, progress: bool = True, force: bool = False,
+                 overrides: dict[str, Any] | None = None) -> Path:
     """Execute the notebooks of the config in order; returns ``results/<run_name>/``.
 
-    A step whose notebook, parameters, upstream steps and inputs (code, committed artefacts) are unchanged
-    since its last successful execution is skipped; a step that was interrupted is run again (training
-    inside it resumes from its checkpoints)."""
+    Each step's ``${NN_notebook.output}`` parameters are filled with what that earlier notebook published.
+    A step whose notebook, resolved parameters, upstream steps and inputs (code, committed artefacts) are
+    unchanged since its last successful execution is skipped (its published outputs are read from its
+    executed copy); an interrupted step runs again (training inside it resumes from its checkpoints, and a
+    finished training run is reused only when its own identity is unchanged)."""
     import papermill as pm
 
-    cfg = config if isinstance(config, PipelineConfig) else load_config(config)
+    from .outputs import read_outputs
+
+    cfg = config if isinstance(config, PipelineConfig) else load_config(config, overrides)
     out_dir = paths.results_dir(cfg.run_name)
     out_dir.mkdir(parents=True, exist_ok=True)
     # what a killed run left behind: temporary JSON files and half-executed notebook copies
     for folder in (out_dir, out_dir / "notebooks"):
         clean_stale_temps(folder, extra=("*.running.ipynb",))
     atomic_write_json(out_dir / "config.json", {"run_name": cfg.run_name, "source": Path(cfg.source).name,
+                                                "parameters": cfg.parameters,
                                                 "notebooks": [asdict(s) for s in cfg.steps]})
     atomic_write_json(out_dir / "environment.json", environment_info())
     state_file = out_dir / "state.json"
     state = read_json(state_file) if state_file.exists() else {}
     inputs = inputs_hash()
     previous = ""
+    outputs: dict[str, dict[str, Any]] = {}
     for i, step in enumerate(cfg.steps, 1):
-        key = step_key(step, previous, inputs)
+        params = resolve_references(step, outputs)
+        key = step_key(step, params, previous, inputs)
         previous = key
         dest = paths.executed_notebook_path(cfg.run_name, step.notebook)
         if not force and state.get(step.notebook, {}).get("key") == key and dest.exists():
             print(f"[{i}/{len(cfg.steps)}] {step.notebook}: unchanged, skipped", flush=True)
+            outputs[step.notebook] = read_outputs(dest)
             continue
         dest.parent.mkdir(parents=True, exist_ok=True)
         print(f"[{i}/{len(cfg.steps)}] {step.notebook}", flush=True)
         t0 = time.time()
         tmp = dest.with_name(f".{dest.stem}.running.ipynb")
         try:
-            pm.execute_notebook(str(paths.notebooks_dir() / step.notebook), str(tmp), parameters=step.parameters,
+            pm.execute_notebook(str(paths.notebooks_dir() / step.notebook), str(tmp), parameters=params,
                                 cwd=str(paths.notebooks_dir()), kernel_name="python3", progress_bar=progress)
         except pm.PapermillExecutionError as e:
             failed = dest.with_name(f"{dest.stem}.failed.ipynb")
@@ -187,8 +266,10 @@ def run_pipeline(config: PipelineConfig | str | Path, progress: bool = True, for
         _relative_paths(tmp, dest)
         tmp.unlink()
         dest.with_name(f"{dest.stem}.failed.ipynb").unlink(missing_ok=True)
+        outputs[step.notebook] = read_outputs(dest)
         state[step.notebook] = {"key": key, "seconds": round(time.time() - t0, 1), "finished": utc_now()}
         atomic_write_json(state_file, state)
         # seconds per notebook, kept apart from the machine-local state so they can be committed
-        atomic_write_json(out_dir / "timings.json", {nb: s["seconds"] for nb, s in state.items()})
+        atomic_write_json(out_dir / "timings.json", {nb: s["seconds"] for nb, s in state.items()
+                                                     if nb in {st.notebook for st in cfg.steps}})
     return out_dir

@@ -1,7 +1,7 @@
 """Stage 2: the property space (embedders, embedding cache, clustering, PropertySpace, collisions, names,
 analyses)."""
 from .build import (DEFAULT_EMBEDDER, BuildOutput, build_property_space, default_descriptor_file,
-                    embed_descriptions)
+                    default_space_path, embed_descriptions)
 from .clustering import METHODS, Clustering, ClusteringDefaults, cluster
 from .collisions import find_collisions, property_usage, repair_collisions
 from .embedcache import EmbeddingCache
@@ -9,7 +9,7 @@ from .embedders import EmbedderDefaults, EmbedderUnavailable, make_embedder, mea
 from .names import llm_short_names, nearest_member_names
 from .space import PropertySpace, signatures_from_assignments
 
-__all__ = ["DEFAULT_EMBEDDER", "BuildOutput", "build_property_space", "default_descriptor_file",
+__all__ = ["DEFAULT_EMBEDDER", "BuildOutput", "build_property_space", "default_descriptor_file", "default_space_path",
            "embed_descriptions", "METHODS", "Clustering", "ClusteringDefaults", "cluster", "find_collisions",
            "property_usage", "repair_collisions", "EmbeddingCache", "EmbedderDefaults", "EmbedderUnavailable",
            "make_embedder", "mean_pool", "resolve_model", "llm_short_names", "nearest_member_names",

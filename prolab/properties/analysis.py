@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from .. import defaults
 from .clustering import ClusteringDefaults, cluster
 from .collisions import find_collisions
 from .space import PropertySpace, signatures_from_assignments
@@ -159,7 +160,7 @@ def method_agreement(x: np.ndarray, n_properties: int, seed: int = 0) -> pd.Data
                          for name, r in results.items()]).set_index("pair")
 
 
-def agreement_table(dataset: str, space: PropertySpace, descriptor_file=None, embedder: str = "all-MiniLM-L6-v2",
+def agreement_table(dataset: str, space: PropertySpace, descriptor_file=None, embedder: str = defaults.EMBEDDER,
                     embedder_kind: str = "sentence-transformers", method: str = "kmeans", seed: int = 0,
                     other_methods=("gmm", "vmf"), compare_embedder: str | None = None,
                     compare_descriptor_file=None) -> pd.DataFrame:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import offline, paths
+from .. import defaults, offline, paths
 from ..datasets import DATASETS, load_class_names
 from ..describe.descriptors import load_descriptors
 from ..describe.prompts import load_prompt
@@ -19,17 +19,34 @@ from .embedders import Embedder, make_embedder
 from .names import nearest_member_names
 from .space import PropertySpace, signatures_from_assignments
 
-DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"   # offline default; the paper uses BAAI/bge-base-en-v1.5
+DEFAULT_EMBEDDER = defaults.EMBEDDER
 
 
-def default_descriptor_file(dataset: str, llm: str = offline.DEFAULT_LLM, prompt: str = "structured") -> Path:
+def default_descriptor_file(dataset: str, llm: str = defaults.LLM, prompt: str = defaults.PROMPT) -> Path:
     """The committed descriptor file of a dataset for an LLM and prompt (the kit's default: Qwen, structured)."""
     return paths.descriptor_path(dataset, llm, load_prompt(prompt).tag)
 
 
 def default_n_properties(dataset: str, n_descriptions: int) -> int:
-    """The paper's K for a registered dataset, else about one property per six descriptions."""
-    return DATASETS[dataset].n_properties if dataset in DATASETS else max(2, round(n_descriptions / 6))
+    """The paper's K for a registered dataset, else ``defaults.n_properties_rule`` (one per six descriptions)."""
+    return DATASETS[dataset].n_properties if dataset in DATASETS else defaults.n_properties_rule(n_descriptions)
+
+
+def default_space_path(dataset: str) -> Path:
+    """The kit's default space of a registered dataset: its default descriptor file, the default embedder,
+    K-Means seed 0, the paper's K. Committed for the paper datasets and the embedded default; built here on
+    first use otherwise."""
+    if dataset not in DATASETS:
+        raise ValueError(f"dataset {dataset!r} has no default property space: build one with `prolab properties "
+                         "--dataset <class list> --descriptor_file <descriptor file>` and pass its path")
+    dfile = default_descriptor_file(dataset)
+    # the id the default embedder reports (offline alias, sentence-transformers), without loading the model
+    emb_id = f"{offline.EMBEDDER_ALIASES[defaults.EMBEDDER.lower()][0]}__st"
+    path = paths.property_space_path(dataset, dfile.stem, emb_id, method_tag(ClusteringDefaults()),
+                                     DATASETS[dataset].n_properties)
+    if path.exists():
+        return path
+    return build_property_space(dataset, progress=False).path
 
 
 def resolve_n_properties(dataset: str, n_properties: int | None, n_descriptions: int, where: str = "") -> int:
@@ -72,7 +89,7 @@ class BuildOutput:
 
 
 def build_property_space(dataset: str, descriptor_file: str | Path | None = None,
-                         embedder: str | Embedder = DEFAULT_EMBEDDER, embedder_kind: str = "sentence-transformers",
+                         embedder: str | Embedder = defaults.EMBEDDER, embedder_kind: str = defaults.EMBEDDER_KIND,
                          n_properties: int | None = None, method: str | None = None, seed: int | None = None,
                          clustering: ClusteringDefaults | None = None, repair: bool = False,
                          out_root: str | Path | None = None, save: bool = True,

@@ -16,12 +16,12 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ..validation import METHODS  # noqa: F401  (one list of method names, shared with the CLI and the grid)
+from ..defaults import METHOD, METHODS
 
 
 @dataclass(frozen=True)
 class ClusteringDefaults:
-    method: str = "kmeans"
+    method: str = METHOD
     seed: int = 0
     n_init: int = 1              # k-means restarts (the release's n_init="auto" = 1 for k-means++)
     max_iter: int = 300

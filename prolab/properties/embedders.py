@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from .. import defaults as _defaults
 from .. import offline, paths
 
 KINDS = ("sentence-transformers", "flag", "release")
@@ -30,7 +31,7 @@ class EmbedderUnavailable(RuntimeError):
 
 @dataclass(frozen=True)
 class EmbedderDefaults:
-    kind: str = "sentence-transformers"
+    kind: str = _defaults.EMBEDDER_KIND
     batch_size: int = 64
     max_length: int = 128        # descriptions are one short phrase
     pooling: str = "cls"         # flag kind only: FlagModel's pooling_method ("cls" for BGE, "mean" for MiniLM)
@@ -182,7 +183,7 @@ _KIND_CLASSES = {"sentence-transformers": SentenceTransformerEmbedder, "st": Sen
                  "flag": FlagEmbedder, "release": ReleaseEmbedder}
 
 
-def make_embedder(name: str = "all-MiniLM-L6-v2", kind: str = "sentence-transformers",
+def make_embedder(name: str = _defaults.EMBEDDER, kind: str = _defaults.EMBEDDER_KIND,
                   defaults: EmbedderDefaults | None = None, **overrides) -> Embedder:
     """Build an embedder; ``kind`` is one of sentence-transformers, flag, release."""
     if kind not in _KIND_CLASSES:

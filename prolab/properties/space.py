@@ -68,6 +68,15 @@ class PropertySpace:
             raise ValueError("description tables do not match the number of descriptions")
         return self
 
+    def content_hash(self) -> str:
+        """Hash of what training uses: bank, signatures, class names and descriptions (not the file bytes)."""
+        h = hashlib.sha256()
+        for a in (self.bank.astype(np.float32), self.signatures.astype(np.uint8)):
+            h.update(str(a.shape).encode())
+            h.update(np.ascontiguousarray(a).tobytes())
+        h.update(stable_hash({"class_names": self.class_names, "descriptions": self.descriptions}).encode())
+        return h.hexdigest()[:16]
+
     # -- views ---------------------------------------------------------------------------------------------
     def descriptions_of(self, class_name: str) -> list[str]:
         c = self.class_names.index(class_name)

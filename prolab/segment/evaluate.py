@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 
 from ..files import atomic_write_json, atomic_write_text, environment_info, utc_now
 
-IGNORE = 255
+from ..defaults import IGNORE_INDEX as IGNORE
 
 
 def confusion_matrix(pred: np.ndarray, label: np.ndarray, n_classes: int, ignore_index: int = IGNORE) -> np.ndarray:

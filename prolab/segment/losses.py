@@ -5,8 +5,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-IGNORE = 255
-LOSSES = ("cos_sigmoid", "bce", "cos", "ce")
+from ..defaults import CATEGORY_LOSS, PROPERTY_LOSSES
+from ..defaults import IGNORE_INDEX as IGNORE
+
+LOSSES = PROPERTY_LOSSES + (CATEGORY_LOSS,)
 
 
 def signature_index(signatures: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -63,7 +65,7 @@ def property_loss(logits: torch.Tensor, labels: torch.Tensor, signatures: torch.
     if logits.shape[2:] != labels.shape[1:]:
         raise ValueError(f"logits {tuple(logits.shape)} and labels {tuple(labels.shape)} differ in size; "
                          "upsample the logits to the label size first")
-    if kind not in ("cos_sigmoid", "bce", "cos"):
+    if kind not in PROPERTY_LOSSES:
         raise ValueError(f"unknown property loss {kind!r}; choose one of cos_sigmoid, bce, cos")
     valid = labels != ignore_index
     n_valid = valid.sum()

@@ -10,7 +10,8 @@ import torch
 from .. import paths
 from ..datasets import seen_class_names, unseen_class_names
 from .evaluate import EvalResult, evaluate, save_results
-from .train import TrainConfig, eval_split, load_trained
+from .data import eval_split
+from .runs import load_trained
 
 
 def evaluate_runs(run_names: list[str], split: str = "val", inference: str = "whole", limit: int | None = None,
@@ -55,14 +56,3 @@ def sample_predictions(run_names: list[str], n: int = 4, split: str = "val"):
                 images.append(img)
                 labels.append(raw_lab.astype(np.int64))
     return images, labels, preds
-
-
-def train_config(preset: str = "demo", **params) -> TrainConfig:
-    """A TrainConfig from a preset ("demo": tiny CPU setting; "paper": the paper's schedule) with notebook
-    parameters applied (``None`` values keep the preset's)."""
-    given = {k: v for k, v in params.items() if v is not None}
-    if preset == "demo":
-        return TrainConfig.demo(**given)
-    if preset == "paper":
-        return TrainConfig(**given)
-    raise ValueError(f"preset must be 'demo' or 'paper', not {preset!r}")

@@ -18,159 +18,20 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import paths
-from ..files import atomic_write_bytes, atomic_write_json, clean_stale_temps, environment_info, utc_now
+from ..files import atomic_write_bytes, atomic_write_json, clean_stale_temps, environment_info
+from .config import RESUME_FREE, TrainConfig
+from .data import _Batches, _Keys, eval_split, open_split  # noqa: F401  (eval_split: re-exported)
 from .losses import segmentation_loss
 from .model import ModelDefaults, SegModel
+from .runs import (identity_path, load_checkpoint, load_trained, plan_run, previous_checkpoint_path,  # noqa: F401
+                   read_log, run_identity, save_checkpoint, set_aside)
 
 
-@dataclass
-class TrainConfig:
-    """Every knob of a training run; defaults are the paper's (ADE20K, base model). ``demo()`` is tiny."""
-    run_name: str = "run"
-    dataset: str = "synthetic_outdoor"     # registered dataset, or "custom" with img_dir/ann_dir/classes
-    data_root: str | None = None           # None for the embedded default (generated on first use)
-    img_dir: str | None = None             # custom data only
-    ann_dir: str | None = None
-    classes: str | None = None             # custom data: class-list file
-    img_suffix: str = ".jpg"
-    seg_map_suffix: str = ".png"
-    ignore_index: int = 255
-    mode: str = "property"                 # property | category
-    loss: str = "cos_sigmoid"              # cos_sigmoid | bce | cos (property); category mode uses cross-entropy
-    property_space: str | None = None      # .safetensors of a PropertySpace; None: the committed default
-    temperature: float = 0.04              # T in sigmoid(z / T); 0.01 with normalize=True
-    normalize: bool = False                # L2-normalise the pixel embedding
-    backbone: str = "mobilenetv2_100"
-    pretrained: str | None = "offline"
-    channels: int = 512
-    aux_weight: float = 0.4
-    crop_size: int = 512
-    scale: tuple[int, int] = (2048, 512)
-    batch_size: int = 16                   # total over all processes
-    iters: int = 160_000
-    lr: float = 6e-5
-    weight_decay: float = 0.01
-    layer_decay: float = 1.0               # 0.95 for ViT backbones in the paper; 1.0 = off
-    warmup_iters: int = 1500
-    poly_power: float = 1.0
-    onehot_warmup_iters: int = 0           # property mode: first train with one-hot labels for this many iters
-    amp: bool = True                       # used on CUDA only
-    seed: int = 0
-    device: str = "auto"                   # auto | cpu | cuda | mps
-    num_workers: int = 0
-    checkpoint_interval: int = 1000
-    log_interval: int = 10
-    resume: bool = True
+def default_property_space(dataset: str) -> Path:
+    """Stage 2's default space of ``dataset`` (see ``properties.default_space_path``)."""
+    from ..properties import default_space_path
 
-    def __post_init__(self):
-        from ..datasets import DATASETS
-        from ..validation import validate
-
-        validate("train", self.to_dict(), where="training config")
-        if self.dataset != "custom" and self.dataset not in DATASETS:
-            raise ValueError(f"training config: dataset = {self.dataset!r}: must be a registered dataset "
-                             f"({', '.join(DATASETS)}) or 'custom' (with img_dir, ann_dir, classes)")
-        if self.dataset == "custom" and not (self.img_dir and self.ann_dir and self.classes):
-            raise ValueError("training config: dataset = 'custom' needs img_dir, ann_dir and classes")
-        if self.mode == "property" and self.dataset == "custom" and not self.property_space:
-            raise ValueError(
-                "training config: a custom dataset needs a property space in property mode (the kit has no "
-                "default one for your classes). Build it from your class list, then pass --property_space:\n"
-                f"  prolab describe --dataset {self.classes} --backend llama_cpp\n"
-                f"  prolab properties --dataset {self.classes} --descriptor_file <the descriptor file it printed>\n"
-                "  prolab train ... --property_space <the .safetensors file it printed>")
-
-    @classmethod
-    def demo(cls, **overrides) -> "TrainConfig":
-        """A setting that trains on the embedded default in about a minute on 2 CPU cores."""
-        base = dict(dataset="synthetic_outdoor", channels=64, crop_size=128, scale=(256, 128), batch_size=8,
-                    iters=60, lr=1e-3, warmup_iters=10, checkpoint_interval=20, log_interval=5)
-        base.update(overrides)
-        return cls(**base)
-
-    def to_dict(self) -> dict:
-        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v) for f in fields(self)}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown training options {sorted(unknown)}")
-        d = dict(d)
-        if "scale" in d:
-            d["scale"] = tuple(d["scale"])
-        return cls(**d)
-
-
-# settings that may change between a run and its resume without changing what is computed
-RESUME_FREE = {"resume", "device", "num_workers", "log_interval", "checkpoint_interval", "data_root", "run_name"}
-
-
-# --- data ----------------------------------------------------------------------------------------------------
-
-def open_split(cfg: TrainConfig, split: str, transform=None):
-    from ..datasets.layouts import custom_dataset, open_dataset
-
-    if cfg.dataset == "custom":
-        if not (cfg.img_dir and cfg.ann_dir and cfg.classes):
-            raise ValueError("dataset='custom' needs img_dir, ann_dir and classes")
-        if split != "train" and "{split}" not in cfg.img_dir:
-            import warnings
-
-            warnings.warn(f"custom data: img_dir {cfg.img_dir!r} has no {{split}} placeholder, so the {split!r} "
-                          "split is the training folder itself", stacklevel=2)
-        sub = lambda p: str(paths.resolve(p)).replace("{split}", split)  # noqa: E731
-        return custom_dataset(sub(cfg.img_dir), sub(cfg.ann_dir), paths.resolve(cfg.classes), cfg.img_suffix,
-                              cfg.seg_map_suffix, cfg.ignore_index, transform=transform)
-    root = cfg.data_root
-    if cfg.dataset == "synthetic_outdoor" and root is None:
-        from ..datasets import synthetic
-
-        root = synthetic.generate()
-    if root is None:
-        raise ValueError(f"dataset {cfg.dataset!r} needs data_root (the folder holding its mmseg layout)")
-    return open_dataset(cfg.dataset, paths.resolve(root), split, transform)
-
-
-def eval_split(cfg: TrainConfig, split: str = "val"):
-    """The evaluation split with the eval transform (resize to the test scale, normalise)."""
-    from ..datasets.transforms import EvalTransform
-
-    return open_split(cfg, split, EvalTransform(tuple(cfg.scale)))
-
-
-class _Batches(torch.utils.data.Dataset):
-    """Item (iteration, slot) -> one augmented sample; slot j of iteration i is sample number i*B + j of an
-    endless sequence of seeded permutations."""
-
-    def __init__(self, ds, transform, batch_size: int, seed: int):
-        self.ds, self.transform, self.bs, self.seed = ds, transform, batch_size, seed
-
-    def index(self, it: int, slot: int) -> int:
-        pos = it * self.bs + slot
-        epoch, k = divmod(pos, len(self.ds))
-        g = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
-        return int(torch.randperm(len(self.ds), generator=g)[k])
-
-    def __len__(self):
-        return 2 ** 62
-
-    def __getitem__(self, key):
-        it, slot = key
-        img, label = self.ds.load(self.index(it, slot))
-        return self.transform(img, label, np.random.default_rng([self.seed, it, slot]))
-
-
-class _Keys(torch.utils.data.Sampler):
-    def __init__(self, start: int, stop: int, slots: range):
-        self.start, self.stop, self.slots = start, stop, slots
-
-    def __iter__(self):
-        return ((it, j) for it in range(self.start, self.stop) for j in self.slots)
-
-    def __len__(self):
-        return (self.stop - self.start) * len(self.slots)
+    return default_space_path(dataset)
 
 
 # --- optimisation ----------------------------------------------------------------------------------------------
@@ -219,9 +80,9 @@ def resolve_device(device: str) -> torch.device:
 
 
 def load_space_for(cfg: TrainConfig, class_names: list[str]):
-    from ..properties import PropertySpace
+    from ..properties import PropertySpace, default_space_path
 
-    path = paths.resolve(cfg.property_space) if cfg.property_space else default_property_space(cfg.dataset)
+    path = paths.resolve(cfg.property_space) if cfg.property_space else default_space_path(cfg.dataset)
     if not cfg.property_space:  # record the resolved space, so a resume or load_trained uses the very same one
         root = paths.repo_root()
         cfg.property_space = str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
@@ -232,26 +93,27 @@ def load_space_for(cfg: TrainConfig, class_names: list[str]):
     return space, path
 
 
-def default_property_space(dataset: str) -> Path:
-    """The kit's default space of a dataset: Qwen/structured descriptors, MiniLM, K-Means seed 0, the paper's K
-    (committed for the paper datasets and the embedded default; built on first use otherwise)."""
-    from ..datasets import DATASETS
-    from ..properties import build_property_space, default_descriptor_file
-
-    dfile = default_descriptor_file(dataset)
-    path = paths.property_space_path(dataset, dfile.stem, "all-minilm-l6-v2__st", "kmeans-s0",
-                                     DATASETS[dataset].n_properties)
-    if path.exists():
-        return path
-    return build_property_space(dataset, progress=False).path
-
-
 @dataclass
 class TrainResult:
     run_dir: Path
     weights: Path
-    log: list[dict] = field(default_factory=list)
+    log: list[dict] = field(default_factory=list)   # the rows this call trained (all rows when reused)
     resumed_from: int = 0
+    reused: bool = False      # a finished run with the very same identity was found: nothing was trained
+    identity: str = ""        # hash of config, property space, dataset and code (see runs.run_identity)
+    replaced: str | None = None  # where a previous run of this name with other inputs was moved
+
+    def summary(self) -> str:
+        """One line for a person: what this call did."""
+        last = self.log[-1] if self.log else {}
+        loss = f"final loss {last['loss']:.4f}" if "loss" in last else "no iterations"
+        if self.reused:
+            return (f"{self.run_dir.name}: reused a finished run with identical inputs (identity {self.identity}); "
+                    f"{loss}")
+        what = (f"trained iterations {self.resumed_from}->{last.get('iteration', self.resumed_from)} in "
+                f"{last.get('seconds', 0):.0f} s" if self.log else "nothing left to train")
+        moved = f"; the previous run with other inputs is kept at {self.replaced}" if self.replaced else ""
+        return f"{self.run_dir.name}: {what}, {loss}{moved}"
 
 
 def _dist_info():
@@ -271,8 +133,12 @@ def build_model(cfg: TrainConfig, class_names: list[str]):
     return model, space
 
 
-def train(cfg: TrainConfig, progress: bool = True, stop_after: int | None = None) -> TrainResult:
-    """Run (or resume) training. ``stop_after`` ends the process's work after that iteration (tests)."""
+def train(cfg: TrainConfig, progress: bool = True, stop_after: int | None = None, force: bool = False) -> TrainResult:
+    """Train, resume or reuse the run ``cfg.run_name``. Its identity (config, property space content, dataset
+    fingerprint, code) decides: a finished run with the same identity is reused, an unfinished one resumed
+    from its checkpoint; a run of the same name with another identity is moved aside (kept) and training
+    starts afresh, as it does with ``force`` or ``resume=False``. ``stop_after`` ends this process's work
+    after that iteration (tests)."""
     from ..datasets.transforms import AugmentDefaults, TrainTransform
 
     world, rank, local_rank = _dist_info()
@@ -296,15 +162,31 @@ def train(cfg: TrainConfig, progress: bool = True, stop_after: int | None = None
     model, space = build_model(cfg, ds.class_names)
     if world > 1 and rank == 0:
         torch.distributed.barrier()
+    identity = run_identity(cfg, space, ds)
+    plan, changed = plan_run(cfg.run_name, identity, force=force or not cfg.resume)
+    if world > 1:
+        torch.distributed.barrier()  # every rank has planned before rank 0 moves anything
+    run = paths.run_dir(cfg.run_name)
+    replaced = None
+    if rank == 0:
+        if plan == "replace":
+            replaced = set_aside(cfg.run_name)
+            print(f"run {cfg.run_name}: {', '.join(changed)} changed since it was trained: training afresh; the "
+                  f"previous run is kept at {replaced}", flush=True)
+        run.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(identity_path(cfg.run_name), identity)
+        clean_stale_temps(run)  # half-written checkpoints of a killed run
+    if world > 1:
+        torch.distributed.barrier()
+    if plan == "reuse":
+        return TrainResult(run, run / "model.safetensors", read_log(cfg.run_name), cfg.iters, reused=True,
+                           identity=identity["id"])
     model.to(device)
     sig = model.signatures if cfg.mode == "property" else None
     opt = torch.optim.AdamW(param_groups(model, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda it: lr_factor(it, cfg))  # groups keep their lr scale
-    run = paths.run_dir(cfg.run_name)
     ckpt_path = paths.checkpoint_path(cfg.run_name)
     start = 0
-    if rank == 0:
-        clean_stale_temps(run)  # half-written checkpoints of a killed run
     resume_from = ckpt_path
     if cfg.resume and not ckpt_path.exists() and previous_checkpoint_path(ckpt_path).exists():
         resume_from = previous_checkpoint_path(ckpt_path)  # killed between keeping the old one and writing the new
@@ -388,88 +270,9 @@ def train(cfg: TrainConfig, progress: bool = True, stop_after: int | None = None
         from safetensors.torch import save
 
         atomic_write_bytes(weights, save({k: v.contiguous().cpu() for k, v in model.state_dict().items()},
-                                         metadata={"config": json.dumps(cfg.to_dict())}))
+                                         metadata={"config": json.dumps(cfg.to_dict()),
+                                                   "identity": identity["id"]}))
     if world > 1:
         torch.distributed.barrier()
-    return TrainResult(run, weights, log, start)
-
-
-def save_checkpoint(path: Path, model, opt, sched, iteration: int, cfg: TrainConfig, scaler=None) -> None:
-    """Plain tensors and numbers only, so ``torch.load(weights_only=True)`` reads it back. The checkpoint it
-    replaces is kept as ``checkpoint.prev.pt``: if the newest one is damaged, the one before it still works."""
-    import io
-
-    state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-             "iteration": iteration, "torch_rng": torch.get_rng_state(), "config": cfg.to_dict(),
-             "saved": utc_now()}
-    if torch.cuda.is_available():
-        state["cuda_rng"] = torch.cuda.get_rng_state()
-    if scaler is not None and scaler.is_enabled():
-        state["scaler"] = scaler.state_dict()
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    if path.exists():
-        os.replace(path, previous_checkpoint_path(path))
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def previous_checkpoint_path(path: Path) -> Path:
-    return path.with_name(path.stem + ".prev" + path.suffix)
-
-
-_CHECKPOINT_KEYS = {"model", "optimizer", "scheduler", "iteration", "torch_rng", "config"}
-
-
-def load_checkpoint(path: Path) -> dict:
-    """Read a checkpoint with ``weights_only=True``; a damaged or foreign file is an error that names it and
-    says how to go on (the checkpoint before it, or a fresh start), never to turn the safety check off."""
-    try:
-        ck = torch.load(path, map_location="cpu", weights_only=True)
-        problem = None if isinstance(ck, dict) and _CHECKPOINT_KEYS <= set(ck) else "it is not a prolab checkpoint"
-    except Exception as e:  # noqa: BLE001 - zip, unpickling and I/O errors alike: torch's text would mislead
-        kind = ("it holds objects other than tensors and numbers (tampered, or not written by prolab)"
-                if "weights_only" in str(e) or "Unpickl" in type(e).__name__ else
-                f"it is truncated or corrupt ({type(e).__name__})")
-        problem = kind
-    if problem is None:
-        return ck
-    prev = previous_checkpoint_path(path)
-    options = [f"start the run afresh with --resume false (or delete {path})"]
-    if prev.exists():
-        options.insert(0, f"continue from the checkpoint before it: mv {prev} {path}")
-    raise RuntimeError(f"cannot resume from checkpoint {path}: {problem}. Options: " + "; or ".join(options))
-
-
-def read_log(run_name: str) -> list[dict]:
-    """The metrics log of a run; a resumed run's repeated iterations keep their latest entry."""
-    f = paths.run_dir(run_name) / "metrics.jsonl"
-    rows: dict[int, dict] = {}
-    if f.exists():
-        for line in f.read_text().splitlines():
-            try:
-                r = json.loads(line)
-                rows[r["iteration"]] = r
-            except (json.JSONDecodeError, KeyError):
-                continue
-    return [rows[k] for k in sorted(rows)]
-
-
-def load_trained(run_name: str, device: str = "cpu") -> tuple[SegModel, TrainConfig, list[str]]:
-    """The final weights of a finished run, rebuilt from its recorded config (safetensors, no pickle)."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    f = paths.run_dir(run_name) / "model.safetensors"
-    if not f.exists():
-        raise FileNotFoundError(f"run {run_name!r} has no final weights at {f} (not finished?)")
-    try:
-        with safe_open(str(f), "pt") as h:
-            cfg = TrainConfig.from_dict(json.loads(h.metadata()["config"]))
-        state = load_file(str(f))
-    except Exception as e:  # noqa: BLE001 - safetensors raises its own error types for damaged files
-        raise RuntimeError(f"cannot read the final weights {f}: {type(e).__name__}: {e}. Train the run again "
-                           f"(delete {f.parent} or pick another run_name)") from None
-    ds = open_split(cfg, "train")
-    model, _ = build_model(replace(cfg, pretrained=None), ds.class_names)
-    model.load_state_dict(state)
-    return model.to(device).eval(), cfg, ds.class_names
+    return TrainResult(run, weights, log, start, identity=identity["id"],
+                       replaced=None if replaced is None else str(replaced))

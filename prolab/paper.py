@@ -1,0 +1,268 @@
+"""The numbers the ProLab paper reports, in one place, each with where it comes from.
+
+Every value here is quoted from the paper (arXiv 2312.13764) or from the authors' release that accompanies it;
+nothing is measured by this kit. Our own runs (CPU, embedded synthetic dataset, a few hundred iterations) are
+compared against these in ``prolab.pipeline.tables`` and notebook 07: compare directions, not magnitudes.
+
+The project's record of the paper does not keep table numbers, so sources name the experiment instead and say
+"(table number not recorded in the facts file)". Fill in a table number only from the paper itself.
+
+Public API
+    CITATION, ARXIV_ID, NO_TABLE, cite(where)
+    TRAINING                       TrainingSetting of the main results
+    MAIN_RESULTS                   tuple of MainResult (property-level ProLab vs category-level, mIoU)
+    ABLATIONS                      {name: Ablation}: n_properties, loss, embedder, embedding_space, llm, prompt
+    FRAMEWORKS                     tuple of FrameworkResult (DeepLabv3+, SegFormer)
+    DESCRIPTOR_COUNTS              tuple of DescriptorCount (classes / descriptions / K of the release)
+    LARGE_MODEL                    the ViT-L (BEiTv2) ADE20K number
+    main_results(), ablation(name), ablation_frame(name), frameworks(), descriptor_counts(), descriptor_count(ds)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+ARXIV_ID = "2312.13764"
+CITATION = ('Xiao et al., "A Semantic Space is Worth 256 Language Descriptions: Make Stronger Segmentation Models '
+            f'with Descriptive Properties", arXiv {ARXIV_ID}, ECCV 2024')
+NO_TABLE = "(table number not recorded in the facts file)"
+
+
+def cite(where: str) -> str:
+    """A short reference to one place of the paper: ``arXiv 2312.13764, <where>``."""
+    return f"arXiv {ARXIV_ID}, {where}"
+
+
+# --- the setting the main numbers are for ---------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TrainingSetting:
+    """The paper's base training setup (ViT-Adapter-B + UperNet), the one its main results table is for."""
+    backbone: str = "ViT-Adapter-B, initialised from DeiT-B/16 (ImageNet-1k), drop_path 0.3"
+    decode_head: str = "UperNet, 512 channels, output d = 768 projected on the K-property bank"
+    auxiliary_head: str = "FCN, 256 channels, loss weight 0.4, same property output"
+    iterations: int = 160_000              # ADE20K also at 320k
+    batch_size: int = 16                   # 2 per GPU x 8 GPUs
+    crop_size: dict[str, int] = field(default_factory=lambda: {
+        "ADE20K": 512, "COCO-Stuff-164k": 512, "Pascal Context-59": 512, "Cityscapes": 768, "BDD": 768})
+    optimizer: str = "AdamW, lr 6e-5, weight decay 0.01, layer-wise lr decay 0.95"
+    schedule: str = "poly, power 1.0, 1500 linear warm-up iterations"
+    precision: str = "fp16"
+    embedder: str = "BAAI/bge-base-en-v1.5 (768-d), attention-mask mean pooling, L2-normalised"
+    llm: str = "gpt-3.5-turbo, temperature 0, structured prompt"
+    clustering: str = "K-Means (scikit-learn, random_state 0)"
+    n_properties: dict[str, int] = field(default_factory=lambda: {
+        "ADE20K": 256, "COCO-Stuff-164k": 256, "Pascal Context-59": 128, "Cityscapes": 32, "BDD": 32})
+    temperature: float = 0.04              # 0.01 in the configs that L2-normalise the pixel embedding
+    test: str = "sliding window with the training crop size"
+    source: str = cite("training setup of the experiments " + NO_TABLE)
+
+    @property
+    def short(self) -> str:
+        return f"ViT-Adapter-B + UperNet, {self.iterations // 1000}k iterations, batch {self.batch_size}"
+
+
+TRAINING = TrainingSetting()
+
+
+# --- main results ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class MainResult:
+    """mIoU of one dataset: property-level supervision (ProLab) vs category-level supervision, same network."""
+    dataset: str
+    prolab: float
+    category: float
+
+    @property
+    def gain(self) -> float:
+        return round(self.prolab - self.category, 1)
+
+
+MAIN_RESULTS_SOURCE = cite("main results, property-level (ProLab) vs category-level supervision " + NO_TABLE)
+MAIN_RESULTS: tuple[MainResult, ...] = (
+    MainResult("ADE20K", 49.0, 48.4),
+    MainResult("COCO-Stuff-164k", 45.4, 43.1),
+    MainResult("Pascal Context-59", 58.2, 53.3),
+    MainResult("Cityscapes", 81.4, 79.9),
+    MainResult("BDD", 65.7, 60.7),
+)
+
+
+def main_result(dataset: str) -> MainResult:
+    for r in MAIN_RESULTS:
+        if r.dataset == dataset:
+            return r
+    raise KeyError(f"no main result for {dataset!r}; known: {', '.join(r.dataset for r in MAIN_RESULTS)}")
+
+
+def main_results() -> pd.DataFrame:
+    """The main results as a table (one row per dataset); ``.attrs`` holds the source and the setting."""
+    df = pd.DataFrame([{"dataset": r.dataset, "ProLab (property-level)": r.prolab, "category-level": r.category,
+                        "gain": r.gain} for r in MAIN_RESULTS])
+    df.attrs.update(source=MAIN_RESULTS_SOURCE, setting=TRAINING.short, metric="mIoU (%)")
+    return df
+
+
+# --- ablations ------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Ablation:
+    """One ablation of the paper.
+
+    ``values``: mIoU per setting, where the paper's numbers are recorded. ``ordering``: settings best first,
+    where only the order is recorded; ``margin``: the gap between the first two ("about"), if recorded.
+    """
+    name: str
+    dataset: str
+    source: str
+    values: dict = field(default_factory=dict)
+    labels: dict = field(default_factory=dict)     # setting key -> the paper's wording
+    ordering: tuple = ()
+    margin: float | None = None
+    note: str = ""
+
+    def order(self) -> tuple:
+        """Settings best first: the recorded ordering, else sorted by the recorded mIoU."""
+        if self.ordering:
+            return self.ordering
+        return tuple(sorted(self.values, key=lambda k: -self.values[k]))
+
+    def summary(self) -> str:
+        """One line, e.g. ``cos_sigmoid 47.7 > bce 47.4 > cos 47.3`` or ``structured > naive by about 0.2``."""
+        if self.values:
+            text = " > ".join(f"{self.labels.get(k, k)} {self.values[k]:.1f}" for k in self.order())
+        else:
+            text = " > ".join(str(self.labels.get(k, k)) for k in self.order())
+        if self.margin is not None:
+            text += f" by about {self.margin:g}"
+        return text
+
+
+ABLATIONS: dict[str, Ablation] = {a.name: a for a in [
+    Ablation("n_properties", "ADE20K", cite("ablation on the number of properties K, ADE20K " + NO_TABLE),
+             values={64: 47.8, 128: 48.0, 256: 48.3, 512: 47.6},
+             labels={64: "K=64", 128: "K=128", 256: "K=256", 512: "K=512"},
+             note="best around K = descriptions/6 to descriptions/8 (ADE20K has 1478 descriptions)"),
+    Ablation("loss", "not recorded in the facts file", cite("ablation of the loss " + NO_TABLE),
+             values={"cos_sigmoid": 47.7, "bce": 47.4, "cos": 47.3},
+             labels={"cos_sigmoid": "cosine similarity with sigmoid", "bce": "BCE",
+                     "cos": "cosine similarity without sigmoid"}),
+    Ablation("embedder", "not recorded in the facts file", cite("ablation of the description embedder " + NO_TABLE),
+             ordering=("bge-base", "bge-small", "st-base", "st-small"),
+             labels={"bge-base": "BGE-base", "bge-small": "BGE-small", "st-base": "Sentence-Transformers base",
+                     "st-small": "Sentence-Transformers small"},
+             note="only the ordering is recorded"),
+    Ablation("embedding_space", "not recorded in the facts file (49.0 equals the ADE20K main result)",
+             cite("comparison of embedding spaces " + NO_TABLE),
+             values={"bge_property": 49.0, "clip_category": 48.6, "bge_category": 47.7},
+             labels={"bge_property": "BGE + property space", "clip_category": "CLIP + category space",
+                     "bge_category": "BGE + category space"}),
+    Ablation("llm", "not recorded in the facts file", cite("ablation of the LLM that writes descriptions " + NO_TABLE),
+             ordering=("gpt-3.5", "llama2-7b"), margin=0.5,
+             labels={"gpt-3.5": "GPT-3.5", "llama2-7b": "LLaMA2-7B"}, note="gap in mIoU, only approximately recorded"),
+    Ablation("prompt", "not recorded in the facts file", cite("ablation of the prompt " + NO_TABLE),
+             ordering=("structured", "naive"), margin=0.2,
+             labels={"structured": "structured", "naive": "naive"},
+             note="gap in mIoU, only approximately recorded; naive = 'describe <category>'"),
+]}
+
+
+def ablation(name: str) -> Ablation:
+    try:
+        return ABLATIONS[name]
+    except KeyError:
+        raise KeyError(f"no ablation {name!r} recorded; known: {', '.join(ABLATIONS)}") from None
+
+
+def ablation_frame(name: str) -> pd.DataFrame:
+    """One ablation as a table: setting, the paper's wording, mIoU (empty where only the order is recorded)."""
+    a = ablation(name)
+    df = pd.DataFrame([{"setting": k, "paper's name": a.labels.get(k, str(k)), "mIoU": a.values.get(k)}
+                       for k in a.order()])
+    df.attrs.update(source=a.source, dataset=a.dataset, summary=a.summary(), note=a.note)
+    return df
+
+
+# --- other frameworks, a large model, the release ---------------------------------------------------------------
+
+@dataclass(frozen=True)
+class FrameworkResult:
+    """mIoU of another segmentation framework with category-level supervision, then with ProLab."""
+    framework: str
+    category: float
+    prolab: float
+
+    @property
+    def gain(self) -> float:
+        return round(self.prolab - self.category, 1)
+
+
+FRAMEWORKS_SOURCE = cite("ProLab on other segmentation frameworks " + NO_TABLE)
+FRAMEWORKS: tuple[FrameworkResult, ...] = (
+    FrameworkResult("DeepLabv3+", 42.7, 43.6),
+    FrameworkResult("SegFormer", 41.5, 42.3),
+)
+
+
+def frameworks() -> pd.DataFrame:
+    df = pd.DataFrame([{"framework": r.framework, "category-level": r.category, "ProLab": r.prolab, "gain": r.gain}
+                       for r in FRAMEWORKS])
+    df.attrs.update(source=FRAMEWORKS_SOURCE, metric="mIoU (%)")
+    return df
+
+
+@dataclass(frozen=True)
+class SingleResult:
+    """One reported number with its setting."""
+    what: str
+    value: float
+    source: str
+
+
+LARGE_MODEL = SingleResult("ADE20K, ViT-L (BEiTv2-L adapter), crop 896, mIoU", 58.7,
+                           cite("results with large models " + NO_TABLE))
+
+
+@dataclass(frozen=True)
+class DescriptorCount:
+    """Size of one descriptor file of the authors' release, and the K the paper uses for that dataset."""
+    dataset: str
+    classes: int
+    descriptions: int
+    n_properties: int
+
+    @property
+    def per_class(self) -> float:
+        return self.descriptions / self.classes
+
+    @property
+    def per_property(self) -> float:
+        """Descriptions per property, n/K."""
+        return self.descriptions / self.n_properties
+
+
+DESCRIPTOR_COUNTS_SOURCE = (f"descriptor files of the authors' release accompanying arXiv {ARXIV_ID} "
+                            "(Cityscapes and BDD share one file)")
+DESCRIPTOR_COUNTS: tuple[DescriptorCount, ...] = (
+    DescriptorCount("ADE20K", 150, 1478, 256),
+    DescriptorCount("COCO-Stuff-164k", 171, 1671, 256),
+    DescriptorCount("Pascal Context-59", 59, 584, 128),
+    DescriptorCount("Cityscapes / BDD", 19, 186, 32),
+)
+
+
+def descriptor_count(dataset: str) -> DescriptorCount:
+    for d in DESCRIPTOR_COUNTS:
+        if dataset == d.dataset or dataset in d.dataset.split(" / "):
+            return d
+    raise KeyError(f"no descriptor count for {dataset!r}; known: {', '.join(d.dataset for d in DESCRIPTOR_COUNTS)}")
+
+
+def descriptor_counts() -> pd.DataFrame:
+    df = pd.DataFrame([{"dataset": d.dataset, "classes": d.classes, "descriptions": d.descriptions,
+                        "per class": round(d.per_class, 1), "K": d.n_properties,
+                        "descriptions per property": round(d.per_property, 1)} for d in DESCRIPTOR_COUNTS])
+    df.attrs.update(source=DESCRIPTOR_COUNTS_SOURCE)
+    return df

@@ -1,0 +1,101 @@
+"""The configuration of a training run: every knob, its validation, and the presets (``defaults.PRESETS``)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from .. import defaults
+
+
+@dataclass
+class TrainConfig:
+    """Every knob of a training run; the field defaults are the paper's (ADE20K, base model). Start from a
+    preset with ``TrainConfig.preset("demo" | "paper", **overrides)``."""
+    run_name: str = "run"
+    dataset: str = "synthetic_outdoor"     # registered dataset, or "custom" with img_dir/ann_dir/classes
+    data_root: str | None = None           # None for the embedded default (generated on first use)
+    img_dir: str | None = None             # custom data only
+    ann_dir: str | None = None
+    classes: str | None = None             # custom data: class-list file
+    img_suffix: str = ".jpg"
+    seg_map_suffix: str = ".png"
+    ignore_index: int = defaults.IGNORE_INDEX
+    mode: str = "property"                 # property | category
+    loss: str = defaults.LOSS               # cos_sigmoid | bce | cos (property); category mode uses cross-entropy
+    property_space: str | None = None      # .safetensors of a PropertySpace; None: the committed default
+    temperature: float = defaults.TEMPERATURE  # T in sigmoid(z / T); 0.01 with normalize=True
+    normalize: bool = False                # L2-normalise the pixel embedding
+    backbone: str = defaults.BACKBONE
+    pretrained: str | None = "offline"
+    channels: int = 512
+    aux_weight: float = 0.4
+    crop_size: int = 512
+    scale: tuple[int, int] = (2048, 512)
+    batch_size: int = 16                   # total over all processes
+    iters: int = 160_000
+    lr: float = 6e-5
+    weight_decay: float = 0.01
+    layer_decay: float = 1.0               # 0.95 for ViT backbones in the paper; 1.0 = off
+    warmup_iters: int = 1500
+    poly_power: float = 1.0
+    onehot_warmup_iters: int = 0           # property mode: first train with one-hot labels for this many iters
+    amp: bool = True                       # used on CUDA only
+    seed: int = 0
+    device: str = "auto"                   # auto | cpu | cuda | mps
+    num_workers: int = 0
+    checkpoint_interval: int = 1000
+    log_interval: int = 10
+    resume: bool = True
+
+    def __post_init__(self):
+        from ..datasets import DATASETS
+        from ..validation import validate
+
+        validate("train", self.to_dict(), where="training config")
+        if self.dataset != "custom" and self.dataset not in DATASETS:
+            raise ValueError(f"training config: dataset = {self.dataset!r}: must be a registered dataset "
+                             f"({', '.join(DATASETS)}) or 'custom' (with img_dir, ann_dir, classes)")
+        if self.dataset == "custom" and not (self.img_dir and self.ann_dir and self.classes):
+            raise ValueError("training config: dataset = 'custom' needs img_dir, ann_dir and classes")
+        if self.mode == "property" and self.dataset == "custom" and not self.property_space:
+            raise ValueError(
+                "training config: a custom dataset needs a property space in property mode (the kit has no "
+                "default one for your classes). Build it from your class list, then pass --property_space:\n"
+                f"  prolab describe --dataset {self.classes} --backend llama_cpp\n"
+                f"  prolab properties --dataset {self.classes} --descriptor_file <the descriptor file it printed>\n"
+                "  prolab train ... --property_space <the .safetensors file it printed>")
+
+    @classmethod
+    def preset(cls, name: str, **overrides) -> "TrainConfig":
+        """A preset (``defaults.PRESETS``: "demo", "paper") with ``overrides`` applied; ``None`` values keep
+        the preset's value, so notebook parameters left at None never override it silently."""
+        if name not in defaults.PRESETS:
+            raise ValueError(f"preset = {name!r}: must be one of {', '.join(defaults.PRESETS)}")
+        given = {k: v for k, v in overrides.items() if v is not None}
+        return cls(**{**defaults.PRESETS[name], **given})
+
+    @classmethod
+    def demo(cls, **overrides) -> "TrainConfig":
+        """The demo preset: the embedded default in about a minute on 2 CPU cores."""
+        return cls.preset("demo", **overrides)
+
+    def preset_changes(self, name: str) -> dict:
+        """What preset ``name`` sets that differs from the paper's field defaults (printed at start)."""
+        return {k: v for k, v in defaults.PRESETS[name].items() if getattr(TrainConfig(), k, None) != v}
+
+    def to_dict(self) -> dict:
+        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown training options {sorted(unknown)}")
+        d = dict(d)
+        if "scale" in d:
+            d["scale"] = tuple(d["scale"])
+        return cls(**d)
+
+
+# settings that may change between a run and its resume without changing what is computed
+RESUME_FREE = {"resume", "device", "num_workers", "log_interval", "checkpoint_interval", "data_root", "run_name"}
