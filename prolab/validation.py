@@ -101,7 +101,7 @@ RULES: dict[str, dict[str, Rule]] = {
     "describe": {
         "max_attempts": Rule(int, min=1, max=20),
         "concurrency": Rule(int, min=1, max=256),
-        "temperature": Rule(float, min=0, max=2),          # the LLM's sampling temperature
+        "llm_temperature": Rule(float, min=0, max=2),      # the LLM's sampling temperature (not the sigmoid T)
         "max_tokens": Rule(int, min=16, max=4096),          # 6-15 short lines need ~200; caps runaway replies
         "repeat_penalty": Rule(float, min=0, above=True, max=3),
         "seed": _SEED,

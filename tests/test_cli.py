@@ -29,6 +29,6 @@ def test_describe_replay_miss_is_a_clear_error(tmp_path):
 
 def test_describe_flags_match_notebook_parameters():
     r = _prolab("describe", "--help")
-    for flag in ("--dataset", "--backend", "--llm", "--prompt", "--concurrency", "--max_attempts", "--temperature",
+    for flag in ("--dataset", "--backend", "--llm", "--prompt", "--concurrency", "--max_attempts", "--llm_temperature",
                  "--max_tokens", "--repeat_penalty", "--seed", "--base_url", "--api_key_env"):
         assert flag in r.stdout

@@ -188,7 +188,7 @@ class SegmentationDataset:
         import hashlib
         import json
 
-        from tqdm.auto import tqdm
+        from ..progress import tqdm
 
         from .. import paths
         from ..files import atomic_write_json

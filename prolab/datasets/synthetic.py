@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
-from tqdm.auto import tqdm
+from ..progress import tqdm
 
 from .. import paths
 from ..files import atomic_write_json, read_json

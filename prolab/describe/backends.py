@@ -47,6 +47,8 @@ class ReplayMissError(LookupError):
 @dataclass(frozen=True)
 class GenerationParams:
     """Decoding settings; part of every cache key. Defaults are the kit's offline setting (see README)."""
+    # the LLM's sampling temperature: `llm_temperature` in the CLI and notebooks, so it is never confused with
+    # the sigmoid's T; the field keeps the API's own name because it is part of every committed cache key
     temperature: float = 0.0     # the release used temperature 0
     max_tokens: int = 200        # 6-10 short bullets fit; bounds the cost of a runaway loop
     repeat_penalty: float = 1.15  # without it small local models loop at temperature 0
@@ -55,7 +57,7 @@ class GenerationParams:
     def __post_init__(self):
         from ..validation import validate
 
-        validate("describe", {"temperature": self.temperature, "max_tokens": self.max_tokens,
+        validate("describe", {"llm_temperature": self.temperature, "max_tokens": self.max_tokens,
                               "repeat_penalty": self.repeat_penalty, "seed": self.seed})
 
     def as_dict(self) -> dict[str, Any]:

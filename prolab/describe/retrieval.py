@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
-from tqdm.auto import tqdm
+from ..progress import tqdm
 
 from .backends import Backend, GenerationParams, ReplayMissError, TransientError
 from .cache import CallCache, call_key

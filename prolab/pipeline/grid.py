@@ -154,7 +154,7 @@ def run_cell(cfg: GridConfig, cell: dict[str, Any], progress: bool = True) -> tu
 
 def run_grid(config: GridConfig | str | Path, progress: bool = True) -> pd.DataFrame:
     """Run every cell not yet in ``results/<name>/runs.csv``; rows are appended as cells finish."""
-    from tqdm.auto import tqdm
+    from ..progress import tqdm
 
     cfg = config if isinstance(config, GridConfig) else load_grid(config)
     out = grid_dir(cfg)

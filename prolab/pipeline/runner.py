@@ -4,6 +4,7 @@ Each executed notebook, the resolved config and the environment go to ``results/
 """
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -248,6 +249,7 @@ def run_pipeline(config: PipelineConfig | str | Path, progress: bool = True, for
         print(f"[{i}/{len(cfg.steps)}] {step.notebook}", flush=True)
         t0 = time.time()
         tmp = dest.with_name(f".{dest.stem}.running.ipynb")
+        os.environ["PROLAB_PROGRESS"] = "text"  # the kernel inherits it: text bars save as their last state
         try:
             pm.execute_notebook(str(paths.notebooks_dir() / step.notebook), str(tmp), parameters=params,
                                 cwd=str(paths.notebooks_dir()), kernel_name="python3", progress_bar=progress)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
+from ..progress import tqdm
 
 from .. import defaults as _defaults
 from .. import offline, paths

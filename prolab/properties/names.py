@@ -30,7 +30,7 @@ NAME_PROMPT = ("These short descriptions of different things share one visual pr
 def llm_short_names(space: PropertySpace, backend, cache, max_members: int = 8, progress: bool = True) -> list[str]:
     """Ask an LLM for a 2-4 word name per property; answers go through the stage-1 call cache, so the replay
     backend reproduces them. Falls back to the current name when a reply is unusable."""
-    from tqdm.auto import tqdm
+    from ..progress import tqdm
 
     from ..describe.backends import GenerationParams
     from ..describe.cache import call_key

@@ -48,6 +48,9 @@ class TrainConfig:
 
     def __post_init__(self):
         from ..datasets import DATASETS
+
+        if isinstance(self.pretrained, str) and self.pretrained.strip().lower() in ("none", ""):
+            self.pretrained = None  # "none" from a flag or a notebook parameter: random initialisation
         from ..validation import validate
 
         validate("train", self.to_dict(), where="training config")

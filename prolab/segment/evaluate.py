@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+from ..progress import tqdm
 
 from ..files import atomic_write_json, atomic_write_text, environment_info, utc_now
 
@@ -79,6 +79,7 @@ class EvalResult:
     metrics: dict
     confusion: np.ndarray
     class_names: list[str]
+    n_images: int = 0
 
     @property
     def per_class(self) -> pd.DataFrame:
@@ -100,14 +101,15 @@ def evaluate(model, dataset, device: str = "cpu", mode: str = "whole", crop: int
         scores = predict_scores(model, image.to(device), label.shape, mode, crop, stride)
         cm += confusion_matrix(scores.argmax(0).cpu().numpy(), label.numpy(), model.n_classes)
     names = list(dataset.class_names)
-    return EvalResult(metrics_from_confusion(cm, names, classes), cm, names)
+    return EvalResult(metrics_from_confusion(cm, names, classes), cm, names, n)
 
 
 def save_results(result: EvalResult, out_dir: str | Path, config: dict) -> Path:
     """metrics.json (+ config and environment), per_class.csv, confusion.csv in ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "metrics.json", {**result.summary(), "created": utc_now(), "config": config,
+    atomic_write_json(out / "metrics.json", {**result.summary(), "n_images": result.n_images,
+                                             "created": utc_now(), "config": config,
                                              "environment": environment_info()})
     atomic_write_text(out / "per_class.csv", result.per_class.round(2).to_csv())
     atomic_write_text(out / "confusion.csv", pd.DataFrame(result.confusion, index=result.class_names,

@@ -39,6 +39,19 @@ def evaluate_runs(run_names: list[str], split: str = "val", inference: str = "wh
     return pd.DataFrame(rows).set_index("run"), per_class, results
 
 
+def require_finished(run_names: list[str]) -> None:
+    """Every run must have its final weights; otherwise say which notebook or command makes it, and where
+    the kit looked."""
+    missing = [n for n in run_names if not (paths.run_dir(n) / "model.safetensors").exists()]
+    if missing:
+        where = ", ".join(str(paths.run_dir(n) / "model.safetensors") for n in missing)
+        raise FileNotFoundError(
+            f"no finished training run {', '.join(map(repr, missing))} (looked for {where}). Run notebook "
+            "05_train_segmentation first (its run_prefix names the runs <run_prefix>-property and "
+            "<run_prefix>-category), or `prolab train --run_name <name>`, or `prolab run --config "
+            "configs/demo.yaml`, which chains 05 into 06.")
+
+
 @torch.no_grad()
 def sample_predictions(run_names: list[str], n: int = 4, split: str = "val"):
     """(images uint8, labels, {run: predictions}) for the first ``n`` images of a split."""

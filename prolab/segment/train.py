@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from ..progress import tqdm
 
 from .. import paths
 from ..files import atomic_write_bytes, atomic_write_json, clean_stale_temps, environment_info
