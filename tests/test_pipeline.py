@@ -110,6 +110,13 @@ def test_grid_appends_rows_and_skips_finished_cells(scratch_results):
     # one more seed: only the two new cells run
     more = run_grid(load_grid(_grid(scratch_results, {**GRID, "seeds": [0, 1]})), progress=False)
     assert len(more) == 4 and sorted(more["seed"].tolist()) == [0, 0, 1, 1]
+    # rows made by other code are not results of this code: they are run again and replaced
+    stale = pd.read_csv(out / "runs.csv")
+    stale.loc[stale["seed"] == 1, "code"] = "older-code"
+    stale.to_csv(out / "runs.csv", index=False)
+    redone = run_grid(load_grid(_grid(scratch_results, {**GRID, "seeds": [0, 1]})), progress=False)
+    assert len(redone) == 4 and set(redone["code"]) == {stale.loc[stale["seed"] == 0, "code"].iloc[0]}
+    assert len(pd.read_csv(out / "curves.csv")) == 8
 
 
 def test_tables_regenerate_identically(tmp_path):

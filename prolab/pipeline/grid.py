@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from .. import defaults, paths
+from ..identity import GRID_CODE, code_hash
 from ..files import atomic_write_json, atomic_write_text, environment_info, read_yaml_mapping, stable_hash, utc_now
 
 AXES: dict[str, type] = {"n_properties": int, "embedder": str, "method": str, "loss": str, "temperature": float,
@@ -153,7 +154,8 @@ def run_cell(cfg: GridConfig, cell: dict[str, Any], progress: bool = True) -> tu
 
 
 def run_grid(config: GridConfig | str | Path, progress: bool = True) -> pd.DataFrame:
-    """Run every cell not yet in ``results/<name>/runs.csv``; rows are appended as cells finish."""
+    """Run every cell not yet in ``results/<name>/runs.csv`` with the current code (``identity.code_hash``);
+    rows are written as cells finish, so a killed grid resumes, and rows of older code are run again."""
     from ..progress import tqdm
 
     cfg = config if isinstance(config, GridConfig) else load_grid(config)
@@ -166,9 +168,17 @@ def run_grid(config: GridConfig | str | Path, progress: bool = True) -> pd.DataF
                                           "vary": cfg.vary, "seeds": cfg.seeds, "train": cfg.train,
                                           "n_descriptions": base_descriptions(cfg),
                                           "source": Path(cfg.source).name, "environment": environment_info()})
-    todo = [c for c in cfg.cells() if done.empty or c["cell"] not in set(done["cell"])]
+    # a row counts as done only if the code that made it is the code now: results of older code are redone
+    code = code_hash(*GRID_CODE)
+    current = set(done.loc[done["code"] == code, "cell"]) if "code" in done else set()
+    todo = [c for c in cfg.cells() if c["cell"] not in current]
     for cell in tqdm(todo, desc=f"grid {cfg.name}", disable=not progress):
         row, curve = run_cell(cfg, cell, progress=False)
+        row["code"] = code
+        if not done.empty:
+            done = done[done["cell"] != cell["cell"]]
+        if not curves.empty:
+            curves = curves[curves["cell"] != cell["cell"]]
         done = pd.concat([done, pd.DataFrame([row])], ignore_index=True)
         curves = pd.concat([curves, pd.DataFrame(curve)], ignore_index=True)
         atomic_write_text(curves_csv, curves.to_csv(index=False))

@@ -105,12 +105,12 @@ def run_identity(cfg: TrainConfig, space, ds) -> dict:
     """Everything that decides what a run computes: its config (less the settings that do not change the
     result), the content of its property space, its dataset's fingerprint and the package's code."""
     from ..files import stable_hash
-    from ..identity import code_hash
+    from ..identity import TRAINING_CODE, code_hash
     from .config import RESUME_FREE
 
     config = {k: v for k, v in cfg.to_dict().items() if k not in RESUME_FREE | {"property_space"}}
     parts = {"config": config, "property_space": None if space is None else space.content_hash(),
-             "dataset": ds.fingerprint(), "code": code_hash()}
+             "dataset": ds.fingerprint(), "code": code_hash(*TRAINING_CODE)}
     return {"id": stable_hash(parts), **parts}
 
 
