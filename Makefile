@@ -12,7 +12,7 @@ LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON
 WHEELS ?= $(HOME)/.cache/prolab/wheels
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-llm llm descriptors lab doctor venv clean-venv
+.PHONY: demo test test-llm llm descriptors lab doctor venv clean-venv figures
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -64,3 +64,7 @@ lab: $(VENV)/.installed
 
 clean-venv:
 	rm -rf $(VENV)
+
+# Rewrite the figures README.md and results/README.md quote from the files in results/ (a test checks them).
+figures: $(VENV)/.installed
+	$(PY) -m prolab.pipeline.summary

@@ -138,3 +138,17 @@ def test_every_make_target_the_docs_name_exists():
     for f in docs:
         for name in re.findall(r"`make ([a-z][\w-]*)", f.read_text()):
             assert name in targets, f"{f.name} names `make {name}`, which the Makefile does not define"
+
+
+def test_quoted_figures_equal_the_result_files():
+    """Every figure README.md and results/README.md quote (demo time, grid, benchmarks) is rendered from the
+    file that holds it: the committed text must equal a fresh rendering (`make figures` rewrites it)."""
+    from prolab.pipeline.summary import BLOCK, documents, fill
+
+    for f in documents():
+        text = f.read_text()
+        assert BLOCK.search(text), f"{f.name} has no figures block"
+        assert fill(text) == text, f"{f.name} quotes figures that differ from results/ (run `make figures`)"
+    readme = (REPO / "README.md").read_text()
+    timings = json.loads((REPO / "results" / "demo" / "timings.json").read_text())
+    assert f"**{sum(timings.values()):.0f} s**" in readme

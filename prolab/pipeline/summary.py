@@ -1,0 +1,95 @@
+"""The figures the READMEs quote, written from the result files that produced them.
+
+README.md and results/README.md hold blocks between ``<!-- figures:NAME -->`` and ``<!-- /figures:NAME -->``;
+``fill`` rewrites each block from ``results/`` (the demo's ``timings.json``, the grid's ``runs.csv``, the
+bench outputs), so no quoted number is typed by hand. ``python -m prolab.pipeline.summary`` (``make
+figures``) updates both files; a test checks that they are up to date.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from .. import paths
+from ..files import atomic_write_text, read_json
+
+BLOCK = re.compile(r"(<!-- figures:(?P<name>[a-z_-]+) -->\n)(?P<body>.*?)(<!-- /figures:(?P=name) -->)", re.S)
+
+
+def _demo_times() -> str:
+    t = read_json(paths.results_dir("demo") / "timings.json")
+    total = sum(t.values())
+    parts = " + ".join(f"{v:g}" for v in t.values())
+    return (f"`make demo` took **{total:.0f} s** of pipeline time for its {len(t)} notebooks ({parts} s in "
+            f"notebook order, kernel start-up included; `results/demo/timings.json`), after the environment "
+            "exists.\n")
+
+
+def _grid_times() -> str:
+    runs = pd.read_csv(paths.results_dir("demo_grid") / "runs.csv")
+    g = read_json(paths.results_dir("demo_grid") / "grid.json")
+    s = runs["train_seconds"]
+    return (f"The committed grid: {len(runs)} runs of {g['train'].get('iters', '?')} iterations, "
+            f"{s.sum() / 60:.1f} minutes of training in all ({s.mean():.0f} s per run on average, "
+            f"{s.min():.0f}-{s.max():.0f} s; `results/demo_grid/runs.csv`, column `train_seconds`).\n")
+
+
+def _grid_results() -> str:
+    runs = pd.read_csv(paths.results_dir("demo_grid") / "runs.csv")
+    lines = ["| axis | setting | mIoU (mean ± std over seeds) | runs |", "|---|---|---:|---:|"]
+    base = runs[runs["axis"] == "base"]
+    axes = ["base"] + [a for a in runs["axis"].unique() if a != "base"]
+    for axis in axes:
+        rows = base if axis == "base" else runs[runs["axis"] == axis]
+        col = "n_properties" if axis == "base" else axis
+        for value, grp in rows.groupby(rows[col].astype(str), sort=False):
+            m = grp["mIoU"]
+            std = f" ± {m.std(ddof=1):.2f}" if len(m) > 1 else ""
+            label = f"K = {value} (base)" if axis == "base" else value
+            lines.append(f"| {axis} | {label} | {m.mean():.2f}{std} | {len(m)} |")
+    return "\n".join(lines) + "\n\n(`results/demo_grid/runs.csv`; the paper-shaped tables are in `tables.md`.)\n"
+
+
+def _bench(name: str) -> str:
+    f = paths.results_dir("bench") / name
+    return "```\n" + f.read_text(encoding="utf-8").strip() + "\n```\n"
+
+
+RENDER = {
+    "demo-times": _demo_times,
+    "grid-times": _grid_times,
+    "grid-results": _grid_results,
+    "bench-retrieval": lambda: _bench("retrieval.txt"),
+    "bench-properties": lambda: _bench("properties.txt"),
+    "bench-heads": lambda: _bench("heads_cpu.txt"),
+}
+
+
+def fill(text: str) -> str:
+    """``text`` with every figures block rendered from the result files."""
+    def sub(m: re.Match) -> str:
+        name = m["name"]
+        if name not in RENDER:
+            raise ValueError(f"unknown figures block {name!r}; known: {', '.join(RENDER)}")
+        return m.group(1) + RENDER[name]() + m.group(4)
+
+    return BLOCK.sub(sub, text)
+
+
+def documents() -> list[Path]:
+    return [paths.repo_root() / "README.md", paths.results_dir() / "README.md"]
+
+
+def main() -> None:
+    for f in documents():
+        text = f.read_text(encoding="utf-8")
+        new = fill(text)
+        if new != text:
+            atomic_write_text(f, new)
+            print(f"updated {f.relative_to(paths.repo_root())}")
+
+
+if __name__ == "__main__":
+    main()
