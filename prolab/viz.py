@@ -6,16 +6,26 @@ import matplotlib.pyplot as plt
 from .defaults import IGNORE_INDEX
 
 
-def descriptions_per_class(descriptions: dict[str, list[str]], title: str = "", min_line: int | None = 6):
-    """Bar chart: number of descriptions for every class, in class order."""
+def descriptions_per_class(descriptions: dict[str, list[str]], title: str = "", min_line: int | None = 6,
+                           band: tuple[float, float] | None = None, band_label: str = ""):
+    """Bar chart: number of descriptions for every class, in class order. ``min_line`` draws the parser's
+    minimum; ``band`` shades a reference range (e.g. the paper's 8-15 per class)."""
+    from matplotlib.ticker import MaxNLocator
+
     names = list(descriptions)
     counts = [len(descriptions[c]) for c in names]
     width = max(6.0, min(24.0, 0.12 * len(names) + 3))
     fig, ax = plt.subplots(figsize=(width, 3.2))
+    if band:
+        ax.axhspan(band[0], band[1], color="#55A868", alpha=0.15, lw=0,
+                   label=band_label or f"reference range ({band[0]:g}-{band[1]:g})")
     ax.bar(range(len(names)), counts, color="#4C72B0")
     if min_line:
         ax.axhline(min_line, color="#C44E52", lw=1, ls="--", label=f"minimum ({min_line})")
-        ax.legend(loc="upper right")
+    if min_line or band:   # headroom above the bars and the band, for the legend
+        ax.set_ylim(0, 1.3 * max(max(counts, default=0), band[1] if band else 0, min_line or 0) + 1)
+        ax.legend(loc="upper right", ncol=2, fontsize=8, framealpha=0.9)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     if len(names) <= 60:
         ax.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
     else:
@@ -80,33 +90,129 @@ def property_histograms(signatures):
     return fig
 
 
-def description_map(xy, labels, texts=None, class_of=None, annotate: int = 0, title: str = "Descriptions, coloured by property"):
-    """2-D scatter of descriptions coloured by property; optionally labels ``annotate`` random points."""
+def _distinct_colours(n: int):
+    """n colours that can be told apart: tab10 / tab20 up to 20, then n evenly spaced hues of 'hsv'."""
     import numpy as np
 
-    fig, ax = plt.subplots(figsize=(8, 6.5))
-    ax.scatter(xy[:, 0], xy[:, 1], c=labels, cmap="tab20", s=12, alpha=0.85)
-    if annotate and texts is not None:
-        rng = np.random.default_rng(0)
-        for i in rng.choice(len(xy), size=min(annotate, len(xy)), replace=False):
-            label = texts[i] if class_of is None else f"{class_of[i]}: {texts[i]}"
-            ax.annotate(label[:40], xy[i], fontsize=6, alpha=0.8)
-    ax.set_xticks([])
-    ax.set_yticks([])
-    ax.set_title(title)
+    if n <= 10:
+        return np.asarray(plt.get_cmap("tab10").colors[:max(n, 1)])
+    if n <= 20:
+        return np.asarray(plt.get_cmap("tab20").colors[:n])
+    colours = plt.get_cmap("hsv")(np.linspace(0, 1, n, endpoint=False))[:, :3]
+    colours[1::2] *= 0.6  # neighbouring hues alternate bright and dark, so they stay apart
+    return colours
+
+
+def _readable_subset(xy, n: int, width: float = 0.36, height: float = 0.045, flip_at: float = 0.65,
+                     seed: int = 0) -> list[int]:
+    """Up to ``n`` point indices whose text labels (about ``width`` x ``height`` of the axes; written to the right
+    of the point, or to its left beyond ``flip_at`` of the width) do not overlap."""
+    import numpy as np
+
+    span = np.ptp(xy, axis=0)
+    span[span == 0] = 1
+    u = (xy - xy.min(0)) / span
+    left = np.where(u[:, 0] > flip_at, u[:, 0] - width, u[:, 0])   # left edge of each label
+    chosen: list[int] = []
+    for i in np.random.default_rng(seed).permutation(len(xy)):
+        if len(chosen) >= n:
+            break
+        if all(abs(left[i] - left[j]) > width or abs(u[i, 1] - u[j, 1]) > height for j in chosen):
+            chosen.append(int(i))
+    return chosen
+
+
+def description_map(xy, labels, texts=None, class_of=None, annotate: int = 0,
+                    title: str = "Descriptions, coloured by property", projection: str | None = None,
+                    color_by: str = "property", max_label_chars: int = 36):
+    """2-D scatter of descriptions.
+
+    ``color_by``: ``"property"`` (one colour per property: tab10/tab20 up to 20 properties, evenly spaced hues
+    beyond), ``"class"`` (one colour per class, with a legend up to 20 classes; needs ``class_of``) or
+    ``"both"`` (the two side by side). In the property panel each property's index is written at the median
+    of its points (up to 40 properties). ``annotate`` is the most descriptions to label; only labels that do
+    not overlap are drawn. ``projection`` ("pca", "tsne") names the axes.
+    """
+    import numpy as np
+
+    if color_by not in ("property", "class", "both"):
+        raise ValueError(f"color_by = {color_by!r}: use 'property', 'class' or 'both'")
+    if color_by != "property" and class_of is None:
+        raise ValueError("color_by = 'class' or 'both' needs class_of (the class name of every description)")
+    xy, labels = np.asarray(xy), np.asarray(labels)
+    axis_name = {"pca": "PCA", "tsne": "t-SNE"}.get(projection or "", projection or "component")
+    panels = ["property", "class"] if color_by == "both" else [color_by]
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels) + (1.6 if "class" in panels else 0), 5.8),
+                             squeeze=False)
+    for ax, panel in zip(axes[0], panels):
+        if panel == "property":
+            ids = sorted(set(labels.tolist()))
+            colours = _distinct_colours(len(ids))
+            index = {k: i for i, k in enumerate(ids)}
+            ax.scatter(xy[:, 0], xy[:, 1], c=colours[[index[k] for k in labels]], s=14, alpha=0.85, lw=0)
+            if len(ids) <= 40:
+                span = np.where(np.ptp(xy, axis=0) > 0, np.ptp(xy, axis=0), 1.0)
+                placed: list = []
+                for k in ids:
+                    c = np.median(xy[labels == k], axis=0) / span   # in units of the data's extent
+                    while any(abs(c[0] - q[0]) < 0.045 and abs(c[1] - q[1]) < 0.04 for q in placed):
+                        c = c - [0, 0.04]   # move down until the index box does not cover another
+                    placed.append(c)
+                    ax.annotate(str(k), tuple(c * span), fontsize=8, weight="bold", ha="center", va="center",
+                                bbox=dict(boxstyle="round,pad=0.15", fc="white", ec=colours[index[k]], alpha=0.8))
+            ax.set_title(title if len(panels) == 1 else f"coloured by property (K = {len(ids)})", fontsize=10)
+        else:
+            names = list(dict.fromkeys(class_of))
+            colours = _distinct_colours(len(names))
+            index = {c: i for i, c in enumerate(names)}
+            for c in names:
+                m = np.array([x == c for x in class_of])
+                ax.scatter(xy[m, 0], xy[m, 1], color=colours[index[c]], s=14, alpha=0.85, lw=0, label=c)
+            if len(names) <= 20:
+                ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7, frameon=False,
+                          markerscale=1.5, title="class", title_fontsize=8)
+            ax.set_title(title if len(panels) == 1 else f"coloured by class ({len(names)} classes)", fontsize=10)
+        text_panel = panels[-1] if color_by == "both" else panel
+        if annotate and texts is not None and panel == text_panel:
+            for i in _readable_subset(xy, annotate):
+                label = texts[i] if class_of is None else f"{class_of[i]}: {texts[i]}"
+                label = label if len(label) <= max_label_chars else label[: max_label_chars - 1] + "…"
+                right = (xy[i, 0] - xy[:, 0].min()) > 0.65 * max(np.ptp(xy[:, 0]), 1e-12)  # as _readable_subset
+                ax.scatter(xy[i, 0], xy[i, 1], s=26, facecolors="none", edgecolors="black", lw=0.7)
+                ax.annotate(label, xy[i], xytext=(-4 if right else 4, 2), textcoords="offset points", fontsize=7,
+                            ha="right" if right else "left", alpha=0.9)
+        ax.set_xlabel(f"{axis_name} 1")
+        ax.set_ylabel(f"{axis_name} 2")
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if len(panels) > 1:
+        fig.suptitle(title)
     fig.tight_layout()
     return fig
 
 
-def k_sweep_plot(table):
-    """Inertia, silhouette, collisions and properties per class against K (a K-sweep DataFrame)."""
+def k_sweep_plot(table, reference_k: int | None = None, reference_label: str = ""):
+    """Inertia, silhouette, collisions and properties per class against K (a K-sweep DataFrame); the tested K
+    values are the ticks. ``reference_k`` draws a dashed line (e.g. the paper's rule, descriptions / 6)."""
+    from matplotlib.ticker import MaxNLocator, NullLocator
+
     cols = ["inertia", "silhouette", "collisions", "properties per class"]
     fig, axes = plt.subplots(1, len(cols), figsize=(3.2 * len(cols), 3))
+    ks = [int(k) for k in table["n_properties"]]
     for ax, col in zip(axes, cols):
         ax.plot(table["n_properties"], table[col], marker="o")
         ax.set_xscale("log", base=2)
+        ax.set_xticks(ks, [str(k) for k in ks])
+        ax.xaxis.set_minor_locator(NullLocator())
+        if reference_k:
+            ax.axvline(reference_k, color="#C44E52", lw=1, ls="--", label=reference_label or f"K = {reference_k}")
+        if col == "collisions":
+            ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.set_ylim(bottom=-0.5, top=max(1.5, float(table[col].max()) + 0.5))
         ax.set_xlabel("K (n_properties)")
         ax.set_title(col, fontsize=10)
+    if reference_k:
+        axes[0].legend(fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -132,24 +238,48 @@ def training_curves(logs: dict[str, list[dict]], smooth: int = 5, title: str = "
     return fig
 
 
-def prediction_grid(images, labels, predictions: dict, palette, ignore_index: int = IGNORE_INDEX):
-    """Rows = samples; columns = image, ground truth, then one column per model's prediction."""
+def prediction_grid(images, labels, predictions: dict, palette, ignore_index: int = IGNORE_INDEX,
+                    class_names: list[str] | None = None):
+    """Rows = samples; columns = image, ground truth, then one column per model's prediction. With
+    ``class_names``, a legend names the colour of every class that appears in the panels."""
     import numpy as np
+    from matplotlib.patches import Patch
 
     pal = np.zeros((256, 3), np.uint8)
     pal[: len(palette)] = np.asarray(palette, np.uint8)
     pal[ignore_index] = 0
     cols = 2 + len(predictions)
     fig, axes = plt.subplots(len(images), cols, figsize=(2.2 * cols, 2.2 * len(images)), squeeze=False)
+    shown: set[int] = set()
     for r, (img, lab) in enumerate(zip(images, labels)):
         panels = [("image", img), ("ground truth", pal[lab])]
         panels += [(name, pal[p[r]]) for name, p in predictions.items()]
+        shown |= set(np.unique(lab).tolist()) | {int(v) for p in predictions.values() for v in np.unique(p[r])}
         for c, (name, arr) in enumerate(panels):
             axes[r, c].imshow(arr)
             axes[r, c].set_xticks([])
             axes[r, c].set_yticks([])
             if r == 0:
                 axes[r, c].set_title(name, fontsize=9)
+    if class_names:
+        ids = sorted(i for i in shown if i != ignore_index and i < len(class_names))
+        handles = [Patch(color=pal[i] / 255.0, label=class_names[i]) for i in ids]
+        handles.append(Patch(color="black", label="ignored (255)"))
+        fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def signature_matrix(space, max_classes: int = 60):
+    """The signatures Y (classes x properties) as a black-and-white image: what the property head is asked
+    to reproduce for each class. Class names on the y axis (up to ``max_classes`` rows)."""
+    y = space.signatures[:max_classes]
+    fig, ax = plt.subplots(figsize=(min(12, 2 + 0.12 * y.shape[1]), min(12, 1 + 0.22 * y.shape[0])))
+    ax.imshow(y, cmap="Greys", vmin=0, vmax=1, aspect="auto", interpolation="nearest")
+    ax.set_yticks(range(y.shape[0]), space.class_names[:max_classes], fontsize=8)
+    ax.set_xlabel(f"property k (K = {space.n_properties})")
+    ax.set_ylabel("class c")
+    ax.set_title("signatures $y_c$ (black = the class has the property)", fontsize=10)
     fig.tight_layout()
     return fig
 

@@ -36,6 +36,9 @@ def test_01_prompt_design_live_api_without_leaking_the_key(repo, tmp_path, monke
         assert srv.stats.requests >= 4 and f"Bearer {SECRET}" in srv.stats.auth_headers
     text = json.dumps(nb)
     assert "asks per class" in text  # the statistics table rendered
+    printed = "".join("".join(o.get("text", [])) for c in nb["cells"] for o in c.get("outputs", []))
+    # "What you just saw" is printed from the run's own statistics, one sentence per prompt
+    assert "structured: " in printed and "naive: " in printed and "descriptions for 2 classes" in printed
     assert any(o.get("output_type") == "display_data" and "image/png" in o.get("data", {})
                for c in nb["cells"] for o in c.get("outputs", []))  # the histogram
     for f in [tmp_path / "01.ipynb", tmp_path / "calls.jsonl"]:
@@ -43,23 +46,37 @@ def test_01_prompt_design_live_api_without_leaking_the_key(repo, tmp_path, monke
 
 
 def test_02_llm_retrieval_replays_committed_file(repo, tmp_path):
+    from prolab.pipeline.outputs import MIME, declared_outputs, read_outputs
+
     nb = _run(repo, "02_llm_retrieval.ipynb", tmp_path / "02.ipynb", dataset="synthetic_outdoor",
-              backend="replay", out_root=str(tmp_path / "desc"))
+              backend="replay", llm_temperature=0.0, out_root=str(tmp_path / "desc"))
     outputs = {c["id"]: c.get("outputs", []) for c in nb["cells"]}
     text = json.dumps(outputs)
     assert "18/18 classes described" in text
     # the committed_match cell printed True: replay reproduced the committed descriptor file
     match_cell = next(c for c in nb["cells"] if "".join(c["source"]).strip() == "committed_match(out)")
     assert "".join(match_cell["outputs"][0]["data"]["text/plain"]) == "True"
-    assert list((tmp_path / "desc" / "synthetic_outdoor").glob("*.json"))
+    written = [f for f in (tmp_path / "desc" / "synthetic_outdoor").glob("*.json") if not f.name.endswith(".meta.json")]
+    assert len(written) == 1
+    # the written file is published for the pipeline runner, as the notebook's metadata promises
+    assert MIME in text and declared_outputs("02_llm_retrieval.ipynb") == ["descriptor_file"]
+    assert read_outputs(tmp_path / "02.ipynb") == {"descriptor_file": str(written[0])}
+    assert "n = 132 descriptions" in text  # "What you just saw", computed from the run
 
 
 def test_03_embedding_clustering(repo, tmp_path):
     nb = _run(repo, "03_embedding_clustering.ipynb", tmp_path / "03.ipynb", dataset="synthetic_outdoor",
               n_properties=12, out_root=str(tmp_path / "spaces"))
-    assert list((tmp_path / "spaces" / "synthetic_outdoor").glob("*-k12.safetensors"))
+    from prolab.pipeline.outputs import MIME, declared_outputs, read_outputs
+
+    saved = list((tmp_path / "spaces" / "synthetic_outdoor").glob("*-k12.safetensors"))
+    assert len(saved) == 1
     text = json.dumps(nb)
     assert "kmeans vs vmf" in text and "image/png" in text
+    # the saved space is published for the pipeline runner, as the notebook's metadata promises
+    assert MIME in text and declared_outputs("03_embedding_clustering.ipynb") == ["property_space"]
+    assert read_outputs(tmp_path / "03.ipynb") == {"property_space": str(saved[0])}
+    assert "K = 12 properties" in text  # "What you just saw", computed from the run
 
 
 def test_04_property_space(repo, tmp_path):
@@ -67,6 +84,8 @@ def test_04_property_space(repo, tmp_path):
               compare_embedder=None, compare_descriptor_file=None)
     text = json.dumps(nb)
     assert "kmeans vs gmm" in text and "properties per class" in text
+    assert "Most similar pair: " in text and "K from 4 to 8" in text  # "What you just saw", from the run
+    assert "application/vnd.prolab.outputs+json" not in text  # 04 publishes nothing
 
 
 def test_05_and_06_train_and_evaluate(repo, tmp_path, monkeypatch):

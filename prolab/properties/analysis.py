@@ -161,7 +161,7 @@ def method_agreement(x: np.ndarray, n_properties: int, seed: int = 0) -> pd.Data
 
 
 def agreement_table(dataset: str, space: PropertySpace, descriptor_file=None, embedder: str = defaults.EMBEDDER,
-                    embedder_kind: str = "sentence-transformers", method: str = "kmeans", seed: int = 0,
+                    embedder_kind: str = defaults.EMBEDDER_KIND, method: str = defaults.METHOD, seed: int = 0,
                     other_methods=("gmm", "vmf"), compare_embedder: str | None = None,
                     compare_descriptor_file=None) -> pd.DataFrame:
     """Agreement of ``space`` with spaces built the same way but for one changed ingredient each:

@@ -125,7 +125,8 @@ def plan_run(run_name: str, identity: dict, force: bool = False) -> tuple[str, l
     from ..files import read_json
 
     run = paths.run_dir(run_name)
-    if not run.exists() or not any(run.iterdir()):
+    made = ("checkpoint.pt", "checkpoint.prev.pt", "model.safetensors", "metrics.jsonl", "identity.json")
+    if not any((run / name).exists() for name in made):  # nothing a run made (at most a killed write's temp)
         return "fresh", []
     f = identity_path(run_name)
     old = read_json(f) if f.exists() else {}

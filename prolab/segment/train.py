@@ -111,7 +111,7 @@ class TrainResult:
             return (f"{self.run_dir.name}: reused a finished run with identical inputs (identity {self.identity}); "
                     f"{loss}")
         what = (f"trained iterations {self.resumed_from}->{last.get('iteration', self.resumed_from)} in "
-                f"{last.get('seconds', 0):.0f} s" if self.log else "nothing left to train")
+                f"{last.get('seconds', 0):.1f} s" if self.log else "nothing left to train")
         moved = f"; the previous run with other inputs is kept at {self.replaced}" if self.replaced else ""
         return f"{self.run_dir.name}: {what}, {loss}{moved}"
 
