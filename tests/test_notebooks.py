@@ -89,16 +89,29 @@ def test_04_property_space(repo, tmp_path):
 
 
 def test_05_and_06_train_and_evaluate(repo, tmp_path, monkeypatch):
+    from prolab.pipeline.outputs import MIME
+
     monkeypatch.setenv("PROLAB_CACHE", str(tmp_path / "cache"))
-    nb5 = _run(repo, "05_train_segmentation.ipynb", tmp_path / "05.ipynb", iters=3, batch_size=2, crop_size=64,
-               channels=16, run_prefix="t")
-    assert "image/png" in json.dumps(nb5)
+    # 06 before 05: the error names the notebook that makes the runs, before anything is evaluated
+    with pytest.raises(pm.PapermillExecutionError) as e:
+        _run(repo, "06_evaluate.ipynb", tmp_path / "06-early.ipynb", run_names=["t-property", "t-category"])
+    assert "Run notebook 05_train_segmentation first" in str(e.value.evalue)
+    tiny = dict(iters=3, batch_size=2, crop_size=64, channels=16, run_prefix="t")
+    nb5 = _run(repo, "05_train_segmentation.ipynb", tmp_path / "05.ipynb", **tiny)
+    text5 = json.dumps(nb5)
+    assert "image/png" in text5 and "already trained" not in text5
+    assert "t-property: trained iterations 0->3" in text5 and "t-category: trained iterations 0->3" in text5
+    published = [o["data"][MIME] for c in nb5["cells"] for o in c.get("outputs", []) if MIME in o.get("data", {})]
+    assert published == [{"run_names": ["t-property", "t-category"]}]
+    # the same parameters again: both runs are reused, and the notebook says so
+    again = json.dumps(_run(repo, "05_train_segmentation.ipynb", tmp_path / "05b.ipynb", **tiny))
+    assert again.count("reused a finished run with identical inputs") == 2
     nb6 = _run(repo, "06_evaluate.ipynb", tmp_path / "06.ipynb", run_names=["t-property", "t-category"], limit=3,
                n_show=2, out_dir=str(tmp_path / "res"))
     text = json.dumps(nb6)
-    assert "mIoU" in text and "image/png" in text
+    assert "mIoU" in text and "image/png" in text and "difference t-property - t-category" in text
     metrics = json.loads((tmp_path / "res" / "t-property" / "metrics.json").read_text())
-    assert {"mIoU", "mAcc", "aAcc", "config", "environment"} <= set(metrics)
+    assert {"mIoU", "mAcc", "aAcc", "config", "environment"} <= set(metrics) and metrics["n_images"] == 3
     assert (tmp_path / "res" / "t-category" / "per_class.csv").exists()
 
 
