@@ -181,6 +181,13 @@ def _relative_paths(notebook: Path, final: Path) -> None:
     rel = lambda p: str(p.relative_to(root)) if p.is_absolute() and p.is_relative_to(root) else str(p)  # noqa: E731
     meta["input_path"] = rel(Path(meta.get("input_path") or ""))
     meta["output_path"] = rel(final)
+    # progress widgets of other libraries (model loading, encoding) are saved as their first frame, 0%, for
+    # ever: a saved notebook shows nothing true with them, so they are dropped (the kit's own bars are text)
+    for cell in nb.get("cells", []):
+        if cell.get("outputs"):
+            cell["outputs"] = [o for o in cell["outputs"]
+                               if "application/vnd.jupyter.widget-view+json" not in o.get("data", {})]
+    nb.get("metadata", {}).pop("widgets", None)
     # a key echoed into an output (a server's error text) never reaches a saved notebook
     atomic_write_text(final, redact(json.dumps(nb, indent=1, ensure_ascii=False)) + "\n")
 
