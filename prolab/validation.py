@@ -8,6 +8,7 @@ the data (K against the number of descriptions) live beside the data and use ``f
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from dataclasses import dataclass
 from typing import Any, Iterable
@@ -73,6 +74,9 @@ def check(name: str, value: Any, rule: Rule, where: str = "") -> Any:
         fail(name, value, rule.describe(), where)
     if not _is(value, rule.kind):
         fail(name, value, rule.describe(), where)
+    items = value if rule.kind is list else [value]
+    if any(isinstance(v, float) and not math.isfinite(v) for v in items):
+        fail(name, value, "a finite number", where)
     if rule.choices is not None and value not in rule.choices:
         close = difflib.get_close_matches(str(value), [str(c) for c in rule.choices], n=1)
         fail(name, value, rule.describe() + (f" (did you mean {close[0]!r}?)" if close else ""), where)

@@ -505,3 +505,72 @@ def test_grid_check_refuses_a_k_larger_than_the_descriptions(tmp_path):
     f.write_text(yaml.safe_dump(g))
     r = _prolab("grid", "--config", str(f), "--check")
     assert r.returncode == 2 and "temperature = 0.0" in r.stderr, r.stderr
+
+
+# -- review findings: redaction keeps notebooks valid and outputs intact; echoed keys in replies; odd values ---
+
+def test_saved_notebooks_stay_valid_json_and_published_outputs_are_not_redacted(tmp_path):
+    from prolab.pipeline.outputs import MIME
+    from prolab.pipeline.runner import _relative_paths
+
+    nb = {"cells": [{"cell_type": "code", "source": ['base_url = "http://h/v1?api_key=abc123xyz\\"more"'],
+                     "outputs": [{"output_type": "display_data", "data": {
+                         MIME: {"run_names": ["hf_ablation_property_run_long_name", "Basic statistics"]},
+                         "text/plain": "Authorization: Bearer sk-proj-" + "Q" * 30}}]}],
+          "metadata": {"papermill": {}}, "nbformat": 4, "nbformat_minor": 5}
+    tmp = tmp_path / "t.ipynb"
+    tmp.write_text(json.dumps(nb))
+    _relative_paths(tmp, tmp_path / "final.ipynb")
+    out = json.loads((tmp_path / "final.ipynb").read_text())  # valid JSON
+    src = out["cells"][0]["source"][0]
+    assert "abc123xyz" not in src and "[REDACTED]" in src
+    data = out["cells"][0]["outputs"][0]["data"]
+    assert data[MIME]["run_names"] == ["hf_ablation_property_run_long_name", "Basic statistics"]
+    assert "QQQQ" not in data["text/plain"]
+    from prolab.redact import redact
+
+    assert redact("Basic statistics of the property space") == "Basic statistics of the property space"
+
+
+def test_a_key_echoed_inside_a_reply_reaches_no_file(classes_file, tmp_path):
+    script = StubScript(replies={"road": [stub_reply("road") + f"\n- authorised with Bearer {KEY}"]})
+    with StubChatServer(script) as srv:
+        os.environ["PROLAB_TEST_KEY"] = KEY
+        try:
+            backend = make_backend("openai", "stub-model", base_url=srv.base_url, api_key_env="PROLAB_TEST_KEY")
+            describe_dataset(str(classes_file), backend, out_root=tmp_path / "out", cache_path=tmp_path / "c.jsonl",
+                             defaults=FAST, progress=False)
+        finally:
+            os.environ.pop("PROLAB_TEST_KEY")
+    _no_key_in(tmp_path)
+
+
+def test_duplicate_steps_null_and_nan_are_refused(tmp_path):
+    from prolab.pipeline.runner import load_config
+    from prolab.segment.config import TrainConfig
+
+    f = tmp_path / "c.yaml"
+    f.write_text(yaml.safe_dump({"run_name": "dup", "notebooks": ["06_evaluate", "06_evaluate"]}))
+    with pytest.raises(ValueError, match="already a step"):
+        load_config(f)
+    f.write_text(yaml.safe_dump({"run_name": "n", "notebooks": [{"notebook": "02_llm_retrieval",
+                                                                 "parameters": {"seed": None}}]}))
+    with pytest.raises(ValueError, match="seed = None"):
+        load_config(f)
+    for bad in (dict(aux_weight=float("nan")), dict(weight_decay=float("inf"))):
+        with pytest.raises(ValueError, match="finite"):
+            TrainConfig.preset("demo", **bad)
+
+
+def test_resume_when_the_same_space_is_named_by_another_path(tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from prolab.properties import default_space_path
+    from prolab.segment.train import TrainConfig, train
+
+    monkeypatch.setenv("PROLAB_CACHE", str(tmp_path / "cache"))
+    cfg = TrainConfig.preset("demo", run_name="rs", iters=3, batch_size=2, crop_size=32, scale=(64, 32),
+                             channels=8, pretrained=None, checkpoint_interval=1)
+    train(cfg, progress=False, stop_after=2)
+    res = train(replace(cfg, property_space=str(default_space_path("synthetic_outdoor").resolve())), progress=False)
+    assert res.resumed_from == 2 and res.weights.exists()

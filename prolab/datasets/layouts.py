@@ -167,7 +167,7 @@ class SegmentationDataset:
         return label
 
     def fingerprint(self) -> str:
-        """Hash of the split's file list (paths relative to the data root, sizes) and label mapping: the
+        """Hash of the split's file list (paths relative to the data root, sizes, mtimes) and label mapping: the
         dataset's part of a run's identity. Cheap: one stat per file, no decode."""
         import hashlib
 
@@ -178,7 +178,8 @@ class SegmentationDataset:
                     rel = f.relative_to(self.root)
                 except ValueError:
                     rel = f
-                h.update(f"{rel}|{f.stat().st_size}\n".encode())
+                st = f.stat()  # size and modification time: an edited label map of the same size counts too
+                h.update(f"{rel}|{st.st_size}|{st.st_mtime_ns}\n".encode())
         return h.hexdigest()[:16]
 
     def check_files(self, progress: bool = True) -> dict:

@@ -95,7 +95,7 @@ class OpenAIBackend(Backend):
         self._openai = openai
         # The endpoint that will really be called: the flag, else OPENAI_BASE_URL (which the openai client
         # would read by itself), else the OpenAI API. Which key may be sent is decided for *that* endpoint.
-        base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
+        base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or "").rstrip("/") or None
         official = base_url is None or urlsplit(base_url).hostname == "api.openai.com"
         # OPENAI_API_KEY is only ever sent to the OpenAI API itself; another server gets a key only from a
         # variable named explicitly, so a real key never reaches a third-party base_url by accident.
@@ -148,7 +148,8 @@ class OpenAIBackend(Backend):
             raise TransientError(f"{where} sent a reply that is not a chat completion ({type(e).__name__})") from None
         if not choices:
             raise TransientError("reply without choices")
-        return content if isinstance(content, str) else ""
+        # a server that echoes credentials inside a reply must not put them in the cache or a descriptor file
+        return self._clean(content) if isinstance(content, str) else ""
 
     def _clean(self, text: str) -> str:
         return redact(text, self._key)
@@ -258,7 +259,9 @@ class ReplayBackend(Backend):
 
         self.model_id = offline.canonical_model_id(model)
         self.max_concurrency = 64
-        self.base_url = base_url  # replays the calls that were made against this OpenAI-compatible server
+        # replays the calls that were made against this OpenAI-compatible server (resolved like the openai
+        # backend's endpoint: the flag, else OPENAI_BASE_URL)
+        self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or "").rstrip("/") or None
 
     def cache_scope(self):
         return {"base_url": _redact_url(self.base_url)} if self.base_url and self.base_url != OPENAI_API_URL else {}
@@ -283,7 +286,7 @@ def make_backend(backend: str, model: str | None = None, base_url: str | None = 
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
     if backend == "openai":
         kwargs.update(base_url=base_url, api_key_env=api_key_env)
-    elif backend == "replay" and base_url:
+    elif backend == "replay":
         kwargs.update(base_url=base_url)
     model = model or (defaults.LLM if backend in ("replay", "llama_cpp") else None)
     if model is None:

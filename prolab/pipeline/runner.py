@@ -13,8 +13,8 @@ from typing import Any
 from .. import paths
 from ..files import (atomic_write_json, clean_stale_temps, environment_info, read_json, read_yaml_mapping,
                      stable_hash, utc_now)
-from ..redact import redact
-from ..validation import unknown_names, validate
+from ..redact import redact, redact_obj
+from ..validation import RULES, unknown_names, validate
 
 # which stage's validation rules check a notebook's parameters (prolab.validation)
 NOTEBOOK_STAGE = {"01_prompt_design": "describe", "02_llm_retrieval": "describe",
@@ -85,6 +85,9 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Pi
         nb = entry["notebook"] if entry["notebook"].endswith(".ipynb") else entry["notebook"] + ".ipynb"
         if not (paths.notebooks_dir() / nb).exists():
             raise FileNotFoundError(f"{path}: notebooks[{i}]: no notebook {nb} in {paths.notebooks_dir()}")
+        if nb in earlier:  # executed copies, state and outputs are per notebook
+            raise ValueError(f"{path}: notebooks[{i}]: {nb} is already a step of this config; a notebook runs "
+                             "once per run config (use a second config for a second run of it)")
         own = entry.get("parameters") or {}
         if not isinstance(own, dict):
             raise ValueError(f"{path}: notebooks[{i}].parameters must be a mapping")
@@ -155,15 +158,18 @@ def check_parameters(notebook: str, params: dict[str, Any], where: str) -> None:
 
     defaults = notebook_parameters(notebook)
     unknown_names(params, defaults, "parameter", f"{where}")
+    stage = NOTEBOOK_STAGE.get(Path(notebook).stem)
+    rules = RULES.get(stage, {}) if stage else {}
     for name, value in params.items():
         d = defaults[name]
+        if value is None and d is not None and not (name in rules and rules[name].nullable):
+            fail(name, value, f"a value (the notebook's default is {d!r}; None is not allowed here)", where)
         if d is None or value is None:
             continue
         ok = (isinstance(value, (int, float)) and not isinstance(value, bool) if isinstance(d, float) and
               not isinstance(d, bool) else isinstance(value, type(d)) and isinstance(value, bool) == isinstance(d, bool))
         if not ok:
             fail(name, value, f"of type {type(d).__name__}, like the notebook's default {d!r}", where)
-    stage = NOTEBOOK_STAGE.get(Path(notebook).stem)
     if stage:
         validate(stage, params, where=where, skip_none=True)
 
@@ -188,8 +194,12 @@ def _relative_paths(notebook: Path, final: Path) -> None:
             cell["outputs"] = [o for o in cell["outputs"]
                                if "application/vnd.jupyter.widget-view+json" not in o.get("data", {})]
     nb.get("metadata", {}).pop("widgets", None)
-    # a key echoed into an output (a server's error text) never reaches a saved notebook
-    atomic_write_text(final, redact(json.dumps(nb, indent=1, ensure_ascii=False)) + "\n")
+    # a key echoed into an output (a server's error text) never reaches a saved notebook: every string of the
+    # parsed notebook is redacted (the JSON stays valid); published outputs are what later steps read, as is
+    from .outputs import MIME
+
+    nb = redact_obj(nb, keep=(MIME,))
+    atomic_write_text(final, json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
 
 
 def inputs_hash() -> str:
@@ -234,9 +244,9 @@ def run_pipeline(config: PipelineConfig | str | Path, progress: bool = True, for
     # what a killed run left behind: temporary JSON files and half-executed notebook copies
     for folder in (out_dir, out_dir / "notebooks"):
         clean_stale_temps(folder, extra=("*.running.ipynb",))
-    atomic_write_json(out_dir / "config.json", {"run_name": cfg.run_name, "source": Path(cfg.source).name,
-                                                "parameters": cfg.parameters,
-                                                "notebooks": [asdict(s) for s in cfg.steps]})
+    atomic_write_json(out_dir / "config.json", redact_obj({"run_name": cfg.run_name, "source": Path(cfg.source).name,
+                                                           "parameters": cfg.parameters,
+                                                           "notebooks": [asdict(s) for s in cfg.steps]}))
     atomic_write_json(out_dir / "environment.json", environment_info())
     state_file = out_dir / "state.json"
     state = read_json(state_file) if state_file.exists() else {}

@@ -154,14 +154,26 @@ def train(cfg: TrainConfig, progress: bool = True, stop_after: int | None = None
     torch.manual_seed(cfg.seed + rank)  # each rank its own dropout masks
     np.random.seed(cfg.seed)
 
-    if world > 1 and rank != 0:
-        torch.distributed.barrier()  # rank 0 generates data / builds the property space first
-    ds = open_split(cfg, "train")
-    if rank == 0:  # every file is checked now, not at the iteration that meets a bad one
-        ds.check_files(progress=progress)
-    model, space = build_model(cfg, ds.class_names)
-    if world > 1 and rank == 0:
-        torch.distributed.barrier()
+    # rank 0 generates data, checks every file and builds the property space first; its error (if any) is
+    # sent to the other ranks, which would otherwise wait at a barrier until the process group times out
+    failure = None
+    if rank == 0:
+        try:
+            ds = open_split(cfg, "train")
+            ds.check_files(progress=progress)  # every file now, not at the iteration that meets a bad one
+            model, space = build_model(cfg, ds.class_names)
+        except Exception as e:  # noqa: BLE001 - re-raised below, on every rank
+            failure = e
+    if world > 1:
+        flag = [None if failure is None else f"{type(failure).__name__}: {failure}"]
+        torch.distributed.broadcast_object_list(flag, src=0)
+        if flag[0] is not None and failure is None:
+            raise RuntimeError(f"rank 0 failed while preparing the run: {flag[0]}")
+    if failure is not None:
+        raise failure
+    if rank != 0:
+        ds = open_split(cfg, "train")
+        model, space = build_model(cfg, ds.class_names)
     identity = run_identity(cfg, space, ds)
     plan, changed = plan_run(cfg.run_name, identity, force=force or not cfg.resume)
     if world > 1:
@@ -192,7 +204,8 @@ def train(cfg: TrainConfig, progress: bool = True, stop_after: int | None = None
         resume_from = previous_checkpoint_path(ckpt_path)  # killed between keeping the old one and writing the new
     if cfg.resume and resume_from.exists():
         ck = load_checkpoint(resume_from)
-        saved = {k: v for k, v in ck["config"].items() if k not in RESUME_FREE}
+        # the property space is compared by content (the identity), not by how its path was spelt
+        saved = {k: v for k, v in ck["config"].items() if k not in RESUME_FREE | {"property_space"}}
         now = {k: v for k, v in cfg.to_dict().items() if k in saved}
         if saved != now:
             diff = sorted(k for k in saved if saved[k] != now.get(k))
