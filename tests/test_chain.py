@@ -154,3 +154,18 @@ def test_quoted_figures_equal_the_result_files():
     readme = (REPO / "README.md").read_text()
     timings = json.loads((REPO / "results" / "demo" / "timings.json").read_text())
     assert f"**{sum(timings.values()):.0f} s**" in readme
+
+
+def test_a_step_runs_again_when_the_file_it_is_given_changes_on_disk(scratch, capsys):
+    src = scratch / "results" / "grid_copy"
+    import shutil as sh
+
+    sh.copytree(REPO / "results" / "demo_grid", src)
+    cfg = _write(scratch, {"run_name": "tab", "notebooks": [
+        {"notebook": "07_ablation_tables", "parameters": {"grid": "results/grid_copy", "write": False}}]})
+    run_pipeline(cfg, progress=False)
+    run_pipeline(cfg, progress=False)
+    assert "unchanged, skipped" in capsys.readouterr().out
+    (src / "runs.csv").write_text((src / "runs.csv").read_text() + "\n")  # the grid's results changed
+    run_pipeline(cfg, progress=False)
+    assert "unchanged, skipped" not in capsys.readouterr().out

@@ -220,9 +220,37 @@ def inputs_hash() -> str:
     return h.hexdigest()[:16]
 
 
+def _path_fingerprint(value: Any) -> Any:
+    """For a parameter that names an existing file or folder: what is there now (a small file's bytes; a large
+    file's or a folder's names, sizes and modification times), so a step whose input changed on disk under
+    the same name runs again. Other values: None."""
+    import hashlib
+
+    if not isinstance(value, str) or not value or len(value) > 4096:
+        return None
+    try:
+        p = paths.resolve(value)
+        if not p.exists():
+            return None
+    except (OSError, ValueError):
+        return None
+    h = hashlib.sha256()
+    files = [p] if p.is_file() else sorted(f for f in p.rglob("*") if f.is_file())
+    for f in files:
+        st = f.stat()
+        h.update(f"{f.relative_to(p) if f != p else f.name}|{st.st_size}|{st.st_mtime_ns}".encode())
+        if st.st_size < (50 << 20) and p.is_file():
+            h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def step_key(step: NotebookStep, parameters: dict[str, Any], previous: str, inputs: str) -> str:
     nb = (paths.notebooks_dir() / step.notebook).read_bytes()
-    return stable_hash({"notebook": nb.hex(), "parameters": parameters, "previous": previous, "inputs": inputs})
+    # inputs only: a step writes into its out_root / out_dir, so their content is its result, not its input
+    on_disk = {k: fp for k, v in parameters.items()
+               if k not in ("out_root", "out_dir") and (fp := _path_fingerprint(v)) is not None}
+    return stable_hash({"notebook": nb.hex(), "parameters": parameters, "previous": previous, "inputs": inputs,
+                        "files": on_disk})
 
 
 def run_pipeline(config: PipelineConfig | str | Path, progress: bool = True, force: bool = False,
