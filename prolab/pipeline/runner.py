@@ -162,7 +162,7 @@ def check_parameters(notebook: str, params: dict[str, Any], where: str) -> None:
     rules = RULES.get(stage, {}) if stage else {}
     for name, value in params.items():
         d = defaults[name]
-        if value is None and d is not None and not (name in rules and rules[name].nullable):
+        if value is None and name in rules and not rules[name].nullable:
             fail(name, value, f"a value (the notebook's default is {d!r}; None is not allowed here)", where)
         if d is None or value is None:
             continue
