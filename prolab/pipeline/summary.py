@@ -14,6 +14,7 @@ import pandas as pd
 
 from .. import paths
 from ..files import atomic_write_text, read_json
+from .tables import _fmt  # the tables' own mean ± std format
 
 BLOCK = re.compile(r"(<!-- figures:(?P<name>[a-z_-]+) -->\n)(?P<body>.*?)(<!-- /figures:(?P=name) -->)", re.S)
 
@@ -45,10 +46,8 @@ def _grid_results() -> str:
         rows = base if axis == "base" else runs[runs["axis"] == axis]
         col = "n_properties" if axis == "base" else axis
         for value, grp in rows.groupby(rows[col].astype(str), sort=False):
-            m = grp["mIoU"]
-            std = f" ± {m.std(ddof=1):.2f}" if len(m) > 1 else ""
             label = f"K = {value} (base)" if axis == "base" else value
-            lines.append(f"| {axis} | {label} | {m.mean():.2f}{std} | {len(m)} |")
+            lines.append(f"| {axis} | {label} | {_fmt(grp['mIoU'])} | {len(grp)} |")
     return "\n".join(lines) + "\n\n(`results/demo_grid/runs.csv`; the paper-shaped tables are in `tables.md`.)\n"
 
 
