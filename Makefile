@@ -9,7 +9,8 @@ PIP := $(PY) -m pip
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 # llama.cpp's default -march=native build crashes with "Illegal instruction" on some CPUs: build portable.
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
-WHEELS ?= $(HOME)/.cache/prolab/wheels
+# the wheel cache lives in the kit's cache (PROLAB_CACHE, as everything else the kit builds)
+WHEELS ?= $(or $(PROLAB_CACHE),$(HOME)/.cache/prolab)/wheels
 PYTEST_ARGS ?=
 
 .PHONY: demo test test-llm llm descriptors lab doctor venv clean-venv figures

@@ -6,32 +6,54 @@ import sys
 
 from . import defaults
 
+DATASET_HELP = ("a registered dataset (see `prolab doctor`), a dataset YAML (your own data; README, 'Your own "
+                "dataset'; `python -m prolab.datasets.spec` prints an example) or a class-list file (.txt/.json)")
+K_HELP = ("K, the number of properties (default: the paper's K for a paper dataset, e.g. 256 for ade20k_150; "
+          "a dataset YAML's n_properties; otherwise one per 6 descriptions, at least 2)")
+
+
+def _h(text: str, default=None) -> str:
+    """A help line with its default said once (argparse's %(default)s is not used anywhere)."""
+    return text if default is None else f"{text} (default: {default})"
+
+
+def _parser(sub, name: str, help: str) -> argparse.ArgumentParser:
+    return sub.add_parser(name, help=help, description=help)
+
 
 def _add_describe(sub: argparse._SubParsersAction) -> None:
     from .describe.backends import GenerationParams
     from .describe.retrieval import RetrievalDefaults
 
     g, r = GenerationParams(), RetrievalDefaults()
-    p = sub.add_parser("describe", help="stage 1: ask an LLM for descriptions of every class of a dataset",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--dataset", nargs="+", required=True,
-                   help="registered dataset name(s) (see `prolab doctor`) or class-list files (.txt/.json)")
-    p.add_argument("--backend", default="replay", choices=defaults.BACKENDS)
-    p.add_argument("--llm", default=None, help="model name, alias or path (default: the packaged Qwen GGUF)")
-    p.add_argument("--prompt", default=defaults.PROMPT, help="prompt name in descriptors/prompts/ or a YAML path")
-    p.add_argument("--base_url", default=None, help="OpenAI-compatible endpoint (openai backend)")
+    p = _parser(sub, "describe", "stage 1: ask an LLM for descriptions of every class of a dataset")
+    p.add_argument("--dataset", nargs="+", required=True, help=DATASET_HELP + "; several are allowed")
+    p.add_argument("--backend", default="replay", choices=defaults.BACKENDS,
+                   help=_h("replay answers from the call cache only (offline, no model); llama_cpp runs the packaged "
+                           "Qwen GGUF (`make llm`); openai any OpenAI-compatible server; transformers a local HF "
+                           "model", "replay"))
+    p.add_argument("--llm", default=None, help=_h("model name, alias or path", f"the packaged {defaults.LLM}"))
+    p.add_argument("--prompt", default=defaults.PROMPT,
+                   help=_h("prompt name in descriptors/prompts/ or a YAML path", defaults.PROMPT))
+    p.add_argument("--base_url", default=None, help=_h("OpenAI-compatible endpoint (openai backend)",
+                                                       "$OPENAI_BASE_URL, else the OpenAI API"))
     p.add_argument("--api_key_env", default=None,
-                   help="environment variable holding the API key (default: OPENAI_API_KEY for the OpenAI API; "
-                        "none for a --base_url server unless given)")
-    p.add_argument("--concurrency", type=int, default=r.concurrency)
-    p.add_argument("--max_attempts", type=int, default=r.max_attempts)
+                   help=_h("name of the environment variable holding the API key",
+                           "OPENAI_API_KEY for the OpenAI API; none for a --base_url server"))
+    p.add_argument("--concurrency", type=int, default=r.concurrency,
+                   help=_h("classes asked at once (capped by the backend)", r.concurrency))
+    p.add_argument("--max_attempts", type=int, default=r.max_attempts,
+                   help=_h("asks per class: the first plus corrective re-asks", r.max_attempts))
     p.add_argument("--llm_temperature", type=float, default=g.temperature,
-                   help="the LLM's sampling temperature (not the sigmoid temperature T of stage 3)")
-    p.add_argument("--max_tokens", type=int, default=g.max_tokens)
-    p.add_argument("--repeat_penalty", type=float, default=g.repeat_penalty)
-    p.add_argument("--seed", type=int, default=g.seed)
-    p.add_argument("--out_root", default=None, help="folder for descriptor files (default: descriptors/)")
-    p.add_argument("--cache_path", default=None, help="call cache JSONL (default: descriptors/cache/calls.jsonl)")
+                   help=_h("the LLM's sampling temperature (not the sigmoid temperature T of stage 3)", g.temperature))
+    p.add_argument("--max_tokens", type=int, default=g.max_tokens, help=_h("reply length cap in tokens", g.max_tokens))
+    p.add_argument("--repeat_penalty", type=float, default=g.repeat_penalty,
+                   help=_h("penalty on repeated tokens (local models loop without it)", g.repeat_penalty))
+    p.add_argument("--seed", type=int, default=g.seed, help=_h("sampling seed", g.seed))
+    p.add_argument("--out_root", default=None,
+                   help=_h("folder for descriptor files (then give `prolab properties` --descriptor_root)",
+                           "descriptors/"))
+    p.add_argument("--cache_path", default=None, help=_h("call cache JSONL", "descriptors/cache/calls.jsonl"))
     p.set_defaults(func=_run_describe)
 
 
@@ -48,6 +70,7 @@ def _run_describe(a: argparse.Namespace) -> int:
     backend = make_backend(a.backend, a.llm, base_url=a.base_url, api_key_env=a.api_key_env)  # shared by all datasets
     failed = 0
     for ds in a.dataset:
+        _say_dataset(ds)
         out = describe_dataset(ds, backend=backend, prompt=a.prompt, out_root=a.out_root,
                                cache_path=a.cache_path, params=params, defaults=defaults)
         print(f"{ds}: {out.result.summary()}\n  -> {out.path}", flush=True)
@@ -55,26 +78,45 @@ def _run_describe(a: argparse.Namespace) -> int:
     return 0 if failed == 0 else 3
 
 
+def _say_dataset(ds: str) -> None:
+    """Name the dataset a file stands for, so no name is taken silently from a file name."""
+    from .datasets import DATASETS, dataset_key, load_class_names
+
+    if ds not in DATASETS:
+        print(f"dataset {dataset_key(ds)!r} ({len(load_class_names(ds))} classes) from {ds}", flush=True)
+
+
 def _add_properties(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("properties", help="stage 2: embed descriptions, cluster them into properties, save the space",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--dataset", nargs="+", required=True, help="registered dataset name(s) or class-list files")
+    p = _parser(sub, "properties", "stage 2: embed descriptions, cluster them into properties, save the space")
+    p.add_argument("--dataset", nargs="+", required=True, help=DATASET_HELP + "; several are allowed")
     p.add_argument("--descriptor_file", default=None,
-                   help="descriptor file (default: the committed Qwen/structured file of the dataset)")
-    p.add_argument("--embedder", default=defaults.EMBEDDER, help="offline alias, local path or hub name")
-    p.add_argument("--embedder_kind", default=defaults.EMBEDDER_KIND, choices=defaults.EMBEDDER_KINDS)
-    p.add_argument("--n_properties", type=int, default=None, help="K (default: the paper's value per dataset)")
-    p.add_argument("--method", default=defaults.METHOD, choices=defaults.METHODS)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--repair", action="store_true", help="make colliding signatures unique")
-    p.add_argument("--out_root", default=None, help="folder for property spaces (default: properties/)")
-    p.add_argument("--release_export", default=None, help="also write the release's torch layout to this file")
+                   help=_h("descriptor file", "what `prolab describe --dataset` wrote: "
+                                              "descriptors/<dataset>/<llm>__structured-<id>.json"))
+    p.add_argument("--descriptor_root", default=None,
+                   help=_h("folder `prolab describe --out_root` wrote into", "descriptors/"))
+    p.add_argument("--embedder", default=defaults.EMBEDDER,
+                   help=_h("sentence embedder: offline alias, local path or hub name", defaults.EMBEDDER))
+    p.add_argument("--embedder_kind", default=defaults.EMBEDDER_KIND, choices=defaults.EMBEDDER_KINDS,
+                   help=_h("how to load the embedder", defaults.EMBEDDER_KIND))
+    p.add_argument("--n_properties", type=int, default=None, help=K_HELP)
+    p.add_argument("--method", default=defaults.METHOD, choices=defaults.METHODS,
+                   help=_h("clustering method", defaults.METHOD))
+    p.add_argument("--seed", type=int, default=0, help=_h("clustering seed", 0))
+    p.add_argument("--repair", action="store_true",
+                   help=_h("make identical signatures unique (each colliding class gains its nearest property)", "off"))
+    p.add_argument("--separate", action="store_true",
+                   help=_h("also pull near-collisions apart (subset signatures, cosine >= 0.8, Hamming 1) and split "
+                           "properties shared by half the classes or more", "off"))
+    p.add_argument("--out_root", default=None, help=_h("folder for property spaces", "properties/"))
+    p.add_argument("--release_export", default=None, help=_h("also write the release's torch layout to this file",
+                                                             "not written"))
     p.set_defaults(func=_run_properties)
 
 
 def _run_properties(a: argparse.Namespace) -> int:
     from .properties import build_property_space
     from .properties.analysis import property_stats
+    from .properties.collisions import report_lines, signature_report
 
     from .validation import validate
 
@@ -82,13 +124,18 @@ def _run_properties(a: argparse.Namespace) -> int:
     if a.descriptor_file and len(a.dataset) > 1:
         raise ValueError("--descriptor_file applies to one dataset; pass a single --dataset")
     for ds in a.dataset:
+        _say_dataset(ds)
         out = build_property_space(ds, descriptor_file=a.descriptor_file, embedder=a.embedder,
                                    embedder_kind=a.embedder_kind, n_properties=a.n_properties, method=a.method,
-                                   seed=a.seed, repair=a.repair, out_root=a.out_root)
+                                   seed=a.seed, repair=a.repair, separate=a.separate, out_root=a.out_root,
+                                   descriptor_root=a.descriptor_root)
         s = property_stats(out.space)
         print(f"{out.space}\n  -> {out.path}\n  properties per class {s['properties per class (mean)']}, "
               f"colliding groups before/after: {len(out.space.notes['collisions_before'])}/"
-              f"{len(out.space.notes['collisions_after'])}", flush=True)
+              f"{len(out.space.notes['collisions_after'])}, near-collisions before/after: "
+              f"{out.space.notes['near_before']}/{out.space.notes['near_after']}", flush=True)
+        for line in report_lines(signature_report(out.space)):
+            print(f"  {line}")
         if a.release_export:
             print(f"  release layout -> {out.space.to_release(a.release_export)}")
     return 0
@@ -99,20 +146,33 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
     from .segment.train import TrainConfig
 
-    p = sub.add_parser("train", help="stage 3: train a segmentation model (property or category supervision)",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--preset", choices=["demo", "paper"], default="demo",
-                   help="demo: the embedded default in about a minute on a CPU; paper: the paper's schedule")
+    from .segment.config import HELP
+
+    p = _parser(sub, "train", "stage 3: train a segmentation model (property or category supervision)")
+    demo = {k: v for k, v in defaults.PRESETS["demo"].items()}
+    p.add_argument("--preset", choices=list(defaults.PRESETS), default="demo",
+                   help=_h("starting values of every flag below: demo trains the embedded default in about a minute "
+                           "on a CPU (sets " + ", ".join(f"{k}={v}" for k, v in demo.items()) + "); paper: the "
+                           "paper's ADE20K schedule. Flags you give override it; what it sets is printed at start",
+                           "demo"))
+    paper = TrainConfig()
     for f in fields(TrainConfig):  # one flag per config field, named like the notebook parameters
+        fmt = lambda v: " ".join(map(str, v)) if isinstance(v, tuple) else "none" if v is None else str(v)  # noqa
+        shown = fmt(getattr(paper, f.name))
+        if f.name in demo and fmt(demo[f.name]) != shown:
+            shown = f"{fmt(demo[f.name])} with the demo preset, {shown} with paper"
+        text = _h(HELP[f.name], shown)
         if f.name == "scale":
-            p.add_argument("--scale", type=int, nargs=2, default=None)
+            p.add_argument("--scale", type=int, nargs=2, default=None, metavar=("LONG", "SHORT"), help=text)
         elif f.type in ("bool", bool):
-            p.add_argument(f"--{f.name}", type=lambda v: v.lower() in ("1", "true", "yes"), default=None)
+            p.add_argument(f"--{f.name}", type=lambda v: v.lower() in ("1", "true", "yes"), default=None,
+                           metavar="BOOL", help=text)
         else:
             kind = {"int": int, "float": float}.get(str(f.type), str)
-            p.add_argument(f"--{f.name}", type=kind, default=None)
+            p.add_argument(f"--{f.name}", type=kind, default=None, help=text)
     p.add_argument("--force", action="store_true",
-                   help="train again even if a finished run with identical inputs exists (it is moved aside)")
+                   help=_h("train again even if a finished run with identical inputs exists (it is moved aside)",
+                           "off"))
     p.set_defaults(func=_run_train)
 
 
@@ -141,14 +201,17 @@ def _run_train(a: argparse.Namespace) -> int:
 
 
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("evaluate", help="stage 3: evaluate a trained run (mIoU, mAcc, aAcc, per-class IoU)",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--run_name", required=True)
-    p.add_argument("--split", default="val")
-    p.add_argument("--inference", default="whole", choices=["whole", "slide"])
-    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
-    p.add_argument("--out_dir", default=None, help="results folder; the run's files go to <out_dir>/<run_name> "
-                                                   "(default: results/eval)")
+    p = _parser(sub, "evaluate", "stage 3: evaluate a trained run (mIoU, mAcc, aAcc, per-class IoU)")
+    p.add_argument("--run_name", required=True, help="the run to evaluate (its --run_name in `prolab train`)")
+    p.add_argument("--split", default="val", help=_h("split to score (its folder comes from the dataset)", "val"))
+    p.add_argument("--inference", default="whole", choices=["whole", "slide"],
+                   help=_h("whole image at the run's --scale, or sliding crop_size windows", "whole"))
+    p.add_argument("--limit", type=int, default=None, help=_h("evaluate only the first N images", "all"))
+    p.add_argument("--allow_train_folder", action="store_true",
+                   help=_h("score a split whose images are the training folder (measures fitting, not "
+                           "generalisation)", "refused"))
+    p.add_argument("--out_dir", default=None, help=_h("results folder; the run's files go to <out_dir>/<run_name>",
+                                                      "results/eval"))
     p.set_defaults(func=_run_evaluate)
 
 
@@ -159,13 +222,14 @@ def _run_evaluate(a: argparse.Namespace) -> int:
 
     validate("evaluate", vars(a))
     out_dir = paths.resolve(a.out_dir) if a.out_dir else paths.results_dir("eval")
-    summary, _, _ = evaluate_runs([a.run_name], a.split, a.inference, a.limit, out_dir=out_dir)
+    summary, _, _ = evaluate_runs([a.run_name], a.split, a.inference, a.limit, out_dir=out_dir,
+                                  allow_train_folder=a.allow_train_folder)
     print(f"{summary.to_string()}\n-> {out_dir / paths.slug(a.run_name)}")
     return 0
 
 
 def _add_doctor(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("doctor", help="print versions, device and which offline models are installed")
+    p = _parser(sub, "doctor", "print versions, device and which offline models are installed")
     p.set_defaults(func=_run_doctor)
 
 
@@ -201,13 +265,15 @@ def _run_doctor(a: argparse.Namespace) -> int:
 
 
 def _add_run(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("run", help="run the notebook pipeline from a YAML config (papermill)")
-    p.add_argument("--config", default="configs/demo.yaml", help="run config (relative to the repository root)")
+    p = _parser(sub, "run", "run the notebook pipeline from a YAML config (papermill)")
+    p.add_argument("--config", default="configs/demo.yaml",
+                   help=_h("run config (relative to the repository root)", "configs/demo.yaml"))
     p.add_argument("-p", "--parameter", action="append", default=[], metavar="NAME=VALUE",
                    help="set a parameter for every step that declares it (value read as YAML); repeatable")
     p.add_argument("-f", "--parameters_file", action="append", default=[], metavar="FILE",
                    help="YAML mapping of parameters, applied like -p (before the -p flags); repeatable")
-    p.add_argument("--force", action="store_true", help="run every notebook even if its inputs are unchanged")
+    p.add_argument("--force", action="store_true",
+                   help=_h("run every notebook even if its inputs are unchanged", "off"))
     p.set_defaults(func=_run_run)
 
 
@@ -223,9 +289,12 @@ def _run_run(a: argparse.Namespace) -> int:
 
 
 def _add_grid(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("grid", help="run an ablation grid (YAML) and regenerate its tables")
-    p.add_argument("--config", default="configs/grid_demo.yaml")
-    p.add_argument("--check", action="store_true", help="only validate the config and list the cells")
+    p = _parser(sub, "grid", "run an ablation grid (YAML): every setting for every seed, then its tables")
+    p.add_argument("--config", default="configs/grid_demo.yaml", help=_h("grid YAML", "configs/grid_demo.yaml"))
+    p.add_argument("--dataset", default=None,
+                   help=_h(DATASET_HELP.replace(" or a class-list file (.txt/.json)", "") + "; results go to "
+                           "results/<grid name>_<dataset name>/", "the grid YAML's dataset"))
+    p.add_argument("--check", action="store_true", help=_h("only validate the config and list the runs", "off"))
     p.set_defaults(func=_run_grid)
 
 
@@ -233,7 +302,7 @@ def _run_grid(a: argparse.Namespace) -> int:
     from .pipeline.grid import base_descriptions, grid_dir, load_grid, run_grid
     from .pipeline.tables import write_tables
 
-    cfg = load_grid(a.config)
+    cfg = load_grid(a.config, dataset=a.dataset)
     cells = cfg.cells()
     print(f"grid {cfg.name}: {len(cells)} runs ({len(cells) // max(1, len(cfg.seeds))} settings x "
           f"{len(cfg.seeds)} seeds) on {cfg.dataset}")
@@ -243,12 +312,24 @@ def _run_grid(a: argparse.Namespace) -> int:
                   f"seed {c['seed']}")
         return 0
     runs = run_grid(cfg)
-    print(f"tables -> {write_tables(runs, grid_dir(cfg), base_descriptions(cfg))}")
+    from .datasets import dataset_key
+
+    print(f"tables -> {write_tables(runs, grid_dir(cfg), base_descriptions(cfg), dataset_key(cfg.dataset))}")
     return 0
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"prolab {version('prolab')}"
+    except PackageNotFoundError:
+        return "prolab (not installed)"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="prolab", description=__doc__)
+    parser.add_argument("--version", action="version", version=_version(), help="print the version and exit")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_describe(sub)
     _add_properties(sub)

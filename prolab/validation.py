@@ -119,6 +119,8 @@ RULES: dict[str, dict[str, Rule]] = {
         "seed": _SEED,
         "embedder": Rule(str),
         "ks": Rule(list, item=int, min=1),
+        "repair": Rule(bool),
+        "separate": Rule(bool),
     },
     "train": {
         "run_name": Rule(str),

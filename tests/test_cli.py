@@ -23,7 +23,7 @@ def test_describe_replay_miss_is_a_clear_error(tmp_path):
     r = _prolab("describe", "--dataset", str(tmp_path / "c.txt"), "--cache_path", str(tmp_path / "none.jsonl"),
                 "--out_root", str(tmp_path))
     assert r.returncode == 2
-    assert "class 'flux capacitor'" in r.stderr and "structured-" in r.stderr
+    assert "classes with prompt structured-" in r.stderr and "'flux capacitor'" in r.stderr
     assert not list(tmp_path.glob("c/*.json"))
 
 

@@ -104,7 +104,7 @@ def test_concurrency_bound(tmp_path, concurrency):
 
 
 def test_replay_miss_names_class_and_prompt(tmp_path):
-    with pytest.raises(ReplayMissError, match=r"class 'zebra crossing'.*structured-"):
+    with pytest.raises(ReplayMissError, match=r"1 of 1 classes with prompt structured-.*'zebra crossing'"):
         retrieve(["zebra crossing"], make_backend("replay", "some-model"), P, CallCache(tmp_path / "c.jsonl"),
                  progress=False)
 

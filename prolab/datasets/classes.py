@@ -41,6 +41,24 @@ def dataset_info(name: str) -> DatasetInfo:
                        "(or pass a path to a .txt/.json class list)") from None
 
 
+def dataset_key(dataset: str | Path) -> str:
+    """The name a dataset goes by in file names and tables: a registered name as is, a dataset YAML's
+    ``name:``, a class-list file's stem (``my_classes.txt`` -> ``my_classes``)."""
+    from .spec import is_spec_path, load_spec
+
+    if is_spec_path(dataset):
+        return load_spec(dataset).name
+    return Path(str(dataset)).stem if Path(str(dataset)).suffix else str(dataset)
+
+
+def class_key(name: str) -> str:
+    """Case- and separator-insensitive form of a class name (``Traffic_Light`` == ``traffic-light``): how class
+    names are matched against the LLM call cache."""
+    import re
+
+    return " ".join(re.split(r"[\s_\-./]+", name.casefold())).strip()
+
+
 def normalize_class_name(name: str) -> str:
     """The form used in prompts and descriptor keys: stripped, underscores as spaces, single spaces."""
     if not isinstance(name, str):
@@ -76,6 +94,10 @@ def load_class_names(dataset_or_path: str | Path, normalize: bool = True) -> lis
     normalisation are an error because descriptor files key descriptions by name.
     """
     key = str(dataset_or_path)
+    from .spec import is_spec_path, load_spec
+
+    if is_spec_path(key):
+        return list(load_spec(key).class_names)  # normalised and checked for duplicates when the YAML was read
     if key in DATASETS:
         raw = _read_list(_LISTS / DATASETS[key].class_file)
         source = f"dataset {key}"
@@ -101,19 +123,27 @@ def load_class_names(dataset_or_path: str | Path, normalize: bool = True) -> lis
 
 def unseen_class_names(dataset: str) -> list[str]:
     """Classes reserved as unseen for the open-vocabulary protocol (empty for the paper datasets)."""
+    if dataset not in DATASETS:
+        return []
     f = _LISTS / Path(DATASETS[dataset].class_file).with_suffix(".unseen.json").name
     return _read_list(f) if f.exists() else []
 
 
 def seen_class_names(dataset: str) -> list[str]:
     """Classes that are labelled in training (all of them, except a dataset's reserved unseen classes)."""
-    unseen = set(unseen_class_names(dataset)) if dataset in DATASETS else set()
+    unseen = set(unseen_class_names(dataset))
     return [c for c in load_class_names(dataset) if c not in unseen]
 
 
 def palette(dataset: str) -> list[list[int]]:
-    """The RGB colour of each class (mmseg's palettes; our own for the embedded default)."""
+    """The RGB colour of each class (mmseg's palettes; our own for the embedded default; a seeded random one
+    for any other dataset)."""
     import json
 
+    if dataset not in DATASETS:
+        import numpy as np
+
+        n = len(load_class_names(dataset))
+        return np.random.default_rng(0).integers(0, 256, size=(n, 3)).tolist()
     f = _LISTS / Path(DATASETS[dataset].class_file).with_suffix(".palette.json").name
     return json.loads(f.read_text()) if f.exists() else []

@@ -47,6 +47,26 @@ class LayoutError(ValueError):
     """The folders on disk do not match the expected layout."""
 
 
+def guard_train_folder(folder: Path, train_folder: Path, split: str, dataset: str, allow: bool, fix: str) -> None:
+    """Refuse to evaluate split ``split`` from the training folder itself (a missing ``{split}`` placeholder
+    would otherwise make ``--split test`` silently score the training images)."""
+    if allow or Path(folder).resolve() != Path(train_folder).resolve():
+        return
+    raise LayoutError(f"{dataset}: the {split!r} split's images are the training folder {folder}: its numbers would "
+                      f"measure fitting, not generalisation. {fix[0].upper() + fix[1:]}; or, to score the "
+                      "training images on purpose, pass --allow_train_folder (allow_train_folder=True)")
+
+
+def _escape(path: Path | str) -> str:
+    return str(path).replace("{", "{{").replace("}", "}}")  # a folder name may hold braces; format() must keep them
+
+
+def spec_layout(spec, img_dir: Path, ann_dir: Path) -> "Layout":
+    """The Layout of one split of a dataset YAML (folders already resolved)."""
+    return Layout(_escape(img_dir), _escape(ann_dir), spec.img_suffix, spec.seg_map_suffix, spec.reduce_zero_label,
+                  splits={})
+
+
 def _list_pairs(root: Path, layout: Layout, split: str, dataset: str) -> list[tuple[Path, Path]]:
     sub = layout.splits.get(split, split)
     img_dir = root / layout.img_dir.format(split=sub)
@@ -110,6 +130,7 @@ class SegmentationDataset:
             raise LayoutError(f"{name}: data root {self.root} does not exist")
         self.layout, self.class_names, self.split, self.transform, self.name = layout, class_names, split, transform, name
         self.ignore_index = ignore_index
+        self.ignore_hint = "pass --ignore_index {value}"  # how to declare an 'unlabelled' value (a YAML says where)
         self.pairs = _list_pairs(self.root, layout, split, name)
         self._lut = self._build_lut(label_map)
 
@@ -159,8 +180,9 @@ class SegmentationDataset:
         label = self._lut[raw.astype(np.int64)]
         if (label < 0).any():
             bad = sorted(set(np.unique(raw[label < 0]).tolist()))
-            hint = (f"; if {bad[0]} means 'unlabelled', pass --ignore_index {bad[0]}" if len(bad) == 1 else
-                    "; map raw values to classes with a label_map")
+            hint = (f"; if {bad[0]} means 'unlabelled', {self.ignore_hint.format(value=bad[0])}" if len(bad) == 1
+                    else "; map raw values to classes with a label_map (or declare the 'unlabelled' value as "
+                         f"ignore_index)")
             raise LayoutError(f"{self.name}: label map {ann_path} has values {bad[:10]} outside the "
                               f"{len(self.class_names)} classes (0..{len(self.class_names) - 1}) and the ignore "
                               f"value {self.ignore_index}{hint}")
@@ -246,11 +268,12 @@ def custom_dataset(img_dir: str | Path, ann_dir: str | Path, classes: str | Path
                    label_map: dict[int, int] | None = None, reduce_zero_label: bool = False, transform=None,
                    name: str = "custom") -> SegmentationDataset:
     """Your own data: a folder of images, a folder of label maps (same relative names), a class list.
+    (A dataset YAML, ``prolab.datasets.spec``, is the documented way: it names every split's folders.)
 
     ``ignore_index`` is the raw value that means "not labelled" in your maps (0 or 255 are common);
     ``label_map`` renumbers raw values to class indices (values mapped to 255 are ignored)."""
     names = classes if isinstance(classes, list) else load_class_names(classes)
     img_dir, ann_dir = Path(img_dir).expanduser().absolute(), Path(ann_dir).expanduser().absolute()
     # absolute folders: joining them to the root keeps them as they are
-    layout = Layout(str(img_dir), str(ann_dir), img_suffix, seg_map_suffix, reduce_zero_label, splits={})
+    layout = Layout(_escape(img_dir), _escape(ann_dir), img_suffix, seg_map_suffix, reduce_zero_label, splits={})
     return SegmentationDataset(img_dir.parent, layout, names, "", transform, label_map, ignore_index, name)

@@ -122,10 +122,12 @@ class Retriever:
                 reply = self.backend.complete(messages, params)
                 break
             except ReplayMissError:
-                raise ReplayMissError(
+                err = ReplayMissError(
                     f"replay: no cached reply for class {class_name!r} with prompt {self.prompt.tag} "
                     f"(model {self.backend.model_id}, attempt {attempt + 1}) in {self.cache.path}. "
-                    "Generate it first with a live backend (e.g. --backend llama_cpp).") from None
+                    "Generate it first with a live backend (e.g. --backend llama_cpp).")
+                err.missing = [class_name]
+                raise err from None
             except TransientError as e:
                 if retry == self.defaults.max_retries:
                     raise
@@ -140,8 +142,24 @@ class Retriever:
         return clean[:limit], False, len(clean)
 
     # -- one class -------------------------------------------------------------------------------------------
-    def describe_class(self, class_name: str) -> ClassResult:
+    def query_names(self, class_names: list[str]) -> dict[str, str]:
+        """The spelling each class is asked under: the class's own, unless the cache already holds calls for
+        the same class spelt differently (``Sky`` vs ``sky``, ``traffic_light`` vs ``traffic light``), in
+        which case that spelling, so its replies are reused exactly (same request, same key)."""
+        from ..datasets import class_key
+
+        asked: dict[str, str] = {}
+        for rec in self.cache.records():
+            if rec.get("model") == self.backend.model_id and rec.get("prompt") == self.prompt.tag and \
+                    isinstance(rec.get("class_name"), str) and rec.get("attempt", 1) == 1:
+                asked.setdefault(class_key(rec["class_name"]), rec["class_name"])
+        exact = set(asked.values())
+        return {c: c if c in exact else asked.get(class_key(c), c) for c in class_names}
+
+    def describe_class(self, class_name: str, query: str | None = None) -> ClassResult:
+        """Describe one class; ``query`` is the spelling put to the LLM (default: ``class_name``)."""
         res = ClassResult(class_name, [])
+        class_name = query or class_name
         messages = self.prompt.render(class_name)
         best: list[str] = []
         for attempt in range(self.defaults.max_attempts):
@@ -178,18 +196,29 @@ class Retriever:
 
     # -- all classes -----------------------------------------------------------------------------------------
     def run(self, class_names: list[str], progress: bool = True, desc: str = "describing") -> RetrievalResult:
+        """Every class; a replay miss does not stop the others: all missing classes are listed at the end."""
         workers = max(1, min(self.defaults.concurrency, self.backend.max_concurrency, len(class_names) or 1))
+        queries = self.query_names(class_names)
         results: dict[str, ClassResult] = {}
+        missing: list[str] = []
+
+        def one(name: str) -> ClassResult | None:
+            try:
+                return self.describe_class(name, queries[name])
+            except ReplayMissError:
+                missing.append(name)
+                return None
+
         bar = tqdm(total=len(class_names), desc=desc, unit="class", disable=not progress)
         try:
             if workers == 1:
                 for name in class_names:
-                    results[name] = self.describe_class(name)
+                    results[name] = one(name)
                     bar.update()
                     bar.set_postfix_str(name[:20])
             else:
                 with ThreadPoolExecutor(max_workers=workers) as pool:
-                    futures = {pool.submit(self.describe_class, name): name for name in class_names}
+                    futures = {pool.submit(one, name): name for name in class_names}
                     try:
                         for fut in as_completed(futures):
                             results[futures[fut]] = fut.result()
@@ -200,6 +229,15 @@ class Retriever:
                         raise
         finally:
             bar.close()
+        if missing:
+            missing = [c for c in class_names if c in set(missing)]
+            err = ReplayMissError(
+                f"replay: no cached replies for {len(missing)} of {len(class_names)} classes with prompt "
+                f"{self.prompt.tag} (model {self.backend.model_id}) in {self.cache.path}: "
+                f"{', '.join(map(repr, missing))}. Generate them with a live backend (e.g. --backend llama_cpp); "
+                "the classes already in the cache are not asked again")
+            err.missing = missing
+            raise err
         return RetrievalResult([results[name] for name in class_names])
 
 

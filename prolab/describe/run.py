@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from .. import paths
-from ..datasets import load_class_names
+from ..datasets import dataset_key as _dataset_key, load_class_names
 from ..files import dumps_json, environment_info, utc_now
-from .backends import Backend, GenerationParams, make_backend
+from .backends import Backend, GenerationParams, ReplayMissError, make_backend
 from .cache import CallCache
 from .descriptors import descriptor_stats, load_meta, save_descriptors
 from .prompts import Prompt, load_prompt
@@ -34,12 +34,21 @@ def describe_dataset(dataset: str, backend: str | Backend = "replay", llm: str |
     ``llm`` defaults to the packaged Qwen GGUF. Completed calls are in the cache, so a killed run resumes.
     """
     class_names = load_class_names(dataset)
-    dataset_key = Path(dataset).stem if Path(str(dataset)).suffix else str(dataset)
+    dataset_key = _dataset_key(dataset)
     prompt = load_prompt(prompt) if isinstance(prompt, str) else prompt
     if isinstance(backend, str):
         backend = make_backend(backend, llm, base_url=base_url, api_key_env=api_key_env)
     cache = CallCache(paths.resolve(cache_path) if cache_path else paths.call_cache_path())
-    result = retrieve(class_names, backend, prompt, cache, params, defaults, progress=progress)
+    try:
+        result = retrieve(class_names, backend, prompt, cache, params, defaults, progress=progress)
+    except ReplayMissError as e:
+        missing = getattr(e, "missing", [])
+        if not missing:
+            raise
+        err = ReplayMissError(f"{dataset}: {e}. The command that fills them:\n  prolab describe --dataset "
+                              f"{dataset} --prompt {prompt.name} --backend llama_cpp")
+        err.missing = missing
+        raise err from None
     out = paths.descriptor_path(dataset_key, backend.model_id, prompt.tag,
                                 root=paths.resolve(out_root) if out_root else None)
     meta = {

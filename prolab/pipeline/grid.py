@@ -3,7 +3,8 @@ paper's ablations do), the runner trains and evaluates every cell for every seed
 per run to a CSV. Cells already in the CSV are not run again, so a killed grid resumes where it stopped.
 
 Axes: n_properties, embedder, method (clustering), loss, temperature, prompt, llm (descriptor file), mode
-(property or category supervision). Seeds are listed separately.
+(property or category supervision), separate (near-collisions pulled apart). Seeds are listed separately. The
+dataset is a registered name or a dataset YAML (your own data); ``prolab grid --dataset`` swaps it.
 """
 from __future__ import annotations
 
@@ -16,17 +17,19 @@ import pandas as pd
 
 from .. import defaults, paths
 from ..identity import GRID_CODE, code_hash
+from ..datasets import dataset_key
 from ..files import atomic_write_json, atomic_write_text, environment_info, read_yaml_mapping, stable_hash, utc_now
 
 AXES: dict[str, type] = {"n_properties": int, "embedder": str, "method": str, "loss": str, "temperature": float,
-                         "prompt": str, "llm": str, "mode": str}
+                         "prompt": str, "llm": str, "mode": str, "separate": bool}
 # the stage whose validation rules check each axis's values (prolab.validation): one set of rules for the
 # CLI flags, the notebook parameters and the grid
-AXIS_STAGE = {"n_properties": "properties", "embedder": "properties", "method": "properties", "loss": "train",
+AXIS_STAGE = {"n_properties": "properties", "embedder": "properties", "method": "properties", "separate": "properties",
+              "loss": "train",
               "temperature": "train", "mode": "train", "prompt": "describe", "llm": "describe"}
 DEFAULT_BASE = {"n_properties": None, "embedder": defaults.EMBEDDER, "method": defaults.METHOD,
                 "loss": defaults.LOSS, "temperature": defaults.TEMPERATURE, "prompt": defaults.PROMPT,
-                "llm": defaults.LLM, "mode": "property"}
+                "llm": defaults.LLM, "mode": "property", "separate": False}
 
 
 @dataclass
@@ -50,15 +53,16 @@ class GridConfig:
         for axis, params in variants:
             for seed in self.seeds:
                 cell = {"axis": axis, **params, "seed": seed}
-                cell["cell"] = stable_hash({"dataset": self.dataset, "train": self.train,
+                cell["cell"] = stable_hash({"dataset": dataset_key(self.dataset), "train": self.train,
                                             **{k: v for k, v in cell.items() if k != "axis"}}, 12)
                 out.append(cell)
         return out
 
 
-def load_grid(path: str | Path) -> GridConfig:
-    """Read and check a grid YAML; every problem is reported before anything runs."""
-    from ..datasets import DATASETS
+def load_grid(path: str | Path, dataset: str | None = None) -> GridConfig:
+    """Read and check a grid YAML; every problem is reported before anything runs. ``dataset`` (a registered
+    name or a dataset YAML) replaces the file's dataset; the grid is then named ``<name>_<dataset name>``."""
+    from ..datasets import DATASETS, dataset_key, is_spec_path, load_spec
     from ..describe import load_descriptors
     from ..describe.prompts import load_prompt
     from ..properties.build import resolve_n_properties
@@ -70,8 +74,17 @@ def load_grid(path: str | Path) -> GridConfig:
     for key in ("name", "dataset"):
         if not isinstance(raw.get(key), str):
             raise ValueError(f"{path}: {key!r} must be a string")
-    if raw["dataset"] not in DATASETS:
-        raise ValueError(f"{path}: unknown dataset {raw['dataset']!r}; registered: {', '.join(DATASETS)}")
+    if dataset is not None:
+        raw = {**raw, "dataset": str(dataset), "name": f"{raw['name']}_{dataset_key(dataset)}"}
+    if is_spec_path(raw["dataset"]):
+        from ..datasets.spec import find_spec
+
+        spec_file = find_spec(raw["dataset"] if dataset is not None else _beside(path, raw["dataset"]))
+        load_spec(spec_file)
+        raw["dataset"] = str(spec_file)
+    elif raw["dataset"] not in DATASETS:
+        raise ValueError(f"{path}: unknown dataset {raw['dataset']!r}; registered: {', '.join(DATASETS)}, or give "
+                         "a dataset YAML (your own data)")
     base = {**DEFAULT_BASE, **(raw.get("base") or {})}
     vary = raw.get("vary") or {}
     if not isinstance(vary, dict):
@@ -89,31 +102,42 @@ def load_grid(path: str | Path) -> GridConfig:
     check("seeds", seeds, Rule(list, item=int, min=0), where=str(path))
     train = raw.get("train") or {}
     try:
-        TrainConfig.preset("demo", **train)
+        TrainConfig.preset("demo", **{**train, "dataset": raw["dataset"]})
     except (TypeError, ValueError) as e:
         raise ValueError(f"{path}: train: {e}") from None
     cfg = GridConfig(raw["name"], raw["dataset"], base, vary, seeds, train, str(path))
     # every descriptor file the grid needs must exist now, and every K fit its descriptions, not halfway through
     for cell in cfg.cells():
         if cell["mode"] == "property":
-            f = paths.descriptor_path(cfg.dataset, cell["llm"], load_prompt(cell["prompt"]).tag)
+            f = paths.descriptor_path(dataset_key(cfg.dataset), cell["llm"], load_prompt(cell["prompt"]).tag)
             if not f.exists():
                 raise FileNotFoundError(f"{path}: cell {cell['axis']}={cell.get(cell['axis'])} needs the descriptor "
-                                        f"file {f.relative_to(paths.repo_root())}, which does not exist "
-                                        f"(run: prolab describe --dataset {cfg.dataset} --prompt {cell['prompt']} "
-                                        f"--backend llama_cpp)")
+                                        f"file {_shown(f)}, which does not exist (run: prolab describe --dataset "
+                                        f"{cfg.dataset} --prompt {cell['prompt']} --backend llama_cpp)")
             n_desc = sum(len(v) for v in load_descriptors(f).values())
             resolve_n_properties(cfg.dataset, cell["n_properties"], n_desc,
                                  where=f"{path}: cell {cell['axis']}={cell.get(cell['axis'])} ({f.name})")
     return cfg
 
 
+def _shown(f: Path) -> Path:
+    """A path as the user reads it: relative to the checkout when inside it."""
+    return f.relative_to(paths.repo_root()) if f.is_relative_to(paths.repo_root()) else f
+
+
+def _beside(grid_file: Path, dataset: str) -> str:
+    """A dataset YAML named in a grid file: relative to the grid file if it is there, else as given."""
+    p = Path(dataset).expanduser()
+    return str(grid_file.parent / p) if not p.is_absolute() and (grid_file.parent / p).is_file() else dataset
+
+
 def base_descriptions(cfg: GridConfig) -> int:
     """Number of descriptions in the base descriptor file (relates our K to the paper's)."""
+    from ..datasets import dataset_key
     from ..describe import load_descriptors
     from ..describe.prompts import load_prompt
 
-    f = paths.descriptor_path(cfg.dataset, cfg.base["llm"], load_prompt(cfg.base["prompt"]).tag)
+    f = paths.descriptor_path(dataset_key(cfg.dataset), cfg.base["llm"], load_prompt(cfg.base["prompt"]).tag)
     return sum(len(v) for v in load_descriptors(f).values())
 
 
@@ -129,11 +153,14 @@ def run_cell(cfg: GridConfig, cell: dict[str, Any], progress: bool = True) -> tu
     from ..segment.report import evaluate_runs
     from ..segment.train import TrainConfig
 
+    from ..datasets import dataset_key
+
     space_path = None
     if cell["mode"] == "property":
-        dfile = paths.descriptor_path(cfg.dataset, cell["llm"], load_prompt(cell["prompt"]).tag)
+        dfile = paths.descriptor_path(dataset_key(cfg.dataset), cell["llm"], load_prompt(cell["prompt"]).tag)
         built = build_property_space(cfg.dataset, dfile, cell["embedder"], n_properties=cell["n_properties"],
-                                     method=cell["method"], out_root=paths.cache_root() / "grid_spaces",
+                                     method=cell["method"], separate=bool(cell["separate"]),
+                                     out_root=paths.cache_root() / "grid_spaces",
                                      progress=False)
         space_path = str(built.path)
     run_name = f"{cfg.name}-{cell['cell']}"
@@ -164,7 +191,7 @@ def run_grid(config: GridConfig | str | Path, progress: bool = True) -> pd.DataF
     runs_csv, curves_csv = out / "runs.csv", out / "curves.csv"
     done = pd.read_csv(runs_csv) if runs_csv.exists() else pd.DataFrame()
     curves = pd.read_csv(curves_csv) if curves_csv.exists() else pd.DataFrame()
-    atomic_write_json(out / "grid.json", {"name": cfg.name, "dataset": cfg.dataset, "base": cfg.base,
+    atomic_write_json(out / "grid.json", {"name": cfg.name, "dataset": dataset_key(cfg.dataset), "base": cfg.base,
                                           "vary": cfg.vary, "seeds": cfg.seeds, "train": cfg.train,
                                           "n_descriptions": base_descriptions(cfg),
                                           "source": Path(cfg.source).name, "environment": environment_info()})

@@ -18,7 +18,7 @@ from ..files import atomic_write_text
 
 TITLES = {"n_properties": "Number of properties", "embedder": "Embedder", "loss": "Loss", "prompt": "Prompt",
           "llm": "LLM", "mode": "Property vs category supervision", "method": "Clustering method",
-          "temperature": "Temperature"}
+          "temperature": "Temperature", "separate": "Near-collisions separated (--separate)"}
 PAPER_COLUMN = "paper (ADE20K)"
 NUMERIC_AXES = ("n_properties", "temperature")
 # which K row of the paper matches ours: same descriptions per property within a factor exp(0.35) ~ 1.4
@@ -60,6 +60,8 @@ def paper_cell(axis: str, value, n_descriptions: float | None = None) -> str:
         return f"the paper's release clusters with {paper.TRAINING.clustering}"
     if axis == "temperature":
         return f"the paper uses T = {paper.TRAINING.temperature:g} (0.01 with normalised embeddings)"
+    if axis == "separate":
+        return "not in the paper (it checks identical signatures only)" if str(value) == "False" else ""
     return ""
 
 
@@ -70,6 +72,8 @@ def paper_source(axis: str) -> str:
     if axis in paper.ABLATIONS:
         a = paper.ablation(axis)
         return f"{a.source}; dataset: {a.dataset}"
+    if axis == "separate":
+        return "none: the separation of near-collisions is this kit's own (prolab.properties.collisions)"
     return paper.TRAINING.source
 
 
@@ -126,13 +130,23 @@ def all_tables(runs: pd.DataFrame, n_descriptions: float | None = None) -> dict[
     return {a: ablation_table(runs, a, n_descriptions) for a in axes}
 
 
-def write_tables(runs: pd.DataFrame, out_dir: str | Path, n_descriptions: float | None = None) -> Path:
+def dataset_title(dataset: str) -> str:
+    """How the tables name a grid's data (``dataset``: a registered name or a dataset YAML's name)."""
+    from ..datasets import DATASETS
+
+    if dataset == "synthetic_outdoor":
+        return "the embedded synthetic dataset"
+    return DATASETS[dataset].title if dataset in DATASETS else f"the dataset {dataset!r}"
+
+
+def write_tables(runs: pd.DataFrame, out_dir: str | Path, n_descriptions: float | None = None,
+                 dataset: str = "synthetic_outdoor") -> Path:
     """tables/<axis>.csv for each varied axis and one tables.md with all of them."""
     out = Path(out_dir)
     (out / "tables").mkdir(parents=True, exist_ok=True)
     md = ["# Ablation tables", "",
           "Generated from runs.csv by `prolab.pipeline.tables.write_tables`. Ours: mean ± std over seeds at CPU",
-          "scale on the embedded synthetic dataset. Paper: " + paper.CITATION + ";",
+          f"scale on {dataset_title(dataset)}. Paper: " + paper.CITATION + ";",
           f"its main results are for {paper.TRAINING.short}. The source of each paper column is under its table.", ""]
     for axis, df in all_tables(runs, n_descriptions).items():
         atomic_write_text(out / "tables" / f"{axis}.csv", df.to_csv(index=False))
@@ -148,7 +162,7 @@ def write_grid_tables(runs: pd.DataFrame, grid_folder: str | Path, meta: dict, e
         return "tables not written (write = False)"
     from .. import paths
 
-    write_tables(runs, paths.resolve(grid_folder), meta.get("n_descriptions"))
+    write_tables(runs, paths.resolve(grid_folder), meta.get("n_descriptions"), meta.get("dataset", "synthetic_outdoor"))
     return f"tables written to {grid_folder}/tables.md and {grid_folder}/tables/"
 
 

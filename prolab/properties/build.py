@@ -7,13 +7,13 @@ from pathlib import Path
 import numpy as np
 
 from .. import defaults, offline, paths
-from ..datasets import DATASETS, load_class_names
+from ..datasets import DATASETS, dataset_key, load_class_names
 from ..describe.descriptors import load_descriptors
 from ..describe.prompts import load_prompt
 from ..files import environment_info, file_sha256, utc_now
 from ..validation import validate
 from .clustering import Clustering, ClusteringDefaults, cluster
-from .collisions import find_collisions, property_usage, repair_collisions
+from .collisions import find_collisions, near_collisions, property_usage, repair_collisions, separate_signatures
 from .embedcache import EmbeddingCache
 from .embedders import Embedder, make_embedder
 from .names import nearest_member_names
@@ -22,28 +22,48 @@ from .space import PropertySpace, signatures_from_assignments
 DEFAULT_EMBEDDER = defaults.EMBEDDER
 
 
-def default_descriptor_file(dataset: str, llm: str = defaults.LLM, prompt: str = defaults.PROMPT) -> Path:
-    """The committed descriptor file of a dataset for an LLM and prompt (the kit's default: Qwen, structured)."""
-    return paths.descriptor_path(dataset, llm, load_prompt(prompt).tag)
+def default_descriptor_file(dataset: str, llm: str = defaults.LLM, prompt: str = defaults.PROMPT,
+                            root: str | Path | None = None) -> Path:
+    """The descriptor file `prolab describe` writes for a dataset (name, dataset YAML or class list), an LLM
+    and a prompt: ``descriptors/<dataset>/<llm>__<prompt>.json`` (or under ``root``, describe's out_root)."""
+    return paths.descriptor_path(dataset_key(dataset), llm, load_prompt(prompt).tag,
+                                 root=paths.resolve(root) if root else None)
 
 
 def default_n_properties(dataset: str, n_descriptions: int) -> int:
-    """The paper's K for a registered dataset, else ``defaults.n_properties_rule`` (one per six descriptions)."""
+    """K when none is given: the paper's K for a paper dataset, a dataset YAML's ``n_properties`` if it sets
+    one, else ``defaults.n_properties_rule`` (one property per six descriptions, at least 2)."""
+    from ..datasets.spec import is_spec_path, load_spec
+
+    if is_spec_path(dataset) and load_spec(dataset).n_properties:
+        return load_spec(dataset).n_properties
     return DATASETS[dataset].n_properties if dataset in DATASETS else defaults.n_properties_rule(n_descriptions)
 
 
+def _missing_descriptions(dataset: str, dfile: Path) -> FileNotFoundError:
+    return FileNotFoundError(
+        f"no descriptions of {dataset_key(dataset)!r} at {dfile} (where `prolab describe --dataset {dataset}` "
+        f"writes them). Run it first (add --backend llama_cpp for a new class list), or pass --descriptor_file "
+        "<the file describe printed> (--descriptor_root <its --out_root> if you gave one)")
+
+
 def default_space_path(dataset: str) -> Path:
-    """The kit's default space of a registered dataset: its default descriptor file, the default embedder,
-    K-Means seed 0, the paper's K. Committed for the paper datasets and the embedded default; built here on
-    first use otherwise."""
-    if dataset not in DATASETS:
+    """The kit's default space of a dataset: its default descriptor file, the default embedder, K-Means
+    seed 0, the default K. Committed for the paper datasets and the embedded default; built here on first use
+    otherwise (for your own data: once `prolab describe --dataset my.yaml` has written its descriptions)."""
+    from ..datasets.spec import is_spec_path
+
+    if dataset not in DATASETS and not is_spec_path(dataset):
         raise ValueError(f"dataset {dataset!r} has no default property space: build one with `prolab properties "
                          "--dataset <class list> --descriptor_file <descriptor file>` and pass its path")
     dfile = default_descriptor_file(dataset)
+    if not dfile.exists():
+        raise _missing_descriptions(dataset, dfile)
+    k = DATASETS[dataset].n_properties if dataset in DATASETS else \
+        default_n_properties(dataset, sum(len(v) for v in load_descriptors(dfile).values()))
     # the id the default embedder reports (offline alias, sentence-transformers), without loading the model
     emb_id = f"{offline.EMBEDDER_ALIASES[defaults.EMBEDDER.lower()][0]}__st"
-    path = paths.property_space_path(dataset, dfile.stem, emb_id, method_tag(ClusteringDefaults()),
-                                     DATASETS[dataset].n_properties)
+    path = paths.property_space_path(dataset_key(dataset), dfile.stem, emb_id, method_tag(ClusteringDefaults()), k)
     if path.exists():
         return path
     return build_property_space(dataset, progress=False).path
@@ -92,16 +112,22 @@ def build_property_space(dataset: str, descriptor_file: str | Path | None = None
                          embedder: str | Embedder = defaults.EMBEDDER, embedder_kind: str = defaults.EMBEDDER_KIND,
                          n_properties: int | None = None, method: str | None = None, seed: int | None = None,
                          clustering: ClusteringDefaults | None = None, repair: bool = False,
-                         out_root: str | Path | None = None, save: bool = True,
-                         progress: bool = True) -> BuildOutput:
-    """Build (and save) the property space of ``dataset`` from a descriptor file.
+                         separate: bool = False, out_root: str | Path | None = None, save: bool = True,
+                         progress: bool = True, descriptor_root: str | Path | None = None) -> BuildOutput:
+    """Build (and save) the property space of ``dataset`` (a registered name, a dataset YAML or a class list)
+    from a descriptor file.
 
-    ``descriptor_file`` defaults to the committed Qwen/structured file; ``n_properties`` to the paper's K.
-    ``repair`` makes colliding signatures unique (see ``collisions.repair_collisions``).
+    ``descriptor_file`` defaults to what `prolab describe` wrote for the dataset (Qwen, structured prompt;
+    under ``descriptor_root`` if describe had an out_root); ``n_properties`` to ``default_n_properties``.
+    ``repair`` makes colliding signatures unique (``collisions.repair_collisions``); ``separate`` also pulls
+    near-collisions apart and splits over-shared properties (``collisions.separate_signatures``).
     """
-    dataset_key = Path(dataset).stem if Path(str(dataset)).suffix else str(dataset)
+    key = dataset_key(dataset)
     class_names = load_class_names(dataset)
-    dfile = paths.resolve(descriptor_file) if descriptor_file else default_descriptor_file(dataset_key)
+    dfile = paths.resolve(descriptor_file) if descriptor_file else default_descriptor_file(dataset, root=descriptor_root)
+    if not dfile.exists():
+        raise _missing_descriptions(dataset, dfile) if not descriptor_file else \
+            FileNotFoundError(f"descriptor file not found: {dfile}")
     descriptions = load_descriptors(dfile, class_names)
     empty = [c for c, d in descriptions.items() if not d]
     if empty:  # an all-zero signature can never be predicted and gets no gradient
@@ -111,7 +137,7 @@ def build_property_space(dataset: str, descriptor_file: str | Path | None = None
     if n_desc == 0:
         raise ValueError(f"{dfile} holds no descriptions")
     # every setting is checked before the (slow) embedding starts
-    k = resolve_n_properties(dataset_key, n_properties, n_desc, where=dfile.name)
+    k = resolve_n_properties(dataset, n_properties, n_desc, where=dfile.name)
     cdef = clustering or ClusteringDefaults()
     cdef = replace(cdef, method=method or cdef.method, seed=cdef.seed if seed is None else seed)
     validate("properties", {"method": cdef.method, "seed": cdef.seed, "embedder_kind": embedder_kind})
@@ -125,18 +151,22 @@ def build_property_space(dataset: str, descriptor_file: str | Path | None = None
         property_names=[""] * kk, embedder_id=emb.embedder_id,
         clustering={**cdef.as_dict(), "n_properties_requested": k, "n_empty_dropped": result.n_empty,
                     "inertia": result.inertia},
-        dataset=dataset_key, source={"descriptor_file": dfile.name, "sha256": file_sha256(dfile)})
+        dataset=key, source={"descriptor_file": dfile.name, "sha256": file_sha256(dfile)})
     space.property_names = nearest_member_names(space, x)
     before = find_collisions(space.signatures)
     space.notes["collisions_before"] = [[class_names[c] for c in g] for g in before]
-    if repair:
+    space.notes["near_before"] = len(near_collisions(space.signatures))
+    if separate:
+        separate_signatures(space, x)
+    elif repair:
         repair_collisions(space, x)
     space.notes["collisions_after"] = [[class_names[c] for c in g] for g in find_collisions(space.signatures)]
+    space.notes["near_after"] = len(near_collisions(space.signatures))
     space.notes["usage"] = property_usage(space)
     path = None
     if save:
-        tag = method_tag(cdef) + ("-repaired" if repair else "")
-        path = paths.property_space_path(dataset_key, dfile.stem, emb.embedder_id, tag, kk,
+        tag = method_tag(cdef) + ("-separated" if separate else "-repaired" if repair else "")
+        path = paths.property_space_path(key, dfile.stem, emb.embedder_id, tag, kk,
                                          root=paths.resolve(out_root) if out_root else None)
         space.save(path, extra_meta={"created": utc_now(), "environment": environment_info()})
     return BuildOutput(space, x, result, before, path)

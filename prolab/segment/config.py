@@ -11,7 +11,7 @@ class TrainConfig:
     """Every knob of a training run; the field defaults are the paper's (ADE20K, base model). Start from a
     preset with ``TrainConfig.preset("demo" | "paper", **overrides)``."""
     run_name: str = "run"
-    dataset: str = "synthetic_outdoor"     # registered dataset, or "custom" with img_dir/ann_dir/classes
+    dataset: str = "synthetic_outdoor"     # registered dataset, a dataset YAML (your own data), or "custom"
     data_root: str | None = None           # None for the embedded default (generated on first use)
     img_dir: str | None = None             # custom data only
     ann_dir: str | None = None
@@ -54,9 +54,20 @@ class TrainConfig:
         from ..validation import validate
 
         validate("train", self.to_dict(), where="training config")
-        if self.dataset != "custom" and self.dataset not in DATASETS:
+        from ..datasets.spec import find_spec, is_spec_path, load_spec
+
+        if is_spec_path(self.dataset):
+            f = find_spec(self.dataset)
+            load_spec(f)  # every key checked now, not at the first batch
+            # inside the checkout: stored relative to it, so a run's identity survives moving the checkout
+            from .. import paths
+
+            root = paths.repo_root()
+            self.dataset = str(f.relative_to(root)) if f.is_relative_to(root) else str(f)
+        elif self.dataset != "custom" and self.dataset not in DATASETS:
             raise ValueError(f"training config: dataset = {self.dataset!r}: must be a registered dataset "
-                             f"({', '.join(DATASETS)}) or 'custom' (with img_dir, ann_dir, classes)")
+                             f"({', '.join(DATASETS)}), a dataset YAML file (your own data: see README, 'Your own "
+                             "dataset') or 'custom' (with img_dir, ann_dir, classes)")
         if self.dataset == "custom" and not (self.img_dir and self.ann_dir and self.classes):
             raise ValueError("training config: dataset = 'custom' needs img_dir, ann_dir and classes")
         if self.mode == "property" and self.dataset == "custom" and not self.property_space:
@@ -99,6 +110,46 @@ class TrainConfig:
             d["scale"] = tuple(d["scale"])
         return cls(**d)
 
+
+# One help line per field (the CLI's --help; units and meaning; defaults are added by the CLI from the preset).
+HELP = {
+    "run_name": "name of the run: its checkpoints go to <PROLAB_CACHE>/runs/<run_name>/",
+    "dataset": "a registered dataset (see `prolab doctor`), a dataset YAML (your own data: README, 'Your own "
+               "dataset'), or 'custom' with --img_dir/--ann_dir/--classes",
+    "data_root": "folder holding a registered dataset's mmseg layout (not needed for the embedded default)",
+    "img_dir": "'custom' only: image folder; put {split} where the split's folder name goes (images/{split})",
+    "ann_dir": "'custom' only: label-map folder, with {split} like --img_dir",
+    "classes": "'custom' only: class-list file (.txt, one name per line in label order, or .json)",
+    "img_suffix": "'custom' only: image file ending (e.g. .jpg, .png, _leftImg8bit.png)",
+    "seg_map_suffix": "'custom' only: label-map file ending (8-bit PNG of class indices)",
+    "ignore_index": "'custom' only: the raw label value meaning 'not labelled' (a dataset YAML sets ignore_index)",
+    "mode": "property: property supervision (ProLab); category: one-hot cross-entropy baseline",
+    "loss": "property loss: cos_sigmoid (the paper's), bce or cos; category mode always uses cross-entropy",
+    "property_space": "PropertySpace .safetensors written by `prolab properties`; none = the dataset's default space",
+    "temperature": "T in sigmoid(z / T) of the property head (unitless)",
+    "normalize": "L2-normalise the pixel embedding before the property bank (true/false)",
+    "backbone": "timm model name of the encoder",
+    "pretrained": "encoder weights: offline (packaged ImageNet weights), hub, a file path, or none",
+    "channels": "width of the decode head (channels)",
+    "aux_weight": "weight of the auxiliary head's loss",
+    "crop_size": "training crop side in pixels (square)",
+    "scale": "resize target LONG SHORT in pixels, for training (before random scaling and cropping) and evaluation",
+    "batch_size": "images per iteration, total over all processes",
+    "iters": "training iterations",
+    "lr": "base learning rate (AdamW)",
+    "weight_decay": "AdamW weight decay (not applied to norms and biases)",
+    "layer_decay": "layer-wise lr decay per backbone stage (1.0 = off; the paper uses 0.95 for ViT)",
+    "warmup_iters": "linear lr warm-up iterations",
+    "poly_power": "power of the poly lr decay after warm-up",
+    "onehot_warmup_iters": "property mode: first train with one-hot category labels for this many iterations",
+    "amp": "mixed precision on CUDA (true/false; ignored on CPU)",
+    "seed": "random seed (data order, augmentation, initialisation)",
+    "device": "auto, cpu, cuda, cuda:N or mps",
+    "num_workers": "data-loading worker processes",
+    "checkpoint_interval": "iterations between checkpoints (a killed run resumes from the last)",
+    "log_interval": "iterations between log lines",
+    "resume": "resume an unfinished run with the same inputs (true/false)",
+}
 
 # settings that may change between a run and its resume without changing what is computed
 RESUME_FREE = {"resume", "device", "num_workers", "log_interval", "checkpoint_interval", "data_root", "run_name"}

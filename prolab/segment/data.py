@@ -8,20 +8,26 @@ from .. import paths
 from .config import TrainConfig
 
 
-def open_split(cfg: TrainConfig, split: str, transform=None):
-    from ..datasets.layouts import custom_dataset, open_dataset
+def open_split(cfg: TrainConfig, split: str, transform=None, allow_train_folder: bool = False):
+    """Split ``split`` of the run's dataset. A split other than "train" whose image folder is the training
+    folder is refused unless ``allow_train_folder`` (a missing ``{split}`` would score the training images)."""
+    from ..datasets.layouts import custom_dataset, guard_train_folder, open_dataset
+    from ..datasets.spec import is_spec_path, load_spec
 
+    if is_spec_path(cfg.dataset):
+        return load_spec(cfg.dataset).open(split, transform, allow_train_folder)
     if cfg.dataset == "custom":
         if not (cfg.img_dir and cfg.ann_dir and cfg.classes):
             raise ValueError("dataset='custom' needs img_dir, ann_dir and classes")
-        if split != "train" and "{split}" not in cfg.img_dir:
-            import warnings
-
-            warnings.warn(f"custom data: img_dir {cfg.img_dir!r} has no {{split}} placeholder, so the {split!r} "
-                          "split is the training folder itself", stacklevel=2)
-        sub = lambda p: str(paths.resolve(p)).replace("{split}", split)  # noqa: E731
-        return custom_dataset(sub(cfg.img_dir), sub(cfg.ann_dir), paths.resolve(cfg.classes), cfg.img_suffix,
-                              cfg.seg_map_suffix, cfg.ignore_index, transform=transform)
+        sub = lambda p, s: str(paths.resolve(p)).replace("{split}", s)  # noqa: E731
+        if split != "train":
+            guard_train_folder(sub(cfg.img_dir, split), sub(cfg.img_dir, "train"), split, "custom data",
+                               allow_train_folder, fix=f"put {{split}} in --img_dir and --ann_dir (e.g. "
+                                                       f"images/{{split}}; now {cfg.img_dir!r})")
+        ds = custom_dataset(sub(cfg.img_dir, split), sub(cfg.ann_dir, split), paths.resolve(cfg.classes),
+                            cfg.img_suffix, cfg.seg_map_suffix, cfg.ignore_index, transform=transform)
+        ds.split = split
+        return ds
     root = cfg.data_root
     if cfg.dataset == "synthetic_outdoor" and root is None:
         from ..datasets import synthetic
@@ -32,11 +38,11 @@ def open_split(cfg: TrainConfig, split: str, transform=None):
     return open_dataset(cfg.dataset, paths.resolve(root), split, transform)
 
 
-def eval_split(cfg: TrainConfig, split: str = "val"):
+def eval_split(cfg: TrainConfig, split: str = "val", allow_train_folder: bool = False):
     """The evaluation split with the eval transform (resize to the test scale, normalise)."""
     from ..datasets.transforms import EvalTransform
 
-    return open_split(cfg, split, EvalTransform(tuple(cfg.scale)))
+    return open_split(cfg, split, EvalTransform(tuple(cfg.scale)), allow_train_folder)
 
 
 class _Batches(torch.utils.data.Dataset):

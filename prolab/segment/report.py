@@ -15,15 +15,17 @@ from .runs import load_trained
 
 
 def evaluate_runs(run_names: list[str], split: str = "val", inference: str = "whole", limit: int | None = None,
-                  out_dir: str | Path | None = None, progress: bool = True):
+                  out_dir: str | Path | None = None, progress: bool = True, allow_train_folder: bool = False):
     """(summary table, per-class IoU table, {run: EvalResult}); means over the seen classes. With ``out_dir``
-    each run's results go to ``out_dir/<run>/`` (metrics.json with config and versions, per_class.csv)."""
+    each run's results go to ``out_dir/<run>/`` (metrics.json with config, the folders scored and versions,
+    per_class.csv). A split read from the training folder is refused unless ``allow_train_folder``."""
     results: dict[str, EvalResult] = {}
     rows = []
     for name in run_names:
         model, cfg, classes = load_trained(name)
         seen = seen_class_names(cfg.dataset) if cfg.dataset != "custom" else None
-        res = evaluate(model, eval_split(cfg, split), mode=inference, crop=cfg.crop_size,
+        data = eval_split(cfg, split, allow_train_folder)
+        res = evaluate(model, data, mode=inference, crop=cfg.crop_size,
                        stride=max(1, cfg.crop_size * 2 // 3), limit=limit, classes=seen, progress=progress)
         results[name] = res
         row = {"run": name, "mode": cfg.mode, "loss": cfg.loss if cfg.mode == "property" else "ce",
@@ -33,8 +35,11 @@ def evaluate_runs(run_names: list[str], split: str = "val", inference: str = "wh
             row["unseen IoU (mean)"] = round(float(res.per_class.loc[unseen, "IoU"].mean()), 2)
         rows.append(row)
         if out_dir is not None:
-            save_results(res, Path(out_dir) / paths.slug(name), {"run": cfg.to_dict(), "split": split, "inference": inference,
-                                                     "limit": limit, "mean_over": seen})
+            # the folders really scored, so a metrics file can never claim a split it did not read
+            folders = sorted({str(p.parent) for pair in data.pairs for p in pair})
+            save_results(res, Path(out_dir) / paths.slug(name),
+                         {"run": cfg.to_dict(), "split": split, "folders": folders[:8], "images": len(data),
+                          "inference": inference, "limit": limit, "mean_over": seen})
     per_class = pd.DataFrame({n: r.per_class["IoU"].round(1) for n, r in results.items()})
     return pd.DataFrame(rows).set_index("run"), per_class, results
 

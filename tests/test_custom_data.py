@@ -1,0 +1,248 @@
+"""Your own dataset, end to end from one YAML file, and the traps a new user met on the way (issue 14)."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from prolab.datasets.example import ExampleDefaults, write_example
+
+REPO = Path(__file__).resolve().parents[1]
+SMALL = ExampleDefaults(n_train=12, n_val=4, n_test=4)
+
+
+@pytest.fixture
+def scratch(tmp_path, monkeypatch):
+    """A scratch checkout (committed descriptors and call cache, the package linked) and an empty cache."""
+    root = tmp_path / "repo"
+    root.mkdir()
+    for name in ("descriptors", "configs"):
+        shutil.copytree(REPO / name, root / name)
+    (root / "prolab").symlink_to(REPO / "prolab")
+    monkeypatch.setenv("PROLAB_ROOT", str(root))
+    monkeypatch.setenv("PROLAB_CACHE", str(tmp_path / "cache"))
+    return root
+
+
+@pytest.fixture
+def street(tmp_path):
+    return write_example(tmp_path / "street", SMALL, progress=False)
+
+
+def _prolab(*args, cwd=None, check=True):
+    env = {**os.environ, "PROLAB_PROGRESS": "text"}
+    r = subprocess.run([sys.executable, "-m", "prolab", *map(str, args)], capture_output=True, text=True, cwd=cwd,
+                       env=env, timeout=600)
+    if check and r.returncode != 0:
+        raise AssertionError(f"prolab {' '.join(map(str, args))} -> rc {r.returncode}\n{r.stdout}\n{r.stderr}")
+    return r
+
+
+def _edit(spec: Path, **changes) -> Path:
+    raw = yaml.safe_load(spec.read_text())
+    raw.update(changes)
+    for k in [k for k, v in changes.items() if v is None]:
+        raw.pop(k)
+    out = spec.with_name(f"edited-{len(list(spec.parent.glob('edited-*')))}.yaml")
+    out.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return out
+
+
+def test_a_custom_dataset_runs_describe_to_grid_from_one_yaml(scratch, street, tmp_path):
+    """The README's 'Your own dataset' commands, as written there, with nothing else."""
+    cwd = street.parent
+    # capitalised class names (Sky, Road) are answered from the cache that holds sky, road: no LLM needed
+    r = _prolab("describe", "--dataset", "street.yaml", cwd=cwd)
+    assert "dataset 'street' (11 classes) from street.yaml" in r.stdout
+    assert "11/11 classes described; 0 new calls" in r.stdout
+    dfile = scratch / "descriptors" / "street" / "qwen2.5-coder-1.5b-instruct-q4_k_m__structured-d247051e.json"
+    described = json.loads(dfile.read_text())
+    assert list(described)[:2] == ["Sky", "Building"] and all(len(v) >= 4 for v in described.values())
+
+    r = _prolab("properties", "--dataset", "street.yaml", cwd=cwd)   # finds what describe wrote, by the YAML's name
+    n_desc = sum(len(v) for v in described.values())
+    k = max(2, round(n_desc / 6))                                     # the rule --help states for a custom list
+    assert f"-> {k} properties" in r.stdout and "near-collisions before/after" in r.stdout
+    assert (scratch / "properties" / "street").is_dir()
+
+    r = _prolab("train", "--dataset", "street.yaml", "--run_name", "street-prop", "--iters", "4", cwd=cwd)
+    assert "preset demo: " in r.stdout and "lr=0.001" in r.stdout       # what the preset sets is said at start
+    r = _prolab("evaluate", "--run_name", "street-prop", "--split", "test", cwd=cwd)
+    metrics = json.loads((scratch / "results" / "eval" / "street-prop" / "metrics.json").read_text())
+    assert metrics["config"]["split"] == "test" and metrics["config"]["images"] == SMALL.n_test
+    assert all(f.endswith(("images/test", "labels/test")) for f in metrics["config"]["folders"])
+
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(yaml.safe_dump({"name": "mini", "dataset": "synthetic_outdoor", "base": {"mode": "property"},
+                                    "vary": {"mode": ["category"]}, "seeds": [0],
+                                    "train": {"iters": 3, "warmup_iters": 1}}))
+    r = _prolab("grid", "--config", grid, "--dataset", "street.yaml", cwd=cwd)
+    runs = json.loads((scratch / "results" / "mini_street" / "grid.json").read_text())
+    assert runs["dataset"] == "street"
+    import pandas as pd
+
+    rows = pd.read_csv(scratch / "results" / "mini_street" / "runs.csv")
+    assert sorted(rows["mode"]) == ["category", "property"] and rows["mIoU"].notna().all()
+    assert "the dataset 'street'" in (scratch / "results" / "mini_street" / "tables.md").read_text()
+
+
+def test_a_split_read_from_the_training_folder_is_refused(scratch, street):
+    from prolab.datasets.layouts import LayoutError
+    from prolab.datasets.spec import load_spec
+    from prolab.segment.config import TrainConfig
+    from prolab.segment.data import open_split
+
+    no_split = _edit(street, img_dir="images/train", ann_dir="labels/train")
+    spec = load_spec(no_split)
+    with pytest.raises(LayoutError, match=r"'test' split's images are the training folder .*--allow_train_folder"):
+        spec.open("test")
+    assert len(spec.open("test", allow_train_folder=True)) == SMALL.n_train   # on purpose: allowed
+    assert len(load_spec(street).open("test")) == SMALL.n_test
+
+    # the flag-based 'custom' dataset: the same guard (it used to be a warning, and metrics said "test")
+    d = street.parent
+    cfg = TrainConfig.demo(dataset="custom", img_dir=str(d / "images/train"), ann_dir=str(d / "labels/train"),
+                           classes=str(d / "classes.txt"), ignore_index=11, mode="category")
+    with pytest.raises(LayoutError, match=r"Put \{split\} in --img_dir"):
+        open_split(cfg, "test")
+    cfg = TrainConfig.demo(dataset="custom", img_dir=str(d / "images/{split}"), ann_dir=str(d / "labels/{split}"),
+                           classes=str(d / "classes.txt"), ignore_index=11, mode="category")
+    assert len(open_split(cfg, "test")) == SMALL.n_test
+
+
+def test_evaluate_refuses_the_training_folder_from_the_cli(scratch, street):
+    no_split = _edit(street, img_dir="images/train", ann_dir="labels/train")
+    _prolab("train", "--dataset", no_split, "--run_name", "nosplit", "--iters", "2", "--mode", "category")
+    r = _prolab("evaluate", "--run_name", "nosplit", "--split", "test", check=False)
+    assert r.returncode == 2 and "training folder" in r.stderr and "--allow_train_folder" in r.stderr
+    assert not (scratch / "results" / "eval" / "nosplit" / "metrics.json").exists()
+
+
+def test_replay_matches_class_names_case_and_separator_insensitively(tmp_path):
+    from prolab.describe import describe_dataset
+    from prolab.describe.backends import ReplayMissError
+
+    names = tmp_path / "odd.txt"
+    names.write_text("SKY\nTraffic-Light\nbuilding\n")    # the cache holds sky, traffic light, building
+    out = describe_dataset(str(names), out_root=tmp_path / "d", progress=False)
+    assert out.result.new_calls == 0 and not out.result.failures
+    assert list(json.loads(out.path.read_text())) == ["SKY", "Traffic-Light", "building"]  # the list's own names
+
+    missing = tmp_path / "missing.txt"
+    missing.write_text("Sky\nUnicorn\nroad\nDragon fruit\n")
+    with pytest.raises(ReplayMissError) as e:
+        describe_dataset(str(missing), out_root=tmp_path / "d", progress=False)
+    msg = str(e.value)
+    assert "2 of 4 classes" in msg and "'Unicorn'" in msg and "'Dragon fruit'" in msg and "'Sky'" not in msg
+    assert f"prolab describe --dataset {missing} --prompt structured --backend llama_cpp" in msg
+    assert e.value.missing == ["Unicorn", "Dragon fruit"]
+
+
+def test_properties_finds_descriptions_where_describe_put_them(scratch, street, tmp_path):
+    cwd = street.parent
+    r = _prolab("properties", "--dataset", "street.yaml", cwd=cwd, check=False)    # nothing described yet
+    assert r.returncode == 2
+    assert "no descriptions of 'street' at " in r.stderr and "prolab describe --dataset street.yaml" in r.stderr
+    _prolab("describe", "--dataset", "street.yaml", "--out_root", tmp_path / "elsewhere", cwd=cwd)
+    r = _prolab("properties", "--dataset", "street.yaml", "--descriptor_root", tmp_path / "elsewhere",
+                "--out_root", tmp_path / "spaces", cwd=cwd)
+    assert "PropertySpace(street: 11 classes" in r.stdout
+    # a class list: the dataset name it stands for is said, not taken silently
+    r = _prolab("describe", "--dataset", cwd / "classes.txt", "--out_root", tmp_path / "elsewhere", cwd=cwd)
+    assert "dataset 'classes' (11 classes) from" in r.stdout
+
+
+def test_every_flag_has_one_help_line_with_its_default_said_once():
+    from prolab.cli import main
+
+    import argparse
+
+    parser_holder = {}
+    orig = argparse.ArgumentParser.parse_args
+
+    def grab(self, *a, **k):
+        parser_holder["p"] = self
+        raise SystemExit(0)
+
+    argparse.ArgumentParser.parse_args = grab
+    try:
+        with pytest.raises(SystemExit):
+            main(["doctor"])
+    finally:
+        argparse.ArgumentParser.parse_args = orig
+    top = parser_holder["p"]
+    sub = next(a for a in top._actions if isinstance(a, argparse._SubParsersAction))
+    assert set(sub.choices) >= {"describe", "properties", "train", "evaluate", "grid", "run", "doctor"}
+    for name, p in sub.choices.items():
+        for action in p._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            flag = f"prolab {name} {action.option_strings}"
+            assert action.help and len(action.help) > 10, f"{flag} has no help"
+            rendered = p.format_help()
+            assert "(default: None)" not in rendered, name
+            assert action.help.count("(default:") <= 1, f"{flag}: {action.help}"
+    train = sub.choices["train"].format_help()
+    assert "LONG SHORT" in train and "evaluation" in train          # --scale: what the two numbers are
+    assert "(default: .jpg)" in train and "dataset YAML" in train
+    props = sub.choices["properties"].format_help()
+    assert "one per 6" in " ".join(props.split()) and "n_properties" in props   # K's rule for a custom list
+
+
+def test_a_label_value_outside_the_classes_names_the_file_and_the_fix(scratch, street):
+    from prolab.datasets.layouts import LayoutError
+    from prolab.datasets.spec import load_spec
+
+    no_ignore = _edit(street, ignore_index=None)                  # 11 = unlabelled, but not declared
+    ds = load_spec(no_ignore).open("train")
+    with pytest.raises(LayoutError, match=r"labels/train/train_0000\.png has values \[11\].*set `ignore_index: 11` "
+                                          r"in .*edited-0\.yaml"):
+        ds.check_files(progress=False)
+    from prolab.segment.config import TrainConfig
+    from prolab.segment.data import open_split
+
+    d = street.parent
+    cfg = TrainConfig.demo(dataset="custom", img_dir=str(d / "images/{split}"), ann_dir=str(d / "labels/{split}"),
+                           classes=str(d / "classes.txt"), mode="category")
+    with pytest.raises(LayoutError, match=r"pass --ignore_index 11"):
+        open_split(cfg, "train").check_files(progress=False)
+
+
+def test_property_mode_on_custom_data_without_a_space_says_how_to_build_one(scratch, street):
+    d = street.parent
+    r = _prolab("train", "--dataset", "custom", "--img_dir", d / "images/{split}", "--ann_dir", d / "labels/{split}",
+                "--classes", d / "classes.txt", "--ignore_index", "11", "--iters", "2", check=False)
+    assert r.returncode == 2 and "needs a property space" in r.stderr and "prolab properties" in r.stderr
+    r = _prolab("train", "--dataset", street, "--iters", "2", check=False)   # YAML, nothing described yet
+    assert r.returncode == 2 and "prolab describe --dataset" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"clases": ["a", "b"]}, "unknown key 'clases' (did you mean 'classes'?)"),
+    ({"img_dir": None}, "'img_dir' is required"),
+    ({"img_suffix": "jpg"}, "img_suffix = 'jpg': must end in a file extension"),
+    ({"ignore_index": 300}, "ignore_index = 300: must be an integer >= 0 and <= 255"),
+    ({"name": "my data"}, "name = 'my data': must be letters, digits"),
+    ({"classes": ["Sky", "sky"]}, "classes 'Sky' and 'sky' are the same name"),
+])
+def test_a_bad_dataset_yaml_is_refused_with_its_file_and_key(street, change, words):
+    from prolab.datasets.spec import load_spec
+
+    bad = _edit(street, **change)
+    with pytest.raises((ValueError, FileNotFoundError)) as e:
+        load_spec(bad)
+    assert words in str(e.value) and str(bad) in str(e.value)
+
+
+def test_make_llm_keeps_its_wheels_in_prolab_cache(tmp_path):
+    if shutil.which("make") is None:
+        pytest.skip("make not installed")
+    env = {**os.environ, "PROLAB_CACHE": str(tmp_path / "pc")}
+    r = subprocess.run(["make", "-n", "llm", f"VENV={tmp_path / 'venv'}"], cwd=REPO, capture_output=True, text=True,
+                       env=env)
+    assert f"mkdir -p {tmp_path / 'pc'}/wheels" in r.stdout, r.stdout + r.stderr
+    assert "/.cache/prolab/wheels" not in r.stdout
