@@ -17,6 +17,28 @@ def _h(text: str, default=None) -> str:
     return text if default is None else f"{text} (default: {default})"
 
 
+def _here(value: str | None) -> str | None:
+    """A path flag: relative to the current folder (where the user is), unless it only exists relative to the
+    repository root (``configs/demo.yaml`` from anywhere). The API and the notebooks keep the repository rule."""
+    if not value:
+        return value
+    from pathlib import Path
+
+    from . import paths
+
+    p = Path(value).expanduser()
+    if p.is_absolute():
+        return str(p)
+    probe = lambda q: Path(str(q).replace("{split}", "train")).exists()  # noqa: E731  (a {split} template)
+    if not probe(p) and probe(paths.resolve(p)):
+        return value
+    return str(Path.cwd() / p)
+
+
+PATH_FLAGS = ("out_root", "cache_path", "descriptor_file", "descriptor_root", "release_export", "data_root",
+              "img_dir", "ann_dir", "classes", "property_space", "out_dir", "config")
+
+
 def _parser(sub, name: str, help: str) -> argparse.ArgumentParser:
     return sub.add_parser(name, help=help, description=help)
 
@@ -339,6 +361,11 @@ def main(argv: list[str] | None = None) -> int:
     _add_run(sub)
     _add_grid(sub)
     args = parser.parse_args(argv)
+    for name in PATH_FLAGS:
+        if isinstance(getattr(args, name, None), str):
+            setattr(args, name, _here(getattr(args, name)))
+    if getattr(args, "parameters_file", None):
+        args.parameters_file = [_here(f) for f in args.parameters_file]
     try:
         return args.func(args)
     except (FileNotFoundError, ValueError, KeyError, LookupError, RuntimeError, OSError) as e:

@@ -76,6 +76,9 @@ def test_a_custom_dataset_runs_describe_to_grid_from_one_yaml(scratch, street, t
     assert metrics["config"]["split"] == "test" and metrics["config"]["images"] == SMALL.n_test
     assert all(f.endswith(("images/test", "labels/test")) for f in metrics["config"]["folders"])
 
+    # the README's grid, checked (its 9 runs of 200 iterations are what results/custom_grid_street holds)
+    r = _prolab("grid", "--config", "configs/grid_custom.yaml", "--dataset", "street.yaml", "--check", cwd=cwd)
+    assert "grid custom_grid_street: 9 runs (3 settings x 3 seeds) on " in r.stdout and "separate = True" in r.stdout
     grid = tmp_path / "grid.yaml"
     grid.write_text(yaml.safe_dump({"name": "mini", "dataset": "synthetic_outdoor", "base": {"mode": "property"},
                                     "vary": {"mode": ["category"]}, "seeds": [0],
@@ -138,7 +141,7 @@ def test_replay_matches_class_names_case_and_separator_insensitively(tmp_path):
         describe_dataset(str(missing), out_root=tmp_path / "d", progress=False)
     msg = str(e.value)
     assert "2 of 4 classes" in msg and "'Unicorn'" in msg and "'Dragon fruit'" in msg and "'Sky'" not in msg
-    assert f"prolab describe --dataset {missing} --prompt structured --backend llama_cpp" in msg
+    assert f"prolab describe --dataset {missing} --backend llama_cpp --prompt structured" in msg
     assert e.value.missing == ["Unicorn", "Dragon fruit"]
 
 
@@ -246,3 +249,78 @@ def test_make_llm_keeps_its_wheels_in_prolab_cache(tmp_path):
                        env=env)
     assert f"mkdir -p {tmp_path / 'pc'}/wheels" in r.stdout, r.stdout + r.stderr
     assert "/.cache/prolab/wheels" not in r.stdout
+
+
+def test_registered_classes_keep_their_own_spelling_and_twins_are_chosen_deterministically(tmp_path):
+    """The case-insensitive match never changes what a registered class is asked as (its committed cache
+    keys), and a cache holding two spellings serves each its own replies."""
+    from prolab import paths
+    from prolab.datasets import DATASETS, load_class_names
+    from prolab.describe import CallCache, make_backend
+    from prolab.describe.prompts import load_prompt
+    from prolab.describe.retrieval import Retriever
+
+    backend, prompt = make_backend("replay"), load_prompt("structured")
+    committed = Retriever(backend, prompt, CallCache(paths.call_cache_path(), readonly=True))
+    for d in DATASETS:
+        names = load_class_names(d)
+        assert committed.query_names(names) == {n: n for n in names}, d
+
+    twins = CallCache(tmp_path / "twins.jsonl")
+    for name in ("sky", "Sky"):
+        twins.put(f"k-{name}", "- blue", model=backend.model_id, prompt=prompt.tag, class_name=name, attempt=1)
+    r = Retriever(backend, prompt, twins)
+    assert r.query_names(["sky", "Sky", "SKY", "road"]) == {"sky": "sky", "Sky": "Sky", "SKY": "Sky", "road": "road"}
+
+
+def test_the_fill_command_repeats_everything_that_is_part_of_the_call_key(tmp_path):
+    from prolab.describe import GenerationParams, describe_dataset
+    from prolab.describe.backends import ReplayMissError
+
+    names = tmp_path / "new classes.txt"
+    names.write_text("unicorn\n")
+    cache = tmp_path / "my cache.jsonl"
+    with pytest.raises(ReplayMissError) as e:
+        describe_dataset(str(names), cache_path=cache, params=GenerationParams(temperature=0.5, seed=3),
+                         out_root=tmp_path / "d", progress=False)
+    line = str(e.value).splitlines()[-1].strip()
+    assert line == (f"prolab describe --dataset '{names}' --backend llama_cpp --prompt structured "
+                    f"--cache_path '{cache}' --llm_temperature 0.5 --seed 3")
+
+
+def test_a_yaml_may_not_take_a_registered_dataset_name(street):
+    from prolab.datasets.spec import load_spec
+
+    with pytest.raises(ValueError, match=r"name = 'Cityscapes_19' is the registered dataset 'cityscapes_19'"):
+        load_spec(_edit(street, name="Cityscapes_19"))
+
+
+def test_braces_in_the_yaml_path_do_not_break_the_label_error(tmp_path):
+    from prolab.datasets.layouts import LayoutError
+    from prolab.datasets.spec import load_spec
+
+    spec = write_example(tmp_path / "{proj}" / "street", SMALL, progress=False)
+    with pytest.raises(LayoutError, match=r"set `ignore_index: 11` in .*\{proj\}"):
+        load_spec(_edit(spec, ignore_index=None)).open("train").check_files(progress=False)
+
+
+def test_grid_cells_change_when_the_dataset_yaml_changes(scratch, street):
+    from prolab.datasets.spec import find_spec
+    from prolab.pipeline.grid import load_grid
+
+    _prolab("describe", "--dataset", street)
+    before = {c["cell"] for c in load_grid("configs/grid_custom.yaml", dataset=str(street)).cells()}
+    street.write_text(street.read_text().replace("ignore_index: 11", "ignore_index: 11\nlabel_map: {11: 255}"))
+    after = {c["cell"] for c in load_grid("configs/grid_custom.yaml", dataset=str(street)).cells()}
+    assert before and not before & after      # an edited YAML is never taken for the finished one
+
+    no_val = _edit(street, splits={"train": "train", "val": "validation"})
+    with pytest.raises(ValueError, match=r"scores 'val'.*validation"):
+        load_grid("configs/grid_custom.yaml", dataset=str(no_val))
+
+
+def test_flags_a_dataset_yaml_would_ignore_are_refused(street):
+    from prolab.segment.config import TrainConfig
+
+    with pytest.raises(ValueError, match=r"ignore_index = 0 would be ignored: a dataset YAML sets them itself"):
+        TrainConfig.demo(dataset=str(street), ignore_index=0)

@@ -54,7 +54,8 @@ def guard_train_folder(folder: Path, train_folder: Path, split: str, dataset: st
         return
     raise LayoutError(f"{dataset}: the {split!r} split's images are the training folder {folder}: its numbers would "
                       f"measure fitting, not generalisation. {fix[0].upper() + fix[1:]}; or, to score the "
-                      "training images on purpose, pass --allow_train_folder (allow_train_folder=True)")
+                      "training images on purpose, pass --allow_train_folder to `prolab evaluate` "
+                      "(allow_train_folder=True in evaluate_runs)")
 
 
 def _escape(path: Path | str) -> str:
@@ -180,7 +181,7 @@ class SegmentationDataset:
         label = self._lut[raw.astype(np.int64)]
         if (label < 0).any():
             bad = sorted(set(np.unique(raw[label < 0]).tolist()))
-            hint = (f"; if {bad[0]} means 'unlabelled', {self.ignore_hint.format(value=bad[0])}" if len(bad) == 1
+            hint = (f"; if {bad[0]} means 'unlabelled', {self.ignore_hint.replace('{value}', str(bad[0]))}" if len(bad) == 1
                     else "; map raw values to classes with a label_map (or declare the 'unlabelled' value as "
                          f"ignore_index)")
             raise LayoutError(f"{self.name}: label map {ann_path} has values {bad[:10]} outside the "

@@ -16,14 +16,14 @@ properties -> train -> evaluate -> grid chain through the same names and default
     label_map: {0: 0, 1: 1, 7: 255}   # optional: raw value -> class index (255 = ignore)
     n_properties: 12              # optional: K (default: one property per six descriptions)
 
-Relative paths are relative to the YAML file; ``~`` and environment variables (``$HOME``) are expanded.
+Relative paths are relative to the YAML file; ``~`` and environment variables (``$HOME``) are expanded in
+``data_root``, ``img_dir``, ``ann_dir`` and ``classes``. ``name`` must not be a registered dataset's name.
 """
 from __future__ import annotations
 
 import os
 import re
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 
 from ..defaults import IGNORE_INDEX
@@ -92,12 +92,12 @@ class DatasetSpec:
 
         if split != "train":
             guard_train_folder(self.folder(split)[0], self.folder("train")[0], split, f"{self.source}",
-                               allow_train_folder, fix="give img_dir and ann_dir a {split} placeholder and list "
-                                                       "the split folders under splits:")
+                               allow_train_folder, fix="give img_dir and ann_dir a {split} placeholder (and "
+                                                       "list the split folders under 'splits')")
         img, ann = self.folder(split)
         ds = SegmentationDataset(self.data_root, spec_layout(self, img, ann), list(self.class_names), "",
                                  transform, self.label_map, self.ignore_index, name=self.name)
-        ds.split, ds.ignore_hint = split, f"set `ignore_index: {{value}}` in {self.source}"
+        ds.split, ds.ignore_hint = split, f"set `ignore_index: {{value}}` in {self.source}"  # {value}: replaced
         return ds
 
     def describe(self) -> str:
@@ -137,9 +137,10 @@ def _int_map(value, what: str, where: str, values_ok) -> dict:
     return out
 
 
-@lru_cache(maxsize=64)
-def _load(path: Path, mtime_ns: int, size: int) -> DatasetSpec:
+def _load(path: Path) -> DatasetSpec:
+    from .. import paths
     from ..files import read_yaml_mapping
+    from .classes import DATASETS
 
     where = str(path)
     raw = read_yaml_mapping(path, "dataset file")
@@ -150,6 +151,12 @@ def _load(path: Path, mtime_ns: int, size: int) -> DatasetSpec:
     for key, rule in KEYS.items():
         if rule is not None and key in raw:
             check(key, raw[key], rule, where)
+    taken = {paths.slug(d): d for d in DATASETS}
+    if paths.slug(raw["name"]) in taken:  # its descriptors and spaces would overwrite the registered dataset's
+        raise ValueError(f"{where}: name = {raw['name']!r} is the registered dataset {taken[paths.slug(raw['name'])]!r}; "
+                         "give your data its own name (e.g. my_" + raw["name"] + ")")
+    for key in ("img_dir", "ann_dir"):
+        raw[key] = os.path.expandvars(os.path.expanduser(raw[key]))
     base = path.parent
     root = Path(os.path.expandvars(str(raw.get("data_root") or "."))).expanduser()
     root = (root if root.is_absolute() else base / root).resolve()
@@ -173,10 +180,18 @@ def _load(path: Path, mtime_ns: int, size: int) -> DatasetSpec:
 
 
 def load_spec(dataset: str | os.PathLike) -> DatasetSpec:
-    """Read and check a dataset YAML (cached per file state, so every stage may call it freely)."""
-    path = find_spec(dataset)
-    st = path.stat()
-    return _load(path, st.st_mtime_ns, st.st_size)
+    """Read and check a dataset YAML (read afresh each time: it is small, and an edit must count at once)."""
+    return _load(find_spec(dataset))
+
+
+def spec_id(dataset: str | os.PathLike) -> str:
+    """The name plus a hash of what the YAML says (its text and the class names): two different files of the
+    same name, or an edited file, never pass for each other in a grid's list of finished cells."""
+    from ..files import stable_hash
+
+    spec = load_spec(dataset)
+    text = spec.source.read_text(encoding="utf-8")
+    return f"{spec.name}-{stable_hash([text, list(spec.class_names)], 8)}"
 
 
 def dataset_summary(dataset: str) -> str:

@@ -148,13 +148,15 @@ class Retriever:
         which case that spelling, so its replies are reused exactly (same request, same key)."""
         from ..datasets import class_key
 
-        asked: dict[str, str] = {}
+        spellings: dict[str, set[str]] = {}
         for rec in self.cache.records():
             if rec.get("model") == self.backend.model_id and rec.get("prompt") == self.prompt.tag and \
                     isinstance(rec.get("class_name"), str) and rec.get("attempt", 1) == 1:
-                asked.setdefault(class_key(rec["class_name"]), rec["class_name"])
-        exact = set(asked.values())
-        return {c: c if c in exact else asked.get(class_key(c), c) for c in class_names}
+                spellings.setdefault(class_key(rec["class_name"]), set()).add(rec["class_name"])
+        exact = set().union(*spellings.values()) if spellings else set()
+        # a class asked before under its own spelling keeps it; otherwise the first of the others, in sorted
+        # order (not file order), so the choice never depends on which line was appended first
+        return {c: c if c in exact else min(spellings.get(class_key(c), {c})) for c in class_names}
 
     def describe_class(self, class_name: str, query: str | None = None) -> ClassResult:
         """Describe one class; ``query`` is the spelling put to the LLM (default: ``class_name``)."""
@@ -199,15 +201,13 @@ class Retriever:
         """Every class; a replay miss does not stop the others: all missing classes are listed at the end."""
         workers = max(1, min(self.defaults.concurrency, self.backend.max_concurrency, len(class_names) or 1))
         queries = self.query_names(class_names)
-        results: dict[str, ClassResult] = {}
-        missing: list[str] = []
+        results: dict[str, ClassResult | None] = {}
 
         def one(name: str) -> ClassResult | None:
             try:
                 return self.describe_class(name, queries[name])
             except ReplayMissError:
-                missing.append(name)
-                return None
+                return None  # a replay miss: listed with all the others at the end
 
         bar = tqdm(total=len(class_names), desc=desc, unit="class", disable=not progress)
         try:
@@ -229,8 +229,8 @@ class Retriever:
                         raise
         finally:
             bar.close()
+        missing = [c for c in class_names if results.get(c) is None]
         if missing:
-            missing = [c for c in class_names if c in set(missing)]
             err = ReplayMissError(
                 f"replay: no cached replies for {len(missing)} of {len(class_names)} classes with prompt "
                 f"{self.prompt.tag} (model {self.backend.model_id}) in {self.cache.path}: "

@@ -45,8 +45,8 @@ def describe_dataset(dataset: str, backend: str | Backend = "replay", llm: str |
         missing = getattr(e, "missing", [])
         if not missing:
             raise
-        err = ReplayMissError(f"{dataset}: {e}. The command that fills them:\n  prolab describe --dataset "
-                              f"{dataset} --prompt {prompt.name} --backend llama_cpp")
+        err = ReplayMissError(f"{dataset}: {e}. The command that fills them:\n  "
+                              + fill_command(dataset, backend, prompt, cache_path, params))
         err.missing = missing
         raise err from None
     out = paths.descriptor_path(dataset_key, backend.model_id, prompt.tag,
@@ -82,6 +82,32 @@ def describe_dataset(dataset: str, backend: str | Backend = "replay", llm: str |
                   f"{out.name.replace('.partial', '')} is kept; this run is written to {out.name}", flush=True)
     save_descriptors(out, result.descriptions, meta, allow_empty=bool(result.failures))
     return DescribeOutput(out, result, meta)
+
+
+def fill_command(dataset: str, backend: Backend, prompt: Prompt, cache_path, params: GenerationParams) -> str:
+    """The `prolab describe` line that asks a live model exactly the calls a replay missed: same model, prompt,
+    cache and generation parameters (every one of them is part of the call key)."""
+    import shlex
+
+    from .. import defaults as kit_defaults
+    from .. import offline
+
+    args = ["prolab", "describe", "--dataset", str(dataset), "--backend", "llama_cpp"]
+    if backend.model_id != offline.canonical_model_id(kit_defaults.LLM):
+        args[-1] = "openai" if getattr(backend, "base_url", None) else "llama_cpp"
+        args += ["--llm", backend.model_id]
+    if getattr(backend, "base_url", None):
+        args += ["--base_url", backend.base_url]
+    in_kit = Path(prompt.source).resolve().parent == paths.prompts_dir().resolve()
+    args += ["--prompt", prompt.name if in_kit else str(prompt.source)]
+    if cache_path:
+        args += ["--cache_path", str(cache_path)]
+    base = GenerationParams()
+    for flag, field in (("--llm_temperature", "temperature"), ("--max_tokens", "max_tokens"),
+                        ("--repeat_penalty", "repeat_penalty"), ("--seed", "seed")):
+        if getattr(params, field) != getattr(base, field):
+            args += [flag, str(getattr(params, field))]
+    return shlex.join(args)
 
 
 def compare_prompts(class_names: list[str], prompts: list[str], backend: str | Backend = "replay",

@@ -32,6 +32,13 @@ DEFAULT_BASE = {"n_properties": None, "embedder": defaults.EMBEDDER, "method": d
                 "llm": defaults.LLM, "mode": "property", "separate": False}
 
 
+def dataset_id(dataset: str) -> str:
+    """What names a grid's data in its cell hashes: a registered name, or a dataset YAML's name and content."""
+    from ..datasets.spec import is_spec_path, spec_id
+
+    return spec_id(dataset) if is_spec_path(dataset) else dataset
+
+
 @dataclass
 class GridConfig:
     name: str
@@ -53,7 +60,7 @@ class GridConfig:
         for axis, params in variants:
             for seed in self.seeds:
                 cell = {"axis": axis, **params, "seed": seed}
-                cell["cell"] = stable_hash({"dataset": dataset_key(self.dataset), "train": self.train,
+                cell["cell"] = stable_hash({"dataset": dataset_id(self.dataset), "train": self.train,
                                             **{k: v for k, v in cell.items() if k != "axis"}}, 12)
                 out.append(cell)
         return out
@@ -80,7 +87,13 @@ def load_grid(path: str | Path, dataset: str | None = None) -> GridConfig:
         from ..datasets.spec import find_spec
 
         spec_file = find_spec(raw["dataset"] if dataset is not None else _beside(path, raw["dataset"]))
-        load_spec(spec_file)
+        # both splits a cell reads are listed now (folders, pairs, the training-folder guard), not after training
+        for split in ("train", "val"):
+            try:
+                load_spec(spec_file).open(split)
+            except (ValueError, OSError) as e:
+                raise ValueError(f"{path}: dataset {spec_file}: the grid trains on 'train' and scores 'val': {e}") \
+                    from None
         raw["dataset"] = str(spec_file)
     elif raw["dataset"] not in DATASETS:
         raise ValueError(f"{path}: unknown dataset {raw['dataset']!r}; registered: {', '.join(DATASETS)}, or give "

@@ -56,6 +56,13 @@ def parse_overrides(pairs: list[str] | None = None, files: list[str] | None = No
             out[name.strip()] = yaml.safe_load(value) if value.strip() else ""
         except yaml.YAMLError as e:
             raise ValueError(f"-p {pair!r}: the value is not valid YAML ({e})") from None
+    # a dataset YAML named relative to where the command runs: the notebooks run in notebooks/, so pass it on
+    # as an absolute path
+    from ..datasets.spec import is_spec_path
+
+    ds = out.get("dataset")
+    if is_spec_path(ds) and not Path(ds).is_absolute() and Path(ds).is_file():
+        out["dataset"] = str(Path(ds).resolve())
     return out
 
 

@@ -37,18 +37,48 @@ def _grid_times() -> str:
             f"{s.min():.0f}-{s.max():.0f} s; `results/demo_grid/runs.csv`, column `train_seconds`).\n")
 
 
-def _grid_results() -> str:
-    runs = pd.read_csv(paths.results_dir("demo_grid") / "runs.csv")
+def _grid_results(grid: str = "demo_grid") -> str:
+    runs = pd.read_csv(paths.results_dir(grid) / "runs.csv")
     lines = ["| axis | setting | mIoU (mean ± std over seeds) | runs |", "|---|---|---:|---:|"]
     base = runs[runs["axis"] == "base"]
     axes = ["base"] + [a for a in runs["axis"].unique() if a != "base"]
     for axis in axes:
         rows = base if axis == "base" else runs[runs["axis"] == axis]
         col = "n_properties" if axis == "base" else axis
-        for value, grp in rows.groupby(rows[col].astype(str), sort=False):
+        for value, grp in rows.groupby(rows[col].astype(str).replace("nan", "default"), sort=False):
             label = f"K = {value} (base)" if axis == "base" else value
             lines.append(f"| {axis} | {label} | {_fmt(grp['mIoU'])} | {len(grp)} |")
-    return "\n".join(lines) + "\n\n(`results/demo_grid/runs.csv`; the paper-shaped tables are in `tables.md`.)\n"
+    return "\n".join(lines) + f"\n\n(`results/{grid}/runs.csv`; the paper-shaped tables are in `tables.md`.)\n"
+
+
+def _class_iou(grid: str, classes: list[str]) -> str:
+    """Per-class IoU (mean ± std over seeds) of chosen classes, per setting of a grid (``per_class.csv``)."""
+    f = paths.results_dir(grid) / "per_class.csv"
+    pc = pd.read_csv(f)
+    lines = ["| setting | " + " | ".join(classes) + " |", "|---|" + "---:|" * len(classes)]
+    for setting, grp in pc.groupby("setting", sort=False):
+        lines.append(f"| {setting} | " + " | ".join(_fmt(grp[c]) for c in classes) + " |")
+    return "\n".join(lines) + f"\n\n(IoU per class, `results/{grid}/per_class.csv`.)\n"
+
+
+def _signature_stats() -> str:
+    """Near-collision statistics of the committed property spaces (``properties/*/*.safetensors``)."""
+    from ..properties import PropertySpace, report_lines, signature_report
+
+    lines = ["| space | classes | K | identical | near pairs | over-shared properties | closest pair |",
+             "|---|---:|---:|---:|---:|---:|---|"]
+    from ..datasets import DATASETS
+
+    # the kit's default spaces only (a user's own spaces or -repaired/-separated variants may sit beside them)
+    for f in sorted((paths.repo_root() / "properties").glob("*/*.safetensors")):
+        if f.parent.name not in DATASETS or not f.stem.endswith(f"kmeans-s0-k{DATASETS[f.parent.name].n_properties}"):
+            continue
+        space = PropertySpace.load(f)
+        r = signature_report(space)
+        near = [line.split(": ", 1)[1] for line in report_lines(r) if line.startswith("near: ")]
+        lines.append(f"| {f.parent.name} | {space.n_classes} | {space.n_properties} | {len(r['collisions'])} | "
+                     f"{len(r['near'])} | {len(r['overshared'])} | {near[0] if near else '-'} |")
+    return "\n".join(lines) + "\n\n(`python -m prolab.pipeline.summary` computes it from the committed spaces.)\n"
 
 
 def _bench(name: str) -> str:
@@ -60,6 +90,9 @@ RENDER = {
     "demo-times": _demo_times,
     "grid-times": _grid_times,
     "grid-results": _grid_results,
+    "street-grid-results": lambda: _grid_results("custom_grid_street"),
+    "street-class-iou": lambda: _class_iou("custom_grid_street", ["Road", "Sidewalk", "Fence", "Building", "Pole"]),
+    "signature-stats": _signature_stats,
     "bench-retrieval": lambda: _bench("retrieval.txt"),
     "bench-properties": lambda: _bench("properties.txt"),
     "bench-heads": lambda: _bench("heads_cpu.txt"),

@@ -402,3 +402,28 @@ def findings(runs: pd.DataFrame, meta: dict | None = None) -> list[str]:
                    f"error of a difference between two settings is about s·sqrt(2/n) = {se:.2f}; the paper's "
                    f"ablation gaps are at most {max(gaps):.1f} mIoU, {verdict}.")
     return out
+
+
+# --- per-class IoU of a grid's runs ---------------------------------------------------------------------------
+
+def setting_label(row: pd.Series) -> str:
+    """``base`` or ``axis=value``: how a grid row is named in per-class tables."""
+    return "base" if row["axis"] == "base" else f"{row['axis']}={row[row['axis']]}"
+
+
+def write_class_iou(grid_name: str, progress: bool = True) -> Path:
+    """``results/<grid>/per_class.csv``: the IoU of every class for every run of a finished grid, from the
+    runs' final weights in the cache (the same evaluation as the grid's; nothing is trained)."""
+    from .. import paths
+    from ..progress import tqdm
+    from ..segment.report import evaluate_runs
+
+    out = paths.results_dir(grid_name)
+    runs = pd.read_csv(out / "runs.csv")
+    rows = []
+    for _, r in tqdm(list(runs.iterrows()), desc=f"per-class IoU of {grid_name}", disable=not progress):
+        _, per_class, _ = evaluate_runs([f"{grid_name}-{r['cell']}"], progress=False)
+        rows.append({"setting": setting_label(r), "seed": r["seed"], "cell": r["cell"],
+                     **per_class.iloc[:, 0].to_dict()})
+    atomic_write_text(out / "per_class.csv", pd.DataFrame(rows).to_csv(index=False))
+    return out / "per_class.csv"

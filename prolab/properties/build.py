@@ -41,10 +41,13 @@ def default_n_properties(dataset: str, n_descriptions: int) -> int:
 
 
 def _missing_descriptions(dataset: str, dfile: Path) -> FileNotFoundError:
+    there = sorted(f.name for f in dfile.parent.glob("*.json") if not f.name.endswith(".meta.json")) \
+        if dfile.parent.is_dir() else []
     return FileNotFoundError(
         f"no descriptions of {dataset_key(dataset)!r} at {dfile} (where `prolab describe --dataset {dataset}` "
         f"writes them). Run it first (add --backend llama_cpp for a new class list), or pass --descriptor_file "
-        "<the file describe printed> (--descriptor_root <its --out_root> if you gave one)")
+        "<the file describe printed> (--descriptor_root <its --out_root> if you gave one)"
+        + (f"; files in {dfile.parent}: {', '.join(there)}" if there else ""))
 
 
 def default_space_path(dataset: str) -> Path:
@@ -166,7 +169,8 @@ def build_property_space(dataset: str, descriptor_file: str | Path | None = None
     path = None
     if save:
         tag = method_tag(cdef) + ("-separated" if separate else "-repaired" if repair else "")
-        path = paths.property_space_path(key, dfile.stem, emb.embedder_id, tag, kk,
+        # the file is named after the K it holds (a --separate space may have split properties)
+        path = paths.property_space_path(key, dfile.stem, emb.embedder_id, tag, space.n_properties,
                                          root=paths.resolve(out_root) if out_root else None)
         space.save(path, extra_meta={"created": utc_now(), "environment": environment_info()})
     return BuildOutput(space, x, result, before, path)

@@ -59,6 +59,14 @@ class TrainConfig:
         if is_spec_path(self.dataset):
             f = find_spec(self.dataset)
             load_spec(f)  # every key checked now, not at the first batch
+            # the YAML says where the data is and what its labels mean: a flag that would be ignored is refused
+            stray = {k: getattr(self, k) for k in ("data_root", "img_dir", "ann_dir", "classes") if getattr(self, k)}
+            stray.update({k: getattr(self, k) for k, d in (("img_suffix", ".jpg"), ("seg_map_suffix", ".png"),
+                                                            ("ignore_index", defaults.IGNORE_INDEX))
+                          if getattr(self, k) != d})
+            if stray:
+                raise ValueError(f"training config: dataset = {self.dataset}: {', '.join(f'{k} = {v!r}' for k, v in stray.items())} "
+                                 f"would be ignored: a dataset YAML sets them itself (edit {f.name})")
             # inside the checkout: stored relative to it, so a run's identity survives moving the checkout
             from .. import paths
 
