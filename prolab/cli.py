@@ -203,9 +203,9 @@ def _train_config(a: argparse.Namespace):
 
     from .segment.train import TrainConfig
 
+    # "--pretrained none" stays the string "none" here (None would mean "keep the preset's"); TrainConfig makes
+    # it None, random initialisation
     given = {f.name: getattr(a, f.name) for f in fields(TrainConfig) if getattr(a, f.name, None) is not None}
-    if "pretrained" in given and given["pretrained"].lower() == "none":
-        given["pretrained"] = None
     return TrainConfig.preset(a.preset, **given)
 
 

