@@ -330,7 +330,7 @@ def _run_grid(a: argparse.Namespace) -> int:
           f"{len(cfg.seeds)} seeds) on {cfg.dataset}")
     if a.check:
         for c in cells:
-            print(f"  {c['cell']}  {c['axis']:>12s} = {c.get(c['axis'], '') if c['axis'] != 'base' else '':<24} "
+            print(f"  {c['cell']}  {c['axis']:>12s} = {str(c.get(c['axis'], '')) if c['axis'] != 'base' else '':<24} "
                   f"seed {c['seed']}")
         return 0
     runs = run_grid(cfg)
