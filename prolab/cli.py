@@ -132,6 +132,11 @@ def _add_properties(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out_root", default=None, help=_h("folder for property spaces", "properties/"))
     p.add_argument("--release_export", default=None, help=_h("also write the release's torch layout to this file",
                                                              "not written"))
+    p.add_argument("--release_partition", default=None, metavar="FILE",
+                   help=_h("build the space from the authors' property partition (property_<dataset>.json: "
+                           "{property: [\"class: description\", ...]}) instead of clustering; the bank is the mean "
+                           "of each property's member embeddings under --embedder; prints its statistics and its "
+                           "agreement with the kit's default space when that exists", "none: cluster the descriptions"))
     p.set_defaults(func=_run_properties)
 
 
@@ -143,6 +148,21 @@ def _run_properties(a: argparse.Namespace) -> int:
     from .validation import validate
 
     validate("properties", vars(a))
+    if a.release_partition:  # the space the authors' partition file defines, instead of clustering
+        from .release.partition import partition_command
+
+        given = [f for f, on in (("--descriptor_file", a.descriptor_file), ("--descriptor_root", a.descriptor_root),
+                                 ("--n_properties", a.n_properties is not None), ("--repair", a.repair),
+                                 ("--method", a.method != defaults.METHOD), ("--seed", a.seed != 0),
+                                 ("--separate", a.separate)) if on]
+        if given or len(a.dataset) > 1:
+            raise ValueError("--release_partition takes the properties from the file, for one --dataset: drop "
+                             + ", ".join(given or ["the other datasets"]))
+        _say_dataset(a.dataset[0])
+        for line in partition_command(_here(a.release_partition), a.dataset[0], a.embedder, a.embedder_kind,
+                                      out_root=a.out_root, release_export=a.release_export):
+            print(line, flush=True)
+        return 0
     if a.descriptor_file and len(a.dataset) > 1:
         raise ValueError("--descriptor_file applies to one dataset; pass a single --dataset")
     for ds in a.dataset:
