@@ -76,6 +76,23 @@ def _add_describe(sub: argparse._SubParsersAction) -> None:
                    help=_h("folder for descriptor files (then give `prolab properties` --descriptor_root)",
                            "descriptors/"))
     p.add_argument("--cache_path", default=None, help=_h("call cache JSONL", "descriptors/cache/calls.jsonl"))
+    p.add_argument("--prompt_names", action="store_true",
+                   help=_h("ask classes whose mmseg name is ambiguous or unreadable under the name in "
+                           "prolab/describe/prompt_names/<dataset>.json (ADE20K tank -> 'storage tank'); descriptor "
+                           "files stay keyed by the mmseg names", "off"))
+    p.add_argument("--min_pooled", type=int, default=r.min_pooled,
+                   help=_h("a class whose reply gives fewer descriptions than this is asked again with seeded "
+                           "sampling and its replies are pooled without duplicates, up to 15", "0, off"))
+    p.add_argument("--max_samples", type=int, default=r.max_samples,
+                   help=_h("at most this many sampled replies per class when pooling", r.max_samples))
+    p.add_argument("--dedup_threshold", type=float, default=r.dedup_threshold,
+                   help=_h("cosine at or above which two pooled descriptions count as one (with --pool_embedder)",
+                           r.dedup_threshold))
+    p.add_argument("--pool_temperature", type=float, default=r.pool_temperature,
+                   help=_h("LLM sampling temperature of the pooled samples", r.pool_temperature))
+    p.add_argument("--pool_embedder", default=None,
+                   help=_h("sentence embedder for near-duplicate removal when pooling, e.g. all-MiniLM-L6-v2",
+                           "none: exact duplicates only"))
     p.set_defaults(func=_run_describe)
 
 
@@ -88,13 +105,16 @@ def _run_describe(a: argparse.Namespace) -> int:
     validate("describe", vars(a))  # every flag before the model loads
     params = GenerationParams(temperature=a.llm_temperature, max_tokens=a.max_tokens, repeat_penalty=a.repeat_penalty,
                               seed=a.seed)
-    defaults = replace(RetrievalDefaults(), concurrency=a.concurrency, max_attempts=a.max_attempts)
+    defaults = replace(RetrievalDefaults(), concurrency=a.concurrency, max_attempts=a.max_attempts,
+                       min_pooled=a.min_pooled, max_samples=a.max_samples, dedup_threshold=a.dedup_threshold,
+                       pool_temperature=a.pool_temperature)
     backend = make_backend(a.backend, a.llm, base_url=a.base_url, api_key_env=a.api_key_env)  # shared by all datasets
     failed = 0
     for ds in a.dataset:
         _say_dataset(ds)
         out = describe_dataset(ds, backend=backend, prompt=a.prompt, out_root=a.out_root,
-                               cache_path=a.cache_path, params=params, defaults=defaults)
+                               cache_path=a.cache_path, params=params, defaults=defaults,
+                               prompt_names=a.prompt_names, embedder=a.pool_embedder)
         print(f"{ds}: {out.result.summary()}\n  -> {out.path}", flush=True)
         failed += len(out.result.failures)
     return 0 if failed == 0 else 3

@@ -8,12 +8,15 @@ from .parsing import ParseDefaults, parse_reply
 from . import quality
 from .prompts import Prompt, available_prompts, load_prompt, prompts_overview
 from .retrieval import RetrievalDefaults, RetrievalResult, Retriever, retrieve
-from .run import DescribeOutput, committed_match, compare_prompts, describe_dataset
+from .report import descriptions_table, format_descriptions_tables
+from .run import DescribeOutput, committed_match, compare_prompts, describe_dataset, replay_settings
+from .senses import prompt_name, prompt_names
 
 __all__ = [
     "BACKENDS", "Backend", "BackendError", "GenerationParams", "ReplayMissError", "TransientError", "make_backend",
     "CallCache", "call_key", "descriptor_stats", "export_release", "import_release", "load_descriptors",
     "load_meta", "save_descriptors", "ParseDefaults", "parse_reply", "Prompt", "available_prompts", "load_prompt",
     "RetrievalDefaults", "RetrievalResult", "Retriever", "retrieve", "DescribeOutput", "describe_dataset",
-    "committed_match", "compare_prompts", "prompts_overview", "quality",
+    "committed_match", "compare_prompts", "prompts_overview", "quality", "replay_settings", "prompt_name",
+    "prompt_names", "descriptions_table", "format_descriptions_tables",
 ]
