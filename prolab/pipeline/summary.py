@@ -45,7 +45,7 @@ def _grid_results(grid: str = "demo_grid") -> str:
     for axis in axes:
         rows = base if axis == "base" else runs[runs["axis"] == axis]
         col = "n_properties" if axis == "base" else axis
-        for value, grp in rows.groupby(rows[col].astype(str).replace("nan", "default"), sort=False):
+        for value, grp in rows.groupby(rows[col].map(lambda v: "the dataset's default" if pd.isna(v) else str(v)), sort=False):
             label = f"K = {value} (base)" if axis == "base" else value
             lines.append(f"| {axis} | {label} | {_fmt(grp['mIoU'])} | {len(grp)} |")
     return "\n".join(lines) + f"\n\n(`results/{grid}/runs.csv`; the paper-shaped tables are in `tables.md`.)\n"
