@@ -51,10 +51,12 @@ def _grid_results(grid: str = "demo_grid") -> str:
     return "\n".join(lines) + f"\n\n(`results/{grid}/runs.csv`; the paper-shaped tables are in `tables.md`.)\n"
 
 
-def _class_iou(grid: str, classes: list[str]) -> str:
+def _class_iou(grid: str, classes: list[str], settings: list[str] | None = None) -> str:
     """Per-class IoU (mean ± std over seeds) of chosen classes, per setting of a grid (``per_class.csv``)."""
     f = paths.results_dir(grid) / "per_class.csv"
     pc = pd.read_csv(f)
+    if settings:
+        pc = pc[pc["setting"].isin(settings)]
     lines = ["| setting | " + " | ".join(classes) + " |", "|---|" + "---:|" * len(classes)]
     for setting, grp in pc.groupby("setting", sort=False):
         lines.append(f"| {setting} | " + " | ".join(_fmt(grp[c]) for c in classes) + " |")
@@ -93,6 +95,8 @@ RENDER = {
     "street-grid-results": lambda: _grid_results("custom_grid_street"),
     "street-class-iou": lambda: _class_iou("custom_grid_street", ["Road", "Sidewalk", "Fence", "Building", "Pole"]),
     "signature-stats": _signature_stats,
+    "demo-class-iou": lambda: _class_iou("demo_grid", ["pole", "fence", "road", "sidewalk", "cloud", "sand"],
+                                         settings=["base", "separate=True", "mode=category"]),
     "bench-retrieval": lambda: _bench("retrieval.txt"),
     "bench-properties": lambda: _bench("properties.txt"),
     "bench-heads": lambda: _bench("heads_cpu.txt"),
