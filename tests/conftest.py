@@ -28,3 +28,26 @@ def repo():
 @pytest.fixture
 def python():
     return sys.executable
+
+
+def make_scratch_root(tmp_path, monkeypatch, folders=("notebooks", "descriptors", "properties", "configs")):
+    """A scratch checkout (copies of ``folders``, the package linked) as PROLAB_ROOT and an empty PROLAB_CACHE,
+    so a test's runs never touch the committed artefacts or the user's cache."""
+    import shutil
+
+    root = tmp_path / "repo"
+    root.mkdir()
+    for name in folders:
+        shutil.copytree(REPO / name, root / name)
+    (root / "prolab").symlink_to(REPO / "prolab")
+    monkeypatch.setenv("PROLAB_ROOT", str(root))
+    monkeypatch.setenv("PROLAB_CACHE", str(tmp_path / "cache"))
+    return root
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    """The offline MiniLM embedder, loaded once per test module."""
+    from prolab.properties import make_embedder
+
+    return make_embedder("all-MiniLM-L6-v2")

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import make_scratch_root
 import yaml
 
 from prolab import paths
@@ -18,14 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture
 def scratch(tmp_path, monkeypatch):
-    root = tmp_path / "repo"
-    root.mkdir()
-    for name in ("notebooks", "descriptors", "properties", "configs"):
-        shutil.copytree(REPO / name, root / name)
-    (root / "prolab").symlink_to(REPO / "prolab")
-    monkeypatch.setenv("PROLAB_ROOT", str(root))
-    monkeypatch.setenv("PROLAB_CACHE", str(tmp_path / "cache"))
-    return root
+    return make_scratch_root(tmp_path, monkeypatch)
 
 
 def _write(root, cfg, name="c"):

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import make_scratch_root
 import yaml
 
 from prolab.datasets.example import ExampleDefaults, write_example
@@ -18,14 +19,7 @@ SMALL = ExampleDefaults(n_train=12, n_val=4, n_test=4)
 @pytest.fixture
 def scratch(tmp_path, monkeypatch):
     """A scratch checkout (committed descriptors and call cache, the package linked) and an empty cache."""
-    root = tmp_path / "repo"
-    root.mkdir()
-    for name in ("descriptors", "configs"):
-        shutil.copytree(REPO / name, root / name)
-    (root / "prolab").symlink_to(REPO / "prolab")
-    monkeypatch.setenv("PROLAB_ROOT", str(root))
-    monkeypatch.setenv("PROLAB_CACHE", str(tmp_path / "cache"))
-    return root
+    return make_scratch_root(tmp_path, monkeypatch, folders=("descriptors", "configs"))
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import make_scratch_root
 from PIL import Image
 
 from prolab import paths
@@ -95,14 +96,7 @@ def test_one_iteration_of_each_paper_config(config_file, tmp_path, cache):
 
 @pytest.fixture
 def scratch(tmp_path, monkeypatch):
-    root = tmp_path / "repo"
-    root.mkdir()
-    for name in ("notebooks", "descriptors", "properties", "configs"):
-        shutil.copytree(REPO / name, root / name)
-    (root / "prolab").symlink_to(REPO / "prolab")
-    monkeypatch.setenv("PROLAB_ROOT", str(root))
-    monkeypatch.setenv("PROLAB_CACHE", str(tmp_path / "cache"))
-    yield root
+    yield make_scratch_root(tmp_path, monkeypatch)
     shutil.rmtree(tmp_path / "cache", ignore_errors=True)
 
 

@@ -8,6 +8,7 @@ import time
 
 import pandas as pd
 import pytest
+from conftest import make_scratch_root
 import yaml
 
 from prolab import paths
@@ -19,16 +20,7 @@ from prolab.pipeline.tables import all_tables, write_tables
 @pytest.fixture
 def scratch_results(tmp_path, monkeypatch):
     """Run pipelines against a scratch copy of the repository root so results/ stays untouched."""
-    import shutil
-
-    root = tmp_path / "repo"
-    root.mkdir()
-    for name in ("notebooks", "descriptors", "properties", "configs"):
-        shutil.copytree(paths.repo_root() / name, root / name)
-    (root / "prolab").symlink_to(paths.repo_root() / "prolab")
-    monkeypatch.setenv("PROLAB_ROOT", str(root))
-    monkeypatch.setenv("PROLAB_CACHE", str(tmp_path / "cache"))
-    return root
+    return make_scratch_root(tmp_path, monkeypatch)
 
 
 def _config(root, steps, name="t"):

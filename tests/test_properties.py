@@ -8,11 +8,6 @@ from prolab.properties import (ClusteringDefaults, EmbedderUnavailable, Embeddin
 from prolab.properties.embedders import Embedder
 
 
-@pytest.fixture(scope="module")
-def minilm():
-    return make_embedder("all-MiniLM-L6-v2")
-
-
 @pytest.fixture(autouse=True)
 def _private_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("PROLAB_CACHE", str(tmp_path / "cache"))

@@ -28,11 +28,6 @@ MEMBERS = [["a flat paved surface", "a flat paved walkway"],
            ["a vehicle with four wheels", "used by cars and trucks"]]
 
 
-@pytest.fixture(scope="module")
-def minilm():
-    return make_embedder("all-MiniLM-L6-v2")
-
-
 @pytest.fixture(autouse=True)
 def _private_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("PROLAB_CACHE", str(tmp_path / "cache"))
