@@ -36,6 +36,17 @@ def cache_root() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "prolab"
 
 
+def portable(path: str | os.PathLike) -> str:
+    """A path as it should be written into a committed or shared file: ``$PROLAB_CACHE/...`` inside the cache,
+    repository-relative inside the checkout, absolute otherwise (so results do not carry one machine's home)."""
+    p = Path(path).expanduser().resolve()
+    for root, prefix in ((cache_root().expanduser().resolve(), "$PROLAB_CACHE"), (repo_root(), "")):
+        if p.is_relative_to(root):
+            rel = p.relative_to(root).as_posix()
+            return f"{prefix}/{rel}" if prefix else (rel or ".")
+    return str(p)
+
+
 def slug(text: str) -> str:
     """File-name-safe form of a model or dataset name: ``Qwen/Qwen2.5 1.5B`` -> ``qwen-qwen2.5-1.5b``."""
     s = re.sub(r"[^a-z0-9.+_-]+", "-", str(text).strip().lower()).strip("-.")

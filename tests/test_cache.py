@@ -50,3 +50,13 @@ def test_readonly(tmp_path):
     c = CallCache(tmp_path / "x.jsonl", readonly=True)
     with pytest.raises(PermissionError):
         c.put("k", "v")
+
+
+def test_portable_paths_name_the_cache_and_the_checkout_not_this_machine(tmp_path, monkeypatch):
+    from prolab import paths
+
+    monkeypatch.setenv("PROLAB_CACHE", str(tmp_path / "cache"))
+    assert paths.portable(tmp_path / "cache" / "datasets" / "synthetic" / "val") == \
+        "$PROLAB_CACHE/datasets/synthetic/val"
+    assert paths.portable(paths.repo_root() / "results" / "demo") == "results/demo"
+    assert paths.portable(tmp_path / "elsewhere") == str((tmp_path / "elsewhere").resolve())

@@ -4,7 +4,9 @@ import json
 import pytest
 
 from prolab import load_class_names, paths
-from prolab.describe import describe_dataset, load_descriptors, load_meta
+from prolab.describe import describe_dataset, load_descriptors, load_meta, replay_settings
+from prolab.describe.report import descriptions_table
+from prolab.describe.retrieval import embedder_name
 
 EXPECTED = {"ade20k_150": 150, "coco_stuff_171": 171, "pascal_context_59": 59, "cityscapes_19": 19,
             "bdd100k_19": 19, "synthetic_outdoor": 18}
@@ -22,7 +24,7 @@ def test_every_paper_dataset_has_a_structured_descriptor_file():
 
 
 @pytest.mark.parametrize("path", _committed(), ids=lambda p: f"{p.parent.name}/{p.stem}")
-def test_complete_and_replayable(path, tmp_path):
+def test_complete_and_replayable(path, tmp_path, minilm):
     meta = load_meta(path)
     dataset = meta["dataset"]
     source = dataset if dataset in EXPECTED else str(paths.repo_root() / "descriptors" / f"{dataset}.txt")
@@ -33,8 +35,31 @@ def test_complete_and_replayable(path, tmp_path):
     failures = meta.get("failures", {})
     for c, d in data.items():
         assert len(d) >= 6 or c in failures, f"{c}: {len(d)} descriptions and not listed as failed"
+    settings = replay_settings(meta)   # the prompt names and pooling the file was made with
+    if "embedder" in settings:
+        assert embedder_name(settings["embedder"]).lower() == embedder_name(minilm).lower(), settings["embedder"]
+        settings["embedder"] = minilm       # the same model, loaded once for the module
     out = describe_dataset(source, backend="replay", llm=meta["llm"], prompt=meta["prompt"]["name"],
-                           out_root=tmp_path, progress=False)
+                           out_root=tmp_path, progress=False, **settings)
     assert out.path.name == path.name
     assert out.path.read_bytes() == path.read_bytes()
     assert out.meta["calls"]["new"] == 0
+
+
+@pytest.mark.parametrize("dataset", sorted(EXPECTED))
+def test_structured_files_have_8_to_15_descriptions_per_class_and_no_failures(dataset):
+    # the paper's range (8-15 per class); reached by prompt names + pooled samples (descriptors/generate.sh)
+    (path,) = [p for p in _committed() if p.parent.name == dataset and "__structured-" in p.name]
+    t = descriptions_table(path)
+    assert t["classes"] == EXPECTED[dataset]
+    assert t["min"] >= 8 and t["max"] <= 15, (t["min"], t["max"])
+    assert not t["failed"] and not t["fewer_than_8"]
+
+
+def test_ambiguous_ade20k_names_were_asked_in_their_dataset_sense():
+    (path,) = [p for p in _committed() if p.parent.name == "ade20k_150" and "__structured-" in p.name]
+    meta = load_meta(path)
+    assert meta["prompt_names"]["tank"] == "storage tank"
+    assert meta["prompt_names"]["blind"] == "window blind"
+    text = " ".join(load_descriptors(path)["tank"]).lower()
+    assert any(w in text for w in ("liquid", "store", "storing", "storage")), text

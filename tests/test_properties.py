@@ -167,3 +167,27 @@ def test_committed_property_spaces_load():
     for f in files:
         s = PropertySpace.load(f)
         assert s.signatures.sum(1).min() >= 1 and len(s.property_names) == s.n_properties
+
+
+def test_to_release_writes_the_class_names_an_imported_file_used(minilm, tmp_path):
+    import torch
+
+    from prolab.describe.descriptors import import_release
+
+    ours = ["tank", "bed", "sky"]
+    release = {"storage tank": ["a large container for liquids", "round steel walls", "stands beside factories"],
+               "bed ": ["a soft mattress on a frame", "covered with sheets and pillows", "found in bedrooms"],
+               "sky": ["blue and open above", "white clouds drift across it", "bright during the day"]}
+    src = tmp_path / "ade_release.json"
+    src.write_text(json.dumps(release))
+    classes = tmp_path / "classes.txt"
+    classes.write_text("\n".join(ours) + "\n")
+    with pytest.warns(UserWarning):
+        import_release(src, ours, dest=tmp_path / "imported.json")
+    s = build_property_space(str(classes), descriptor_file=tmp_path / "imported.json", embedder=minilm,
+                             n_properties=4, save=False, progress=False).space
+    assert s.class_names == ours and s.source["release_names"] == {"tank": "storage tank", "bed": "bed "}
+    raw = torch.load(s.to_release(tmp_path / "bank.pth"), weights_only=True)
+    assert list(raw["descriptions"]) == list(release)      # the release's spellings, trailing space included
+    plain = torch.load(s.to_release(tmp_path / "plain.pth", release_names=False), weights_only=True)
+    assert list(plain["descriptions"]) == ours

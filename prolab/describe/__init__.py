@@ -8,7 +8,6 @@ from .parsing import ParseDefaults, parse_reply
 from . import quality
 from .prompts import Prompt, available_prompts, load_prompt, prompts_overview
 from .retrieval import RetrievalDefaults, RetrievalResult, Retriever, retrieve
-from .report import descriptions_table, format_descriptions_tables
 from .run import DescribeOutput, committed_match, compare_prompts, describe_dataset, replay_settings
 from .senses import prompt_name, prompt_names
 
@@ -20,3 +19,11 @@ __all__ = [
     "committed_match", "compare_prompts", "prompts_overview", "quality", "replay_settings", "prompt_name",
     "prompt_names", "descriptions_table", "format_descriptions_tables",
 ]
+
+
+def __getattr__(name):
+    # report is imported lazily so that `python -m prolab.describe.report` does not find itself half-imported
+    if name in ("descriptions_table", "format_descriptions_tables"):
+        from . import report
+        return getattr(report, name)
+    raise AttributeError(f"module 'prolab.describe' has no attribute {name!r}")

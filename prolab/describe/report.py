@@ -47,3 +47,26 @@ def format_descriptions_tables(tables: list[dict[str, Any]], fewer_than: int = P
                      f"{len(t.get(key, {}))} | {failed} | {t['prompt_names']} | "
                      f"{t['pooled_classes']} ({t['samples']}) |")
     return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m prolab.describe.report",
+                                description="Descriptions per class, failed classes, prompt names and pooled "
+                                            "classes of descriptor files, as a Markdown table.")
+    p.add_argument("files", nargs="+", help="descriptor files (<dataset>/<llm>__<prompt>-<id>.json); sidecars "
+                                            "(.meta.json) given by a glob are skipped")
+    p.add_argument("--fewer_than", type=int, default=PAPER_RANGE[0],
+                   help=f"count the classes with fewer descriptions than this (default {PAPER_RANGE[0]})")
+    a = p.parse_args(argv)
+    files = [f for f in a.files if not f.endswith(".meta.json")]
+    for f in files:
+        if not Path(f).is_file():
+            p.error(f"{f}: no such descriptor file")
+    print(format_descriptions_tables([descriptions_table(f, a.fewer_than) for f in files], a.fewer_than))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

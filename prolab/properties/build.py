@@ -8,7 +8,7 @@ import numpy as np
 
 from .. import defaults, offline, paths
 from ..datasets import DATASETS, dataset_key, load_class_names
-from ..describe.descriptors import load_descriptors
+from ..describe.descriptors import load_descriptors, load_meta
 from ..describe.prompts import load_prompt
 from ..files import environment_info, file_sha256, utc_now
 from ..validation import validate
@@ -111,6 +111,16 @@ class BuildOutput:
     path: Path | None
 
 
+def _release_names(dfile: Path, class_names: list[str]) -> dict:
+    """An imported release file's own class spellings ({ours: theirs}, only where they differ), kept so that
+    ``PropertySpace.to_release`` writes them back ('storage tank', not 'tank')."""
+    names = load_meta(dfile).get("release_names") or []
+    if len(names) != len(class_names):
+        return {}
+    differ = {ours: theirs for ours, theirs in zip(class_names, names) if ours != theirs}
+    return {"release_names": differ} if differ else {}
+
+
 def build_property_space(dataset: str, descriptor_file: str | Path | None = None,
                          embedder: str | Embedder = defaults.EMBEDDER, embedder_kind: str = defaults.EMBEDDER_KIND,
                          n_properties: int | None = None, method: str | None = None, seed: int | None = None,
@@ -154,7 +164,8 @@ def build_property_space(dataset: str, descriptor_file: str | Path | None = None
         property_names=[""] * kk, embedder_id=emb.embedder_id,
         clustering={**cdef.as_dict(), "n_properties_requested": k, "n_empty_dropped": result.n_empty,
                     "inertia": result.inertia},
-        dataset=key, source={"descriptor_file": dfile.name, "sha256": file_sha256(dfile)})
+        dataset=key, source={"descriptor_file": dfile.name, "sha256": file_sha256(dfile),
+                             **_release_names(dfile, class_names)})
     space.property_names = nearest_member_names(space, x)
     before = find_collisions(space.signatures)
     space.notes["collisions_before"] = [[class_names[c] for c in g] for g in before]

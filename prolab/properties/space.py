@@ -150,13 +150,20 @@ class PropertySpace:
                    source=meta.get("source", {}), notes=meta.get("notes", {})).check()
 
     # -- the release's layout ------------------------------------------------------------------------------
-    def to_release(self, path: str | Path) -> Path:
-        """A torch file ``{"descriptions": {class: [...]}, "embeddings": [bank (d x K), labels (K x C)]}``."""
+    def to_release(self, path: str | Path, release_names: bool = True) -> Path:
+        """A torch file ``{"descriptions": {class: [...]}, "embeddings": [bank (d x K), labels (K x C)]}``.
+
+        A space built from an imported release file (or a release partition) writes the class names that file
+        used (``source["release_names"]``, e.g. 'storage tank' for mmseg's 'tank'), unless ``release_names`` is
+        False."""
         import io
 
         import torch
 
-        descs = {c: self.descriptions_of(c) for c in self.class_names}
+        spelled = dict(self.source.get("release_names") or {}) if release_names else {}
+        descs = {spelled.get(c, c): self.descriptions_of(c) for c in self.class_names}
+        if len(descs) != len(self.class_names):
+            raise ValueError(f"release names {spelled} merge two classes; write with release_names=False")
         obj = {"descriptions": descs,
                "embeddings": [torch.from_numpy(np.ascontiguousarray(self.bank.T, dtype=np.float32)),
                               torch.from_numpy(np.ascontiguousarray(self.signatures.T, dtype=np.float32))]}

@@ -187,7 +187,8 @@ def create_backbone(name: str = "mobilenetv2_100", pretrained: str | bool | None
         close = timm.list_models(f"*{name.split('.')[0][:6]}*")[:5]
         raise ValueError(f"unknown backbone {name!r}: not a timm model nor vit_adapter_base"
                          + (f" (timm has e.g. {', '.join(close)})" if close else ""))
-    probe = _timm_features(name, **_vit_kwargs(name))
+    with torch.random.fork_rng(devices=[]):   # the probe's random init must not shift the real model's seed stream
+        probe = _timm_features(name, **_vit_kwargs(name))
     reductions = probe.feature_info.reduction()
     if out_indices is None and pyramid_levels(reductions) is None and set(reductions) == {16}:
         depth = len(getattr(probe, "blocks", [])) or 12

@@ -36,7 +36,7 @@ def evaluate_runs(run_names: list[str], split: str = "val", inference: str = "wh
         rows.append(row)
         if out_dir is not None:
             # the folders really scored, so a metrics file can never claim a split it did not read
-            folders = sorted({str(p.parent) for pair in data.pairs for p in pair})
+            folders = sorted({paths.portable(p.parent) for pair in data.pairs for p in pair})
             save_results(res, Path(out_dir) / paths.slug(name),
                          {"run": cfg.to_dict(), "split": split, "folders": folders[:8], "images": len(data),
                           "inference": inference, "limit": limit, "mean_over": seen})
