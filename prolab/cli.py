@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import defaults
+from . import defaults, paths
 
 DATASET_HELP = ("a registered dataset (see `prolab doctor`), a dataset YAML (your own data; README, 'Your own "
                 "dataset'; `python -m prolab.datasets.spec` prints an example) or a class-list file (.txt/.json)")
@@ -149,6 +149,10 @@ def _add_properties(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--separate", action="store_true",
                    help=_h("also pull near-collisions apart (subset signatures, cosine >= 0.8, Hamming 1) and split "
                            "properties shared by half the classes or more", "off"))
+    p.add_argument("--unseen", default=None, metavar="CLASSES",
+                   help=_h("comma-separated classes held out of the clustering (the unseen-class protocol): the "
+                           "bank is built from the other classes' descriptions and theirs are assigned to it; "
+                           "written to <PROLAB_CACHE>/spaces/, where `prolab train --unseen` looks", "none"))
     p.add_argument("--out_root", default=None, help=_h("folder for property spaces", "properties/"))
     p.add_argument("--release_export", default=None, help=_h("also write the release's torch layout to this file",
                                                              "not written"))
@@ -174,7 +178,7 @@ def _run_properties(a: argparse.Namespace) -> int:
         given = [f for f, on in (("--descriptor_file", a.descriptor_file), ("--descriptor_root", a.descriptor_root),
                                  ("--n_properties", a.n_properties is not None), ("--repair", a.repair),
                                  ("--method", a.method != defaults.METHOD), ("--seed", a.seed != 0),
-                                 ("--separate", a.separate)) if on]
+                                 ("--separate", a.separate), ("--unseen", a.unseen)) if on]
         if given or len(a.dataset) > 1:
             raise ValueError("--release_partition takes the properties from the file, for one --dataset: drop "
                              + ", ".join(given or ["the other datasets"]))
@@ -187,10 +191,11 @@ def _run_properties(a: argparse.Namespace) -> int:
         raise ValueError("--descriptor_file applies to one dataset; pass a single --dataset")
     for ds in a.dataset:
         _say_dataset(ds)
+        out_root = a.out_root or (str(paths.cache_root() / "spaces") if a.unseen else None)
         out = build_property_space(ds, descriptor_file=a.descriptor_file, embedder=a.embedder,
                                    embedder_kind=a.embedder_kind, n_properties=a.n_properties, method=a.method,
-                                   seed=a.seed, repair=a.repair, separate=a.separate, out_root=a.out_root,
-                                   descriptor_root=a.descriptor_root)
+                                   seed=a.seed, repair=a.repair, separate=a.separate, out_root=out_root,
+                                   descriptor_root=a.descriptor_root, unseen=a.unseen)
         s = property_stats(out.space)
         print(f"{out.space}\n  -> {out.path}\n  properties per class {s['properties per class (mean)']}, "
               f"colliding groups before/after: {len(out.space.notes['collisions_before'])}/"

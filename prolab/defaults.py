@@ -29,7 +29,7 @@ def n_properties_rule(n_descriptions: int) -> int:
 PROPERTY_LOSSES = ("cos_sigmoid", "bce", "cos")
 CATEGORY_LOSS = "ce"
 LOSS = "cos_sigmoid"
-MODES = ("property", "category")
+MODES = ("property", "category", "name_embedding")   # name_embedding: regress the class name's sentence embedding
 IGNORE_INDEX = 255
 TEMPERATURE = 0.04                           # T in sigmoid(z / T); the paper uses 0.01 with normalised e
 BACKBONE = "mobilenetv2_100"                 # offline ImageNet weights ship in a package

@@ -139,6 +139,7 @@ RULES: dict[str, dict[str, Rule]] = {
         "warmup_iters": Rule(int, min=0),
         "poly_power": Rule(float, min=0),
         "onehot_warmup_iters": Rule(int, min=0),
+        "name_embedder": Rule(str),
         "ignore_index": Rule(int, min=0, max=255),
         "seed": _SEED,
         "num_workers": Rule(int, min=0, max=64),

@@ -297,3 +297,75 @@ def metric_vs_axis(runs, axis: str = "n_properties", metric: str = "mIoU"):
     ax.set_ylabel(f"{metric} (mean ± std over seeds)")
     fig.tight_layout()
     return fig
+
+
+def _display_image(image):
+    """uint8 (H, W, 3) for imshow: a uint8 array as it is; a normalised (3, H, W) or (1, 3, H, W) tensor or
+    array un-normalised with the ImageNet statistics."""
+    import numpy as np
+
+    from .datasets.transforms import IMAGENET_MEAN, IMAGENET_STD
+
+    a = image.detach().cpu().numpy() if hasattr(image, "detach") else np.asarray(image)
+    if a.dtype == np.uint8:
+        return a
+    a = a.reshape(a.shape[-3:]).transpose(1, 2, 0) * np.asarray(IMAGENET_STD) + np.asarray(IMAGENET_MEAN)
+    return (np.clip(a, 0, 1) * 255).round().astype(np.uint8)
+
+
+def _short(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def property_activation_maps(image, maps, names, width: int = 24, max_lines: int = 3):
+    """The image, then one heatmap per property (activation p_k, 0 to 1, one shared colour bar) titled with the
+    property name wrapped to ``width`` characters (at most ``max_lines`` lines). ``maps``, ``names``: what
+    ``segment.explain.property_maps`` returns. Axes: image + one per map + the colour bar."""
+    import textwrap
+
+    if len(maps) != len(names):
+        raise ValueError(f"{len(maps)} maps but {len(names)} names")
+    n = len(maps) + 1
+    fig, axes = plt.subplots(1, n, figsize=(2.6 * n + 0.6, 3.2), squeeze=False)
+    axes = axes[0]
+    axes[0].imshow(_display_image(image))
+    axes[0].set_title("image", fontsize=9)
+    im = None
+    for ax, m, name in zip(axes[1:], maps, names):
+        im = ax.imshow(m, vmin=0, vmax=1, cmap="magma")
+        lines = textwrap.wrap(name, width) or [""]
+        if len(lines) > max_lines:
+            lines = lines[: max_lines - 1] + [_short(" ".join(lines[max_lines - 1:]), width)]
+        ax.set_title("\n".join(lines), fontsize=8)
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    if im is not None:
+        fig.colorbar(im, ax=list(axes), shrink=0.8, label="activation $p_k$")
+    return fig
+
+
+def contribution_bars(explanation, top: int = 10, max_label_chars: int = 40):
+    """Horizontal bars: each property's contribution to the predicted class and to the rival (the runner-up of
+    ``explain_pixel`` / ``explain_region``, or the class asked about in ``why_not``), for the ``top``
+    properties with the largest contribution to either. A class's contributions sum to its cosine score."""
+    import numpy as np
+
+    e = explanation
+    a, b = e.contribution(e.predicted), e.contribution(e.rival)
+    ks = np.flatnonzero(np.maximum(np.abs(a), np.abs(b)) > 0)
+    ks = ks[np.argsort(-np.maximum(np.abs(a[ks]), np.abs(b[ks])), kind="stable")][:top]
+    rows = np.arange(len(ks))
+    fig, ax = plt.subplots(figsize=(7.5, 1.2 + 0.38 * max(len(ks), 1)))
+    h = 0.4
+    ax.barh(rows - h / 2, a[ks], h, color="#4C72B0",
+            label=f"{e.predicted} (score {e.scores[e.predicted]:.3f})")
+    ax.barh(rows + h / 2, b[ks], h, color="#DD8452", label=f"{e.rival} (score {e.scores[e.rival]:.3f})")
+    ax.set_yticks(rows, [_short(e.property_names[k], max_label_chars) for k in ks], fontsize=8)
+    ax.invert_yaxis()  # largest first
+    ax.set_xlabel("contribution to the cosine score")
+    ax.set_title(f"{e.where}: {e.predicted} vs {e.rival} (gap {e.gap:.3f})", fontsize=10)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig

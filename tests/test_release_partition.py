@@ -305,3 +305,19 @@ def test_cli_end_to_end(tmp_path):
         assert "neighbour overlap@5:" in r.stdout and "ARI: n/a" in r.stdout
     else:
         assert "no kit space of cityscapes_19" in r.stdout
+
+
+def test_notebook04_release_section_reports_statistics_and_agreement(tmp_path, minilm):
+    from prolab.properties import build_property_space
+    from prolab.release import release_agreement_lines
+
+    ours = build_property_space("cityscapes_19", embedder=minilm, save=False, progress=False).space
+    assert "release_partition = None" in release_agreement_lines(None, "cityscapes_19", ours)[0]
+    lines = release_agreement_lines(_write(tmp_path, PARTITION), "cityscapes_19", ours, embedder=minilm,
+                                    progress=False)
+    text = "\n".join(lines)
+    assert lines[0] == "The authors' partition property_cityscapes.json:"
+    assert "19 classes, 3 properties, 6 descriptions" in text and "neighbour overlap@" in text
+    assert "classes without properties (15)" in text
+    with pytest.raises(FileNotFoundError, match="nope.json"):
+        release_agreement_lines(tmp_path / "nope.json", "cityscapes_19", ours)

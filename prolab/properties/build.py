@@ -16,6 +16,7 @@ from .clustering import Clustering, ClusteringDefaults, cluster
 from .collisions import find_collisions, near_collisions, property_usage, repair_collisions, separate_signatures
 from .embedcache import EmbeddingCache
 from .embedders import Embedder, make_embedder
+from .assign import nearest_properties
 from .names import nearest_member_names
 from .space import PropertySpace, signatures_from_assignments
 
@@ -50,10 +51,12 @@ def _missing_descriptions(dataset: str, dfile: Path) -> FileNotFoundError:
         + (f"; files in {dfile.parent}: {', '.join(there)}" if there else ""))
 
 
-def default_space_path(dataset: str) -> Path:
+def default_space_path(dataset: str, unseen: list[str] | None = None) -> Path:
     """The kit's default space of a dataset: its default descriptor file, the default embedder, K-Means
     seed 0, the default K. Committed for the paper datasets and the embedded default; built here on first use
-    otherwise (for your own data: once `prolab describe --dataset my.yaml` has written its descriptions)."""
+    otherwise (for your own data: once `prolab describe --dataset my.yaml` has written its descriptions).
+    With ``unseen`` classes: the same recipe with those classes held out of the clustering, built on first use
+    in the user cache (``<PROLAB_CACHE>/spaces``), never in the committed folder."""
     from ..datasets.spec import is_spec_path
 
     if dataset not in DATASETS and not is_spec_path(dataset):
@@ -66,10 +69,14 @@ def default_space_path(dataset: str) -> Path:
         default_n_properties(dataset, sum(len(v) for v in load_descriptors(dfile).values()))
     # the id the default embedder reports (offline alias, sentence-transformers), without loading the model
     emb_id = f"{offline.EMBEDDER_ALIASES[defaults.EMBEDDER.lower()][0]}__st"
-    path = paths.property_space_path(dataset_key(dataset), dfile.stem, emb_id, method_tag(ClusteringDefaults()), k)
+    held = unseen_indices(unseen, load_class_names(dataset), where=f"dataset {dataset}")
+    names = [load_class_names(dataset)[c] for c in held]
+    root = paths.cache_root() / "spaces" if held else None
+    path = paths.property_space_path(dataset_key(dataset), dfile.stem, emb_id,
+                                     method_tag(ClusteringDefaults()) + unseen_tag(names), k, root=root)
     if path.exists():
         return path
-    return build_property_space(dataset, progress=False).path
+    return build_property_space(dataset, progress=False, unseen=names, out_root=root).path
 
 
 def resolve_n_properties(dataset: str, n_properties: int | None, n_descriptions: int, where: str = "") -> int:
@@ -111,6 +118,33 @@ class BuildOutput:
     path: Path | None
 
 
+def unseen_indices(unseen, class_names: list[str], where: str = "") -> list[int]:
+    """Class indices of ``unseen`` (names, or one comma-separated string), checked: each must be a class, and at
+    least one class must stay seen."""
+    from ..datasets import class_key
+
+    if not unseen:
+        return []
+    names = [n.strip() for n in (unseen.split(",") if isinstance(unseen, str) else unseen) if str(n).strip()]
+    keys = {class_key(c): i for i, c in enumerate(class_names)}
+    bad = [n for n in names if class_key(n) not in keys]
+    if bad:
+        import difflib
+
+        hint = {n: difflib.get_close_matches(n, class_names, 1) for n in bad}
+        raise ValueError(f"{where}: unseen classes {bad} are not classes of it"
+                         + "".join(f"; did you mean {h[0]!r} for {n!r}?" for n, h in hint.items() if h))
+    idx = sorted({keys[class_key(n)] for n in names})
+    if len(idx) >= len(class_names):
+        raise ValueError(f"{where}: unseen = {names} leaves no seen class to train on")
+    return idx
+
+
+def unseen_tag(names: list[str]) -> str:
+    """File-name part of a space with held-out classes (empty when none)."""
+    return f"-unseen-{paths.slug('-'.join(names))}" if names else ""
+
+
 def _release_names(dfile: Path, class_names: list[str]) -> dict:
     """An imported release file's own class spellings ({ours: theirs}, only where they differ), kept so that
     ``PropertySpace.to_release`` writes them back ('storage tank', not 'tank')."""
@@ -126,7 +160,8 @@ def build_property_space(dataset: str, descriptor_file: str | Path | None = None
                          n_properties: int | None = None, method: str | None = None, seed: int | None = None,
                          clustering: ClusteringDefaults | None = None, repair: bool = False,
                          separate: bool = False, out_root: str | Path | None = None, save: bool = True,
-                         progress: bool = True, descriptor_root: str | Path | None = None) -> BuildOutput:
+                         progress: bool = True, descriptor_root: str | Path | None = None,
+                         unseen: list[str] | None = None) -> BuildOutput:
     """Build (and save) the property space of ``dataset`` (a registered name, a dataset YAML or a class list)
     from a descriptor file.
 
@@ -134,9 +169,13 @@ def build_property_space(dataset: str, descriptor_file: str | Path | None = None
     under ``descriptor_root`` if describe had an out_root); ``n_properties`` to ``default_n_properties``.
     ``repair`` makes colliding signatures unique (``collisions.repair_collisions``); ``separate`` also pulls
     near-collisions apart and splits over-shared properties (``collisions.separate_signatures``).
+    ``unseen`` (class names) holds classes out of the clustering: the bank is built from the other classes'
+    descriptions only, and each unseen class's descriptions are then assigned to their nearest property
+    (``assign.nearest_properties``), as a class never labelled in training is reached at test time.
     """
     key = dataset_key(dataset)
     class_names = load_class_names(dataset)
+    held = unseen_indices(unseen, class_names, where=f"dataset {dataset}")
     dfile = paths.resolve(descriptor_file) if descriptor_file else default_descriptor_file(dataset, root=descriptor_root)
     if not dfile.exists():
         raise _missing_descriptions(dataset, dfile) if not descriptor_file else \
@@ -156,16 +195,22 @@ def build_property_space(dataset: str, descriptor_file: str | Path | None = None
     validate("properties", {"method": cdef.method, "seed": cdef.seed, "embedder_kind": embedder_kind})
     emb = make_embedder(embedder, embedder_kind) if isinstance(embedder, str) else embedder
     texts, desc_class, x = embed_descriptions(descriptions, emb, progress=progress)
-    result = cluster(x, k, cdef)
+    seen = ~np.isin(desc_class, held)
+    result = cluster(x[seen], k, cdef)
+    labels = np.empty(len(x), dtype=np.int64)
+    labels[seen] = result.labels
+    labels[~seen] = nearest_properties(result.centres, x[~seen])
     kk = result.centres.shape[0]
     space = PropertySpace(
-        bank=result.centres, signatures=signatures_from_assignments(desc_class, result.labels, len(class_names), kk),
-        class_names=class_names, descriptions=texts, desc_class=desc_class, desc_property=result.labels,
+        bank=result.centres, signatures=signatures_from_assignments(desc_class, labels, len(class_names), kk),
+        class_names=class_names, descriptions=texts, desc_class=desc_class, desc_property=labels,
         property_names=[""] * kk, embedder_id=emb.embedder_id,
         clustering={**cdef.as_dict(), "n_properties_requested": k, "n_empty_dropped": result.n_empty,
                     "inertia": result.inertia},
         dataset=key, source={"descriptor_file": dfile.name, "sha256": file_sha256(dfile),
                              **_release_names(dfile, class_names)})
+    if held:
+        space.notes["unseen"] = [class_names[c] for c in held]
     space.property_names = nearest_member_names(space, x)
     before = find_collisions(space.signatures)
     space.notes["collisions_before"] = [[class_names[c] for c in g] for g in before]
@@ -179,7 +224,8 @@ def build_property_space(dataset: str, descriptor_file: str | Path | None = None
     space.notes["usage"] = property_usage(space)
     path = None
     if save:
-        tag = method_tag(cdef) + ("-separated" if separate else "-repaired" if repair else "")
+        tag = method_tag(cdef) + ("-separated" if separate else "-repaired" if repair else "") + unseen_tag(
+            [class_names[c] for c in held])
         # the file is named after the K it holds (a --separate space may have split properties)
         path = paths.property_space_path(key, dfile.stem, emb.embedder_id, tag, space.n_properties,
                                          root=paths.resolve(out_root) if out_root else None)

@@ -370,3 +370,20 @@ def partition_report_lines(report: dict[str, Any]) -> list[str]:
         lines.append(f"class-similarity correlation: {fmt(report['class_similarity_correlation'])}, "
                      f"matched property Jaccard: {fmt(report['matched_property_jaccard'])}")
     return lines
+
+
+def release_agreement_lines(release_partition: str | Path | None, dataset: str, space: PropertySpace,
+                            embedder="all-MiniLM-L6-v2", embedder_kind: str = defaults.EMBEDDER_KIND,
+                            progress: bool = True) -> list[str]:
+    """Notebook 04's view of the authors' partition of ``dataset``: its statistics and its agreement with
+    ``space`` (a space the kit built for that dataset), as lines; with ``release_partition`` None, how to get
+    one instead."""
+    if release_partition is None:
+        return ["No release partition given (release_partition = None). The authors publish one per dataset as "
+                "property_<dataset>.json; set release_partition to its path to see its statistics and its "
+                "agreement with this space."]
+    path = Path(release_partition).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"release_partition = {str(release_partition)!r}: no such file")
+    theirs = partition_space(path, dataset, embedder=embedder, embedder_kind=embedder_kind, progress=progress)
+    return [f"The authors' partition {path.name}:"] + partition_report_lines(partition_report(theirs, space))

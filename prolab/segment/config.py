@@ -19,11 +19,13 @@ class TrainConfig:
     img_suffix: str = ".jpg"
     seg_map_suffix: str = ".png"
     ignore_index: int = defaults.IGNORE_INDEX
-    mode: str = "property"                 # property | category
+    mode: str = "property"                 # property | category | name_embedding
     loss: str = defaults.LOSS               # cos_sigmoid | bce | cos (property); category mode uses cross-entropy
     property_space: str | None = None      # .safetensors of a PropertySpace; None: the committed default
     temperature: float = defaults.TEMPERATURE  # T in sigmoid(z / T); 0.01 with normalize=True
     normalize: bool = False                # L2-normalise the pixel embedding
+    unseen: str = ""                       # comma-separated classes held out: ignored in training, scored at test
+    name_embedder: str = defaults.EMBEDDER  # name_embedding mode: the sentence embedder of the class names
     backbone: str = defaults.BACKBONE
     pretrained: str | None = "offline"
     channels: int = 512
@@ -49,6 +51,13 @@ class TrainConfig:
     def __post_init__(self):
         from ..datasets import DATASETS
 
+        if isinstance(self.unseen, (list, tuple)):  # a YAML list or a notebook parameter list
+            self.unseen = ",".join(str(c).strip() for c in self.unseen)
+        if self.unseen is None:
+            self.unseen = ""
+        if not isinstance(self.unseen, str):
+            raise ValueError(f"training config: unseen = {self.unseen!r}: must be class names, comma-separated "
+                             "(bus,boat) or a list")
         if isinstance(self.pretrained, str) and self.pretrained.strip().lower() in ("none", ""):
             self.pretrained = None  # "none" from a flag or a notebook parameter: random initialisation
         from ..validation import validate
@@ -131,9 +140,14 @@ HELP = {
     "img_suffix": "'custom' only: image file ending (e.g. .jpg, .png, _leftImg8bit.png)",
     "seg_map_suffix": "'custom' only: label-map file ending (8-bit PNG of class indices)",
     "ignore_index": "'custom' only: the raw label value meaning 'not labelled' (a dataset YAML sets ignore_index)",
-    "mode": "property: property supervision (ProLab); category: one-hot cross-entropy baseline",
+    "mode": "property: property supervision (ProLab); category: one-hot cross-entropy baseline; name_embedding: "
+            "regress the sentence embedding of the class name (cosine loss; classes by cosine)",
     "loss": "property loss: cos_sigmoid (the paper's), bce or cos; category mode always uses cross-entropy",
     "property_space": "PropertySpace .safetensors written by `prolab properties`; none = the dataset's default space",
+    "unseen": "comma-separated class names held out (e.g. bus,boat): their pixels are ignored in training, the "
+              "property bank is built without their descriptions and their signatures come from assigning them "
+              "to it; they are scored at test (the unseen-class protocol)",
+    "name_embedder": "name_embedding mode: sentence embedder of the class names (an offline alias or a hub name)",
     "temperature": "T in sigmoid(z / T) of the property head (unitless)",
     "normalize": "L2-normalise the pixel embedding before the property bank (true/false)",
     "backbone": "timm model name of the encoder",

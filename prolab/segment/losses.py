@@ -99,13 +99,33 @@ def category_loss(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int 
     return F.cross_entropy(logits, labels, ignore_index=ignore_index)
 
 
+def name_embedding_loss(e: torch.Tensor, labels: torch.Tensor, name_bank: torch.Tensor,
+                        ignore_index: int = IGNORE) -> torch.Tensor:
+    """Mean over labelled pixels of 1 - cos(e, t_c): the pixel embedding e (B, d, H, W) against the
+    L2-normalised sentence embedding t_c (rows of ``name_bank``, C x d) of the pixel's class name."""
+    valid = labels != ignore_index
+    n_valid = valid.sum()
+    if n_valid == 0:
+        return e.sum() * 0.0
+    lab = torch.where(valid, labels, torch.zeros_like(labels))
+    if int(lab.max()) >= name_bank.shape[0]:
+        raise ValueError(f"label {int(lab.max())} has no class-name embedding ({name_bank.shape[0]} classes)")
+    # e . t_c without a (B, H, W, d) target: score every class at every pixel (C is small), pick the label's
+    cos = torch.einsum("bdhw,cd->bchw", F.normalize(e, dim=1), name_bank.to(e.dtype))
+    per_pixel = 1 - cos.gather(1, lab[:, None]).squeeze(1)
+    return (per_pixel * valid).sum() / n_valid
+
+
 def segmentation_loss(out: dict, labels: torch.Tensor, signatures: torch.Tensor | None, temperature: float,
-                      kind: str, aux_weight: float = 0.4, ignore_index: int = IGNORE) -> torch.Tensor:
+                      kind: str, aux_weight: float = 0.4, ignore_index: int = IGNORE,
+                      name_bank: torch.Tensor | None = None) -> torch.Tensor:
     """Main + weighted auxiliary loss, logits upsampled (bilinear) to the label size."""
     def one(logits):
         logits = F.interpolate(logits, size=labels.shape[1:], mode="bilinear", align_corners=False)
         if out["kind"] == "category":
             return category_loss(logits, labels, ignore_index)
+        if out["kind"] == "name_embedding":
+            return name_embedding_loss(logits, labels, name_bank, ignore_index)
         return property_loss(logits, labels, signatures, temperature, kind, ignore_index)
 
     loss = one(out["logits"])

@@ -1,7 +1,9 @@
 """Segmentation model: timm backbone + UPerNet decode head (+ optional FCN auxiliary head).
 
-Two outputs:
+Three outputs:
 - ``category``: C-way logits (the category-level baseline, trained with cross-entropy);
+- ``name_embedding``: a d-dim embedding per pixel regressed onto the sentence embedding of its class's name
+  (cosine loss; classes by cosine): the paper's "category space with a text embedder" baseline;
 - ``property``: a d-dim embedding e per pixel, optionally L2-normalised, turned into property logits
   z = e . E^T by the frozen property bank E (K x d); activations p = sigmoid(z / T); classes come back by
   cosine similarity between p and the class signatures.
@@ -90,12 +92,15 @@ class ModelDefaults:
 class SegModel(nn.Module):
     def __init__(self, n_classes: int, mode: str = "property", bank: torch.Tensor | None = None,
                  signatures: torch.Tensor | None = None, temperature: float = 0.04, normalize: bool = False,
-                 defaults: ModelDefaults = ModelDefaults()):
+                 defaults: ModelDefaults = ModelDefaults(), name_bank: torch.Tensor | None = None):
         super().__init__()
-        if mode not in ("property", "category"):
-            raise ValueError(f"mode must be 'property' or 'category', not {mode!r}")
+        if mode not in ("property", "category", "name_embedding"):
+            raise ValueError(f"mode must be 'property', 'category' or 'name_embedding', not {mode!r}")
         if mode == "property" and (bank is None or signatures is None):
             raise ValueError("property mode needs the property bank (K x d) and the signatures (C x K)")
+        if mode == "name_embedding" and (name_bank is None or tuple(name_bank.shape)[0] != n_classes):
+            raise ValueError(f"name_embedding mode needs the class-name embeddings ({n_classes} x d), got "
+                             f"{None if name_bank is None else tuple(name_bank.shape)}")
         self.mode, self.n_classes, self.temperature, self.normalize = mode, n_classes, temperature, normalize
         self.defaults = defaults
         self.backbone = create_backbone(defaults.backbone, defaults.pretrained)
@@ -110,6 +115,9 @@ class SegModel(nn.Module):
             self.register_buffer("bank", bank)                  # frozen: not a parameter
             self.register_buffer("signatures", sig)
             out_dim = bank.shape[1]
+        elif mode == "name_embedding":
+            self.register_buffer("name_bank", F.normalize(torch.as_tensor(name_bank, dtype=torch.float32), dim=1))
+            out_dim = self.name_bank.shape[1]
         else:
             out_dim = n_classes
         self.classifier = nn.Conv2d(defaults.channels, out_dim, 1)
@@ -133,6 +141,9 @@ class SegModel(nn.Module):
         if self.mode == "category" or warmup:
             out["logits"] = (self.warmup_classifier if warmup else self.classifier)(x)
             out["kind"] = "category"
+        elif self.mode == "name_embedding":
+            out["logits"] = self.classifier(x)          # the pixel embedding e (B, d, h, w)
+            out["kind"] = "name_embedding"
         else:
             out["logits"] = self.property_head(x, self.classifier)
             out["kind"] = "property"
@@ -155,14 +166,19 @@ class SegModel(nn.Module):
     # -- inference --------------------------------------------------------------------------------------------
     def class_scores(self, logits: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) class scores. Property mode: cosine between sigmoid(z/T) and each signature;
-        category mode: the logits themselves."""
+        name_embedding mode: cosine between the pixel embedding and each class name's embedding; category mode:
+        the logits themselves."""
         if self.mode == "category":
             return logits
+        if self.mode == "name_embedding":
+            return torch.einsum("bdhw,cd->bchw", F.normalize(logits, dim=1), self.name_bank)
         return property_class_scores(logits, self.signatures, self.temperature)
 
     @torch.no_grad()
-    def predict_scores(self, images: torch.Tensor, size=None, score_resolution: str = "feature") -> torch.Tensor:
-        """Softmax class scores at ``size`` (default: the input size).
+    def predict_scores(self, images: torch.Tensor, size=None, score_resolution: str = "feature",
+                       softmax: bool = True) -> torch.Tensor:
+        """Softmax class scores at ``size`` (default: the input size); ``softmax=False`` gives the raw scores
+        (cosines, or logits in category mode), the scale calibrated stacking shifts.
 
         ``score_resolution="feature"`` computes class scores where the logits are (1/4 of the input) and
         upsamples the C score maps, as the category baseline upsamples its C logits: the same upsampling cost.
@@ -170,11 +186,11 @@ class SegModel(nn.Module):
         the upsampling and a per-pixel K x C product)."""
         size = tuple(size or images.shape[2:])
         logits = self.forward(images)["logits"]
-        if self.mode == "property" and score_resolution == "feature":
-            scores = self.class_scores(logits)
-            return F.interpolate(scores, size=size, mode="bilinear", align_corners=False).softmax(1)
-        logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
-        return self.class_scores(logits).softmax(1)
+        if self.mode != "category" and score_resolution == "feature":
+            scores = F.interpolate(self.class_scores(logits), size=size, mode="bilinear", align_corners=False)
+        else:
+            scores = self.class_scores(F.interpolate(logits, size=size, mode="bilinear", align_corners=False))
+        return scores.softmax(1) if softmax else scores
 
 
 def property_class_scores(logits: torch.Tensor, signatures: torch.Tensor, temperature: float) -> torch.Tensor:

@@ -28,7 +28,7 @@ def evaluate_runs(run_names: list[str], split: str = "val", inference: str = "wh
         res = evaluate(model, data, mode=inference, crop=cfg.crop_size,
                        stride=max(1, cfg.crop_size * 2 // 3), limit=limit, classes=seen, progress=progress)
         results[name] = res
-        row = {"run": name, "mode": cfg.mode, "loss": cfg.loss if cfg.mode == "property" else "ce",
+        row = {"run": name, "mode": cfg.mode, "loss": {"property": cfg.loss, "category": "ce"}.get(cfg.mode, "cos"),
                "iters": cfg.iters, "seed": cfg.seed, **res.summary()}
         unseen = unseen_class_names(cfg.dataset) if cfg.dataset != "custom" else []
         if unseen:

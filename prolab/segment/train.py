@@ -18,6 +18,7 @@ import torch
 from ..progress import tqdm
 
 from .. import paths
+from ..defaults import IGNORE_INDEX
 from ..files import atomic_write_bytes, atomic_write_json, clean_stale_temps, environment_info
 from .config import RESUME_FREE, TrainConfig
 from .data import _Batches, _Keys, eval_split, open_split  # noqa: F401  (eval_split: re-exported)
@@ -86,10 +87,35 @@ def resolve_device(device: str) -> torch.device:
     return torch.device("cpu")
 
 
+def unseen_ids(cfg: TrainConfig, class_names: list[str]) -> list[int]:
+    """Indices of the run's held-out classes (``cfg.unseen``), checked against the dataset's classes."""
+    from ..properties.build import unseen_indices
+
+    return unseen_indices(cfg.unseen, class_names, where=f"training config: unseen = {cfg.unseen!r}: dataset "
+                                                         f"{cfg.dataset}")
+
+
+def mask_unseen(labels: torch.Tensor, held: torch.Tensor) -> torch.Tensor:
+    """Held-out classes are never labelled in training: their pixels become 'ignore'."""
+    if not len(held):
+        return labels
+    return torch.where(torch.isin(labels, held), torch.full_like(labels, IGNORE_INDEX), labels)
+
+
+def run_unseen(cfg: TrainConfig, class_names: list[str]) -> list[str]:
+    """Every class a run never saw labelled: its ``unseen`` setting and the dataset's reserved unseen classes."""
+    from ..datasets import DATASETS, unseen_class_names
+
+    held = [class_names[c] for c in unseen_ids(cfg, class_names)]
+    reserved = unseen_class_names(cfg.dataset) if cfg.dataset in DATASETS else []
+    return [c for c in class_names if c in set(held) | set(reserved)]
+
+
 def load_space_for(cfg: TrainConfig, class_names: list[str]):
     from ..properties import PropertySpace, default_space_path
 
-    path = paths.resolve(cfg.property_space) if cfg.property_space else default_space_path(cfg.dataset)
+    held = [class_names[c] for c in unseen_ids(cfg, class_names)]
+    path = paths.resolve(cfg.property_space) if cfg.property_space else default_space_path(cfg.dataset, held)
     if not cfg.property_space:  # record the resolved space, so a resume or load_trained uses the very same one
         root = paths.repo_root()
         cfg.property_space = str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
@@ -97,7 +123,23 @@ def load_space_for(cfg: TrainConfig, class_names: list[str]):
     if space.class_names != class_names:
         raise ValueError(f"property space {Path(path).name} is for classes {space.class_names[:3]}..., "
                          f"not the dataset's {class_names[:3]}...")
+    leaked = sorted(set(held) - set(space.notes.get("unseen", [])))
+    if leaked:  # the protocol: unseen classes reach the bank only by assignment, never by clustering
+        raise ValueError(f"property space {Path(path).name} was clustered with the descriptions of {leaked}, which "
+                         f"this run holds out (unseen = {cfg.unseen!r}); build one without them: prolab properties "
+                         f"--dataset {cfg.dataset} --unseen {','.join(held)}")
     return space, path
+
+
+def name_bank_for(cfg: TrainConfig, class_names: list[str]) -> np.ndarray:
+    """(C, d) L2-normalised sentence embeddings of the class names (name_embedding mode), through the
+    embedding cache: the 'category space with a text embedder' baseline of the paper."""
+    from ..properties import make_embedder
+    from ..properties.embedcache import EmbeddingCache
+
+    emb = make_embedder(cfg.name_embedder)
+    x = EmbeddingCache(emb.embedder_id).encode(emb, list(class_names), progress=False).astype(np.float32)
+    return x / np.clip(np.linalg.norm(x, axis=1, keepdims=True), 1e-12, None)
 
 
 @dataclass
@@ -129,14 +171,17 @@ def _dist_info():
 
 
 def build_model(cfg: TrainConfig, class_names: list[str]):
-    space = None
+    space, names = None, None
+    unseen_ids(cfg, class_names)  # a typo in --unseen fails here, before any weights load
     if cfg.mode == "property":
         space, _ = load_space_for(cfg, class_names)
+    elif cfg.mode == "name_embedding":
+        names = torch.from_numpy(name_bank_for(cfg, class_names))
     md = ModelDefaults(backbone=cfg.backbone, pretrained=cfg.pretrained, channels=cfg.channels,
                        aux_channels=max(32, cfg.channels // 2), use_aux=cfg.aux_weight > 0)
     model = SegModel(len(class_names), cfg.mode, None if space is None else torch.from_numpy(space.bank),
                      None if space is None else torch.from_numpy(space.signatures.astype(np.float32)),
-                     cfg.temperature, cfg.normalize, md)
+                     cfg.temperature, cfg.normalize, md, name_bank=names)
     return model, space
 
 
@@ -202,6 +247,7 @@ def train(cfg: TrainConfig, progress: bool = True, stop_after: int | None = None
                            identity=identity["id"])
     model.to(device)
     sig = model.signatures if cfg.mode == "property" else None
+    held = torch.tensor(unseen_ids(cfg, ds.class_names), dtype=torch.long, device=device)
     opt = torch.optim.AdamW(param_groups(model, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda it: lr_factor(it, cfg))  # groups keep their lr scale
     ckpt_path = paths.checkpoint_path(cfg.run_name)
@@ -257,10 +303,12 @@ def train(cfg: TrainConfig, progress: bool = True, stop_after: int | None = None
     it = start
     for it, (images, labels) in enumerate(loader, start):
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        labels = mask_unseen(labels, held)
         warm = cfg.mode == "property" and it < cfg.onehot_warmup_iters
         with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
             out = net(images, warmup=warm)
-            loss = segmentation_loss(out, labels, sig, cfg.temperature, cfg.loss, cfg.aux_weight)
+            loss = segmentation_loss(out, labels, sig, cfg.temperature, cfg.loss, cfg.aux_weight,
+                                     name_bank=model.name_bank if cfg.mode == "name_embedding" else None)
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         lr_now = opt.param_groups[-1]["lr"]  # the rate this step used
