@@ -207,3 +207,25 @@ def test_figures(handset):
         labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
         assert labels and all(len(t) <= 40 for t in labels)
         plt.close(fig)
+
+
+def test_a_class_added_to_the_bank_is_scored_and_explained_without_retraining(handset):
+    from dataclasses import replace
+
+    from prolab.segment.explain import class_score_maps
+
+    model, space, z, image = handset
+    # a fourth class with properties 0 and 1 ('red brick wall', 'green leaves'), as add_classes would make it
+    extended = replace(space, signatures=np.concatenate([space.signatures, [[1, 1, 0, 0, 0]]]).astype(np.uint8),
+                       class_names=CLASSES + ["ivy wall"])
+    scores, names = class_score_maps(model, extended, image)
+    assert names[-1] == "ivy wall" and scores.shape == (4, 16, 16)
+    sig = torch.tensor(extended.signatures, dtype=torch.float32)
+    np.testing.assert_allclose(scores, property_class_scores(_full(z), sig, T)[0].numpy(), atol=1e-5)
+    e = explain_pixel(model, extended, image, (3, 3), top=None)
+    np.testing.assert_allclose(e.contributions.sum(1), scores[:, 3, 3], atol=1e-5)
+    w = why_not(model, extended, image, (3, 3), "ivy wall")
+    assert w.other == "ivy wall"
+    other_bank = replace(extended, bank=extended.bank + 1)
+    with pytest.raises(ValueError, match="not the one this model was trained with"):
+        class_score_maps(model, other_bank, image)

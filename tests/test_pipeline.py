@@ -111,6 +111,24 @@ def test_grid_appends_rows_and_skips_finished_cells(scratch_results):
     assert len(pd.read_csv(out / "curves.csv")) == 8
 
 
+def test_grid_cross_multiplies_cells_and_unseen_rows_carry_the_protocol(scratch_results):
+    spec = {**GRID, "vary": {"mode": ["name_embedding"]}, "cross": {"iters": [1, 2]},
+            "train": {**GRID["train"], "unseen": "bus,boat"}}
+    spec["train"].pop("iters")
+    cfg = load_grid(_grid(scratch_results, spec))
+    cells = cfg.cells()
+    assert [(c["mode"], c["iters"]) for c in cells] == [("property", 1), ("property", 2), ("name_embedding", 1),
+                                                        ("name_embedding", 2)]
+    assert len({c["cell"] for c in cells}) == 4
+    runs = run_grid(cfg, progress=False)
+    assert {"seen_mIoU", "unseen_mIoU", "HM", "cal_seen_mIoU", "cal_unseen_mIoU", "cal_HM", "gamma"} <= set(runs)
+    assert sorted(runs["iters"]) == [1, 1, 2, 2] and runs["HM"].notna().all()
+    from prolab.properties import PropertySpace
+
+    spaces = list((paths.cache_root() / "grid_spaces").rglob("*unseen-bus-boat*.safetensors"))
+    assert spaces and PropertySpace.load(spaces[0]).notes["unseen"] == ["bus", "boat"]
+
+
 def test_tables_regenerate_identically(tmp_path):
     runs = pd.DataFrame([
         {"axis": "base", "cell": "a", "mode": "property", "n_properties": 24, "loss": "cos_sigmoid", "seed": 0,
@@ -145,6 +163,10 @@ def test_tables_regenerate_identically(tmp_path):
     ({"dataset": "imagenet"}, "unknown dataset 'imagenet'"),
     ({"train": {"learning_rate": 1}}, "train: .*learning_rate"),
     ({"extra": 1}, "unknown keys \\[.extra.\\]"),
+    ({"vary": {"unseen": ["buss"]}}, "unseen classes \\['buss'\\] are not classes of it; did you mean 'bus'"),
+    ({"vary": {"iters": [5]}, "cross": {"iters": [10]}}, "in both 'vary' and 'cross'"),
+    ({"cross": {"iters": 10}}, "cross.iters must be a non-empty list"),
+    ({"cross": {"iters": [0]}}, "iters = 0: must be an integer >= 1"),
 ])
 def test_bad_grid_yaml_fails_before_running(scratch_results, change, msg):
     with pytest.raises((ValueError, FileNotFoundError), match=msg):

@@ -3,8 +3,11 @@ paper's ablations do), the runner trains and evaluates every cell for every seed
 per run to a CSV. Cells already in the CSV are not run again, so a killed grid resumes where it stopped.
 
 Axes: n_properties, embedder, method (clustering), loss, temperature, prompt, llm (descriptor file), mode
-(property or category supervision), separate (near-collisions pulled apart). Seeds are listed separately. The
-dataset is a registered name or a dataset YAML (your own data); ``prolab grid --dataset`` swaps it.
+(property, category or name_embedding supervision), separate (near-collisions pulled apart), and the training
+settings iters, onehot_warmup_iters, normalize and unseen (held-out classes, scored by the unseen-class
+protocol). Seeds are listed separately. ``cross`` names axes whose values multiply every cell (e.g. iters for a
+budget sweep: every setting at every length). The dataset is a registered name or a dataset YAML (your own
+data); ``prolab grid --dataset`` swaps it.
 """
 from __future__ import annotations
 
@@ -21,15 +24,21 @@ from ..datasets import dataset_key
 from ..files import atomic_write_json, atomic_write_text, environment_info, read_yaml_mapping, stable_hash, utc_now
 
 AXES: dict[str, type] = {"n_properties": int, "embedder": str, "method": str, "loss": str, "temperature": float,
-                         "prompt": str, "llm": str, "mode": str, "separate": bool}
+                         "prompt": str, "llm": str, "mode": str, "separate": bool, "iters": int,
+                         "onehot_warmup_iters": int, "normalize": bool, "unseen": str}
+# training settings as axes; None = the grid's `train` section (or the preset) decides. Left out of a cell's
+# hash while None, so grids written before these axes existed keep their cells
+TRAIN_AXES = ("iters", "onehot_warmup_iters", "normalize", "unseen")
 # the stage whose validation rules check each axis's values (prolab.validation): one set of rules for the
 # CLI flags, the notebook parameters and the grid
 AXIS_STAGE = {"n_properties": "properties", "embedder": "properties", "method": "properties", "separate": "properties",
               "loss": "train",
-              "temperature": "train", "mode": "train", "prompt": "describe", "llm": "describe"}
+              "temperature": "train", "mode": "train", "prompt": "describe", "llm": "describe",
+              "iters": "train", "onehot_warmup_iters": "train", "normalize": "train", "unseen": "train"}
 DEFAULT_BASE = {"n_properties": None, "embedder": defaults.EMBEDDER, "method": defaults.METHOD,
                 "loss": defaults.LOSS, "temperature": defaults.TEMPERATURE, "prompt": defaults.PROMPT,
-                "llm": defaults.LLM, "mode": "property", "separate": False}
+                "llm": defaults.LLM, "mode": "property", "separate": False,
+                **{a: None for a in TRAIN_AXES}}
 
 
 def dataset_id(dataset: str) -> str:
@@ -48,21 +57,27 @@ class GridConfig:
     seeds: list[int]
     train: dict[str, Any] = field(default_factory=dict)
     source: str = ""
+    cross: dict[str, list] = field(default_factory=dict)
 
     def cells(self) -> list[dict[str, Any]]:
-        """Every (settings, seed) to run: the base, then each axis value on its own, for every seed."""
+        """Every (settings, seed) to run: the base, then each axis value on its own, each of them at every
+        combination of the ``cross`` values, for every seed."""
+        import itertools
+
         variants = [("base", dict(self.base))]
         for axis, values in self.vary.items():
             for v in values:
                 if v != self.base.get(axis):
                     variants.append((axis, {**self.base, axis: v}))
+        combos = [dict(zip(self.cross, vs)) for vs in itertools.product(*self.cross.values())] or [{}]
         out = []
         for axis, params in variants:
-            for seed in self.seeds:
-                cell = {"axis": axis, **params, "seed": seed}
-                cell["cell"] = stable_hash({"dataset": dataset_id(self.dataset), "train": self.train,
-                                            **{k: v for k, v in cell.items() if k != "axis"}}, 12)
-                out.append(cell)
+            for combo in combos:
+                for seed in self.seeds:
+                    cell = {"axis": axis, **params, **combo, "seed": seed}
+                    key = {k: v for k, v in cell.items() if k != "axis" and not (k in TRAIN_AXES and v is None)}
+                    cell["cell"] = stable_hash({"dataset": dataset_id(self.dataset), "train": self.train, **key}, 12)
+                    out.append(cell)
         return out
 
 
@@ -77,7 +92,7 @@ def load_grid(path: str | Path, dataset: str | None = None) -> GridConfig:
     from ..validation import RULES, Rule, check, unknown_names
 
     path = paths.resolve(path)
-    raw = read_yaml_mapping(path, "grid config", {"name", "dataset", "base", "vary", "seeds", "train"})
+    raw = read_yaml_mapping(path, "grid config", {"name", "dataset", "base", "vary", "seeds", "train", "cross"})
     for key in ("name", "dataset"):
         if not isinstance(raw.get(key), str):
             raise ValueError(f"{path}: {key!r} must be a string")
@@ -102,14 +117,28 @@ def load_grid(path: str | Path, dataset: str | None = None) -> GridConfig:
     vary = raw.get("vary") or {}
     if not isinstance(vary, dict):
         raise ValueError(f"{path}: 'vary' must map axis names to lists of values")
-    for section, mapping in (("base", raw.get("base") or {}), ("vary", vary)):
+    cross = raw.get("cross") or {}
+    if not isinstance(cross, dict):
+        raise ValueError(f"{path}: 'cross' must map axis names to lists of values")
+    for section, mapping in (("base", raw.get("base") or {}), ("vary", vary), ("cross", cross)):
         unknown_names(mapping, AXES, f"axis in {section} (seeds go under 'seeds')", str(path))
-    for axis, values in vary.items():
-        if not isinstance(values, list) or not values:
-            raise ValueError(f"{path}: vary.{axis} must be a non-empty list")
+    for section, mapping in (("vary", vary), ("cross", cross)):
+        for axis, values in mapping.items():
+            if not isinstance(values, list) or not values:
+                raise ValueError(f"{path}: {section}.{axis} must be a non-empty list")
+    both = sorted(set(vary) & set(cross))
+    if both:
+        raise ValueError(f"{path}: {both} are in both 'vary' and 'cross'; an axis is varied one way")
     for axis in AXES:
         rule = RULES[AXIS_STAGE[axis]].get(axis) or Rule(AXES[axis])
-        for v in [base[axis]] + list(vary.get(axis, [])):
+        values = [base[axis]] + list(vary.get(axis, [])) + list(cross.get(axis, []))
+        for v in values:
+            if v is None and axis in TRAIN_AXES:
+                continue
+            if axis == "unseen":
+                if not isinstance(v, str):
+                    raise ValueError(f"{path}: unseen = {v!r}: must be comma-separated class names")
+                continue
             check(axis, v, rule, where=str(path))
     seeds = raw.get("seeds", [0])
     check("seeds", seeds, Rule(list, item=int, min=0), where=str(path))
@@ -118,7 +147,12 @@ def load_grid(path: str | Path, dataset: str | None = None) -> GridConfig:
         TrainConfig.preset("demo", **{**train, "dataset": raw["dataset"]})
     except (TypeError, ValueError) as e:
         raise ValueError(f"{path}: train: {e}") from None
-    cfg = GridConfig(raw["name"], raw["dataset"], base, vary, seeds, train, str(path))
+    cfg = GridConfig(raw["name"], raw["dataset"], base, vary, seeds, train, str(path), cross)
+    from ..datasets import load_class_names
+    from ..properties.build import unseen_indices
+
+    for v in {c["unseen"] for c in cfg.cells() if c["unseen"]} | ({train["unseen"]} if train.get("unseen") else set()):
+        unseen_indices(v, load_class_names(cfg.dataset), where=f"{path}: unseen = {v!r}")
     # every descriptor file the grid needs must exist now, and every K fit its descriptions, not halfway through
     for cell in cfg.cells():
         if cell["mode"] == "property":
@@ -168,29 +202,45 @@ def run_cell(cfg: GridConfig, cell: dict[str, Any], progress: bool = True) -> tu
 
     from ..datasets import dataset_key
 
+    over = {a: cell[a] for a in TRAIN_AXES if cell.get(a) is not None}   # training settings this cell sets
+    unseen = over.get("unseen", cfg.train.get("unseen")) or ""
     space_path = None
     if cell["mode"] == "property":
         dfile = paths.descriptor_path(dataset_key(cfg.dataset), cell["llm"], load_prompt(cell["prompt"]).tag)
         built = build_property_space(cfg.dataset, dfile, cell["embedder"], n_properties=cell["n_properties"],
                                      method=cell["method"], separate=bool(cell["separate"]),
                                      out_root=paths.cache_root() / "grid_spaces",
-                                     progress=False)
+                                     progress=False, unseen=unseen or None)
         space_path = str(built.path)
     run_name = f"{cfg.name}-{cell['cell']}"
     t0 = time.time()
     res = train(TrainConfig.preset("demo", run_name=run_name, mode=cell["mode"], loss=cell["loss"],
                                  temperature=cell["temperature"], seed=cell["seed"], property_space=space_path,
-                                 dataset=cfg.dataset, **cfg.train), progress=progress)
+                                 dataset=cfg.dataset, **{**cfg.train, **over}), progress=progress)
     seconds = time.time() - t0
     summary, _, _ = evaluate_runs([run_name], progress=False)
     metrics = summary.iloc[0].to_dict()
     row = {**cell, **{k: metrics[k] for k in ("mIoU", "mAcc", "aAcc") if k in metrics},
            "unseen_IoU": metrics.get("unseen IoU (mean)"), "train_seconds": round(seconds, 1),
            "finished": utc_now()}
+    if unseen:  # the unseen-class protocol: seen / unseen / harmonic mean, uncalibrated and calibrated
+        row.update(unseen_protocol(run_name).row())
     from ..segment.train import read_log
 
     curve = [{"cell": cell["cell"], "iteration": r["iteration"], "loss": r["loss"]} for r in read_log(run_name)]
     return row, curve
+
+
+def unseen_protocol(run_name: str, split: str = "val", progress: bool = False):
+    """``segment.unseen.evaluate_unseen`` for a finished run: every class it never saw labelled (its unseen
+    setting and the dataset's reserved classes), gamma chosen on the split's even images, scored on the odd."""
+    from ..segment.data import eval_split
+    from ..segment.runs import load_trained
+    from ..segment.train import run_unseen
+    from ..segment.unseen import evaluate_unseen
+
+    model, cfg, names = load_trained(run_name)
+    return evaluate_unseen(model, eval_split(cfg, split), run_unseen(cfg, names), progress=progress)
 
 
 def run_grid(config: GridConfig | str | Path, progress: bool = True) -> pd.DataFrame:
@@ -205,7 +255,7 @@ def run_grid(config: GridConfig | str | Path, progress: bool = True) -> pd.DataF
     done = pd.read_csv(runs_csv) if runs_csv.exists() else pd.DataFrame()
     curves = pd.read_csv(curves_csv) if curves_csv.exists() else pd.DataFrame()
     atomic_write_json(out / "grid.json", {"name": cfg.name, "dataset": dataset_key(cfg.dataset), "base": cfg.base,
-                                          "vary": cfg.vary, "seeds": cfg.seeds, "train": cfg.train,
+                                          "vary": cfg.vary, "cross": cfg.cross, "seeds": cfg.seeds, "train": cfg.train,
                                           "n_descriptions": base_descriptions(cfg),
                                           "source": Path(cfg.source).name, "environment": environment_info()})
     # a row counts as done only if the code that made it is the code now: results of older code are redone

@@ -151,9 +151,9 @@ def why_not(model, space, image, where, other_class: str | int, top: int | None 
         m = _check_mask(where, x.shape[2:], x.device)
         p = _activations(model, x, range(space.n_properties), lambda a: a[:, m].mean(1))
         label = f"region of {int(m.sum())} pixels"
-    p, contrib, scores = _decompose(p, model.signatures)
+    p, contrib, scores = _decompose(p, _signatures(space, model))
     pred = int(np.argmax(scores))
-    sig = model.signatures.cpu().numpy() > 0.5
+    sig = np.asarray(space.signatures) > 0
     names = space.property_names
 
     def rows(ks, *cols):
@@ -219,13 +219,35 @@ def _check_model(model, space) -> None:
         raise ValueError(f"explanations need a property-mode run; this model is {getattr(model, 'mode', '?')!r} "
                          "mode (its class logits have no properties to decompose)")
     k, c = space.n_properties, space.n_classes
-    if tuple(model.signatures.shape) != (c, k) or not np.array_equal(
-            model.signatures.cpu().numpy() > 0.5, np.asarray(space.signatures) > 0):
+    # the model's space, or one that extends it with classes assigned to the same bank (properties.assign)
+    m = model.signatures.shape[0]
+    if model.signatures.shape[1] != k or c < m or not np.array_equal(
+            model.signatures.cpu().numpy() > 0.5, np.asarray(space.signatures)[:m] > 0) or not np.allclose(
+            model.bank.cpu().numpy(), np.asarray(space.bank), atol=1e-6):
         raise ValueError(f"the property space ({c} classes x {k} properties) is not the one this model was "
-                         f"trained with (signatures {tuple(model.signatures.shape)} differ); load it with "
+                         f"trained with (signatures {tuple(model.signatures.shape)} differ), nor that space with "
+                         "classes added by properties.assign.add_classes; load it with "
                          "segment.train.load_space_for(cfg, class_names)")
     if c < 2:
         raise ValueError("explanations compare classes: the model has fewer than two")
+
+
+def _signatures(space, model) -> torch.Tensor:
+    """The space's signatures (the model's, plus any classes added to its bank) as a float tensor."""
+    return torch.as_tensor(np.asarray(space.signatures) > 0, dtype=torch.float32, device=model.signatures.device)
+
+
+def class_score_maps(model, space, image) -> tuple[np.ndarray, list[str]]:
+    """(C', H, W) cosine scores at input size for every class of ``space``: the model's classes and any added
+    with ``properties.assign.add_classes`` (a class never in the label set, scored with no retraining)."""
+    _check_model(model, space)
+    x = _as_batch(image, model)
+    with _evaluating(model), torch.no_grad():
+        z = F.interpolate(model(x)["logits"], size=tuple(x.shape[2:]), mode="bilinear", align_corners=False)
+    from .model import property_class_scores
+
+    return property_class_scores(z, _signatures(space, model), model.temperature)[0].cpu().numpy(), \
+        list(space.class_names)
 
 
 def _as_batch(image, model) -> torch.Tensor:
@@ -303,10 +325,10 @@ def _decompose(p: torch.Tensor, signatures: torch.Tensor):
 
 
 def _explain(model, space, p, where: str, top) -> Explanation:
-    p, contrib, scores = _decompose(p, model.signatures)
+    p, contrib, scores = _decompose(p, _signatures(space, model))
     pred, runner = (int(i) for i in np.argsort(-scores, kind="stable")[:2])
     names = space.property_names
-    has = np.flatnonzero(model.signatures[pred].cpu().numpy() > 0.5)
+    has = np.flatnonzero(np.asarray(space.signatures)[pred] > 0)
     has = has[np.argsort(-contrib[pred, has], kind="stable")][:top]
     supporting = pd.DataFrame({"property": [names[k] for k in has], "index": has, "activation": p[has],
                                "contribution": contrib[pred, has]})

@@ -1,0 +1,123 @@
+"""Tables and figures of the grids behind notebook 08: the unseen-class protocol (``configs/grid_unseen.yaml``)
+and the training budget (``configs/grid_budget.yaml``), mean ± std over seeds straight from their runs.csv."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..files import atomic_write_text
+from .tables import _fmt, load_grid_results
+
+MODE_LABEL = {"property": "property (ProLab)", "category": "category (one-hot, cross-entropy)",
+              "name_embedding": "class-name embedding (cosine to the name's MiniLM embedding)"}
+UNSEEN_COLUMNS = [("seen_mIoU", "seen mIoU"), ("unseen_mIoU", "unseen mIoU"), ("HM", "HM"),
+                  ("cal_seen_mIoU", "seen mIoU (cal.)"), ("cal_unseen_mIoU", "unseen mIoU (cal.)"),
+                  ("cal_HM", "HM (cal.)")]
+
+
+def _modes(runs: pd.DataFrame) -> list[str]:
+    return [m for m in MODE_LABEL if m in set(runs["mode"])] + sorted(set(runs["mode"]) - set(MODE_LABEL))
+
+
+def unseen_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per supervision mode: seen / unseen mIoU and their harmonic mean, uncalibrated and calibrated
+    (mean ± std over seeds), the chosen gamma, and the number of runs."""
+    missing = [c for c, _ in UNSEEN_COLUMNS if c not in runs]
+    if missing:
+        raise ValueError(f"these runs carry no unseen-protocol columns {missing}: was the grid run with "
+                         "train.unseen set (configs/grid_unseen.yaml)?")
+    rows = []
+    for mode in _modes(runs):
+        r = runs[runs["mode"] == mode]
+        rows.append({"supervision": MODE_LABEL.get(mode, mode), **{label: _fmt(r[c]) for c, label in UNSEEN_COLUMNS},
+                     "gamma (mean)": f"{r['gamma'].mean():.3g}", "runs": len(r)})
+    return pd.DataFrame(rows)
+
+
+def budget_table(runs: pd.DataFrame, metric: str = "mIoU") -> pd.DataFrame:
+    """mIoU (mean ± std over seeds) per supervision mode (rows) and training length (columns); a cell not yet
+    run says so, so a partly finished sweep reads as such."""
+    iters = sorted(int(i) for i in runs["iters"].dropna().unique())
+    out = pd.DataFrame(index=[MODE_LABEL.get(m, m) for m in _modes(runs)], columns=[f"{i} iters" for i in iters])
+    for mode in _modes(runs):
+        for i in iters:
+            r = runs[(runs["mode"] == mode) & (runs["iters"] == i)][metric]
+            out.loc[MODE_LABEL.get(mode, mode), f"{i} iters"] = _fmt(r) + f" (n={len(r)})" if len(r) else "not run"
+    out.index.name = "supervision"
+    return out.reset_index()
+
+
+def budget_gaps(runs: pd.DataFrame, metric: str = "mIoU") -> pd.DataFrame:
+    """Property minus category mIoU at each length (difference of seed means, and its standard error)."""
+    rows = []
+    for i in sorted(int(i) for i in runs["iters"].dropna().unique()):
+        p = runs[(runs["mode"] == "property") & (runs["iters"] == i)][metric]
+        c = runs[(runs["mode"] == "category") & (runs["iters"] == i)][metric]
+        if len(p) and len(c):
+            se = np.sqrt((p.var(ddof=1) / len(p) if len(p) > 1 else np.nan) +
+                         (c.var(ddof=1) / len(c) if len(c) > 1 else np.nan))
+            rows.append({"iters": i, "property - category": round(p.mean() - c.mean(), 2),
+                         "standard error": None if np.isnan(se) else round(float(se), 2),
+                         "runs (property, category)": f"{len(p)}, {len(c)}"})
+    return pd.DataFrame(rows)
+
+
+def plot_budget(runs: pd.DataFrame, metric: str = "mIoU"):
+    """mIoU against training iterations (log scale), one line per supervision mode: seeds as dots, means joined."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    for mode in _modes(runs):
+        r = runs[runs["mode"] == mode]
+        ax.scatter(r["iters"], r[metric], s=14, alpha=0.45)
+        m = r.groupby("iters")[metric].mean()
+        ax.plot(m.index, m.values, marker="o", label=MODE_LABEL.get(mode, mode).split(" (")[0],
+                color=ax.collections[-1].get_facecolor()[0][:3])
+    ax.set_xscale("log")
+    ax.set_xticks(sorted(runs["iters"].unique()))
+    ax.set_xticklabels([str(int(i)) for i in sorted(runs["iters"].unique())])
+    ax.set_xlabel("training iterations")
+    ax.set_ylabel(f"{metric} (seeds; mean joined)")
+    ax.legend(frameon=False)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def plot_calibration(curve: pd.DataFrame, gamma: float):
+    """Seen mIoU, unseen mIoU and their harmonic mean on the calibration images against gamma."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    c = curve.sort_values("gamma")
+    for col in ("seen mIoU", "unseen mIoU", "HM"):
+        ax.plot(c["gamma"], c[col], marker=".", label=col)
+    ax.axvline(gamma, color="grey", ls="--", lw=1, label=f"chosen gamma = {gamma:.3g}")
+    ax.axvline(0, color="black", lw=0.8)
+    ax.set_xlabel("gamma (subtracted from every seen class's score)")
+    ax.set_ylabel("IoU (calibration images)")
+    ax.legend(frameon=False, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def write_protocol_tables(grid_folder: str | Path) -> Path:
+    """tables.md in a grid folder: the unseen table when the runs carry the protocol, the budget table and
+    gaps when they vary iters."""
+    runs, _, meta = load_grid_results(grid_folder)
+    parts = [f"# {meta.get('name', Path(grid_folder).name)}: generated from runs.csv by "
+             "`prolab.pipeline.protocols.write_protocol_tables` (mean ± std over seeds; CPU scale, embedded "
+             "default; not the paper's numbers)\n"]
+    if "cal_HM" in runs:
+        parts.append("## Unseen-class protocol (test: odd val images; gamma chosen on the even ones)\n\n"
+                     + unseen_table(runs).to_markdown(index=False) + "\n")
+    if "iters" in runs and runs["iters"].notna().any():
+        parts.append("## mIoU by training length\n\n" + budget_table(runs).to_markdown(index=False) + "\n\n"
+                     + budget_gaps(runs).to_markdown(index=False) + "\n")
+    return atomic_write_text(Path(grid_folder) / "tables.md", "\n".join(parts))
+
+
+__all__ = ["unseen_table", "budget_table", "budget_gaps", "plot_budget", "plot_calibration",
+           "write_protocol_tables", "MODE_LABEL"]

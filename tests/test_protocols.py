@@ -1,0 +1,50 @@
+"""Notebook 08's grid tables: the unseen-class protocol and the training budget, from runs.csv rows."""
+import json
+
+import matplotlib
+import pandas as pd
+import pytest
+
+from prolab.pipeline.protocols import budget_gaps, budget_table, plot_budget, unseen_table, write_protocol_tables
+
+matplotlib.use("Agg")
+
+
+def _runs():
+    rows = []
+    for mode, base in (("property", 40.0), ("category", 44.0), ("name_embedding", 38.0)):
+        for it, gain in ((100, 0.0), (300, 5.0)):
+            for seed in (0, 1, 2):
+                rows.append({"mode": mode, "iters": it, "seed": seed, "mIoU": base + gain + seed,
+                             "seen_mIoU": base + seed, "unseen_mIoU": 1.0 * seed, "HM": 0.5 * seed,
+                             "cal_seen_mIoU": base - 2, "cal_unseen_mIoU": 10.0, "cal_HM": 15.0, "gamma": 0.1})
+    return pd.DataFrame(rows)
+
+
+def test_unseen_table_has_one_row_per_mode_with_mean_and_std():
+    t = unseen_table(_runs()).set_index("supervision")
+    assert list(t.index) == ["property (ProLab)", "category (one-hot, cross-entropy)",
+                             "class-name embedding (cosine to the name's MiniLM embedding)"]
+    assert t.loc["property (ProLab)", "seen mIoU"] == "41.00 ± 0.89"      # 40, 41, 42 at both lengths (n=6)
+    assert t.loc["property (ProLab)", "HM (cal.)"] == "15.00 ± 0.00" and t.loc["property (ProLab)", "runs"] == 6
+    with pytest.raises(ValueError, match="no unseen-protocol columns"):
+        unseen_table(_runs().drop(columns=["cal_HM"]))
+
+
+def test_budget_table_and_gaps():
+    runs = _runs()
+    runs = runs[~((runs["mode"] == "category") & (runs["iters"] == 300))]      # a sweep still running
+    t = budget_table(runs).set_index("supervision")
+    assert t.loc["property (ProLab)", "300 iters"] == "46.00 ± 1.00 (n=3)"
+    assert t.loc["category (one-hot, cross-entropy)", "300 iters"] == "not run"
+    g = budget_gaps(runs)
+    assert g["iters"].tolist() == [100] and g["property - category"].tolist() == [-4.0]
+    assert g["standard error"].iloc[0] == pytest.approx(((1 / 3) + (1 / 3)) ** 0.5, abs=0.01)
+    assert len(plot_budget(runs).axes) == 1
+
+
+def test_write_protocol_tables(tmp_path):
+    _runs().to_csv(tmp_path / "runs.csv", index=False)
+    (tmp_path / "grid.json").write_text(json.dumps({"name": "g"}))
+    text = write_protocol_tables(tmp_path).read_text()
+    assert "## Unseen-class protocol" in text and "## mIoU by training length" in text and "not the paper" in text
