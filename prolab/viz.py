@@ -369,3 +369,24 @@ def contribution_bars(explanation, top: int = 10, max_label_chars: int = 40):
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     return fig
+
+
+def class_score_figure(image, scores, class_names, show: list[str], pixel=None):
+    """The image, then the cosine score map of each class in ``show`` (e.g. a class added to the bank after
+    training), on one colour scale; ``pixel`` (row, col) is marked on every panel."""
+    import matplotlib.pyplot as plt
+
+    idx = [class_names.index(c) for c in show]
+    fig, axes = plt.subplots(1, len(idx) + 1, figsize=(3.0 * (len(idx) + 1), 3.2))
+    axes[0].imshow(image)
+    axes[0].set_title("image", fontsize=10)
+    lo, hi = float(scores[idx].min()), float(scores[idx].max())
+    for ax, i in zip(axes[1:], idx):
+        im = ax.imshow(scores[i], vmin=lo, vmax=hi, cmap="magma")
+        ax.set_title(f"score: {class_names[i]}", fontsize=10)
+    for ax in axes:
+        ax.axis("off")
+        if pixel is not None:
+            ax.plot(pixel[1], pixel[0], marker="+", color="cyan", ms=12, mew=2)
+    fig.colorbar(im, ax=list(axes[1:]), fraction=0.03, pad=0.02, label="cos(p, y_c)")
+    return fig

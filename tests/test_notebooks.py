@@ -137,3 +137,32 @@ def test_07_tables_from_csv_only(repo, tmp_path):
     text = json.dumps(nb, ensure_ascii=False)
     assert "40.50 ± 0.71" in text and "K=256: 48.3" in text and "image/png" in text
     assert (g / "tables.md").exists() and (g / "tables" / "mode.csv").exists()
+
+
+def test_08_what_properties_buy(repo, tmp_path, monkeypatch):
+    import pandas as pd
+
+    monkeypatch.setenv("PROLAB_CACHE", str(tmp_path / "cache"))
+    tiny = dict(iters=3, batch_size=2, crop_size=64, channels=16, run_prefix="e")
+    _run(repo, "05_train_segmentation.ipynb", tmp_path / "05.ipynb", **tiny)
+    grids = {}
+    for name, extra in (("unseen", {}), ("budget", {})):
+        g = tmp_path / name
+        g.mkdir()
+        rows = [{"mode": m, "iters": it, "seed": s, "mIoU": 40.0 + s + (it == 300) * 3 - (m == "category"),
+                 "seen_mIoU": 45.0 + s, "unseen_mIoU": 0.0, "HM": 0.0, "cal_seen_mIoU": 40.0,
+                 "cal_unseen_mIoU": 5.0 + s, "cal_HM": 9.0, "gamma": 0.05}
+                for m in ("property", "category", "name_embedding") for it in (100, 300) for s in (0, 1)]
+        pd.DataFrame(rows).to_csv(g / "runs.csv", index=False)
+        (g / "grid.json").write_text(json.dumps({"name": name}))
+        grids[name] = str(g)
+    before = {f: f.read_bytes() for f in (repo / "descriptors").rglob("*") if f.is_file()}
+    nb = _run(repo, "08_what_properties_buy.ipynb", tmp_path / "08.ipynb", run_names=["e-property", "e-category"],
+              unseen_grid=grids["unseen"], budget_grid=grids["budget"], limit=3, n_drop=1)
+    text = json.dumps(nb, ensure_ascii=False)
+    assert text.count("image/png") >= 5                                   # maps, bars, calibration, scores, budget
+    assert "why not 'bus'?" in text and "vehicle:" in text and "lorry:" in text
+    assert "Budget sweep, property - category mIoU: 100 iters +1.00, 300 iters +1.00" in text
+    assert "e-property-pruned: trained iterations 0->3" in text
+    after = {f: f.read_bytes() for f in (repo / "descriptors").rglob("*") if f.is_file()}
+    assert after == before                                               # it wrote to the cache, not descriptors/

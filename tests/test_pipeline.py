@@ -117,7 +117,7 @@ def test_grid_cross_multiplies_cells_and_unseen_rows_carry_the_protocol(scratch_
     spec["train"].pop("iters")
     cfg = load_grid(_grid(scratch_results, spec))
     cells = cfg.cells()
-    assert [(c["mode"], c["iters"]) for c in cells] == [("property", 1), ("property", 2), ("name_embedding", 1),
+    assert [(c["mode"], c["iters"]) for c in cells] == [("property", 1), ("name_embedding", 1), ("property", 2),
                                                         ("name_embedding", 2)]
     assert len({c["cell"] for c in cells}) == 4
     runs = run_grid(cfg, progress=False)

@@ -71,8 +71,8 @@ class GridConfig:
                     variants.append((axis, {**self.base, axis: v}))
         combos = [dict(zip(self.cross, vs)) for vs in itertools.product(*self.cross.values())] or [{}]
         out = []
-        for axis, params in variants:
-            for combo in combos:
+        for combo in combos:            # the shortest settings of every variant first: a partial sweep compares
+            for axis, params in variants:
                 for seed in self.seeds:
                     cell = {"axis": axis, **params, **combo, "seed": seed}
                     key = {k: v for k, v in cell.items() if k != "axis" and not (k in TRAIN_AXES and v is None)}

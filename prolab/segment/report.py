@@ -74,3 +74,35 @@ def sample_predictions(run_names: list[str], n: int = 4, split: str = "val"):
                 images.append(img)
                 labels.append(raw_lab.astype(np.int64))
     return images, labels, preds
+
+
+def split_image(run_name: str, index: int, split: str = "val"):
+    """(uint8 RGB image, label map, normalised tensor) of one image of a run's dataset, for explanations."""
+    model, cfg, _ = load_trained(run_name)
+    ds = eval_split(cfg, split)
+    if not 0 <= index < len(ds):
+        raise ValueError(f"image_index = {index}: the {split} split of {cfg.dataset} has {len(ds)} images "
+                         f"(0..{len(ds) - 1})")
+    x, _ = ds[index]
+    img, lab = ds.load(index)
+    return img, lab.astype(np.int64), x
+
+
+def find_example(run_name: str, class_name: str, split: str = "val", start: int = 0) -> tuple[int, tuple[int, int]]:
+    """The first image (from ``start``) whose labels contain ``class_name``, and a pixel well inside that class
+    (the one farthest from the class's border), to explain."""
+    from scipy.ndimage import distance_transform_edt
+
+    _, cfg, names = load_trained(run_name)
+    if class_name not in names:
+        raise ValueError(f"focus_class = {class_name!r} is not a class of {cfg.dataset} ({', '.join(names)})")
+    ds = eval_split(cfg, split)
+    c = names.index(class_name)
+    for i in range(start, len(ds)):
+        _, lab = ds.load(i)
+        mask = lab == c
+        if mask.sum() >= 16:
+            depth = distance_transform_edt(mask)
+            r, col = np.unravel_index(int(depth.argmax()), depth.shape)
+            return i, (int(r), int(col))
+    raise ValueError(f"no {split} image of {cfg.dataset} from index {start} holds 16 or more pixels of {class_name!r}")

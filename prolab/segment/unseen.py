@@ -120,4 +120,21 @@ def evaluate_unseen(model, dataset, unseen: list[str], n_gammas: int = 41, progr
                         n_calibration=len(range(0, len(dataset), 2)), n_test=len(range(1, len(dataset), 2)))
 
 
-__all__ = ["UnseenResult", "evaluate_unseen", "gzsl_scores", "harmonic_mean", "collect_gaps", "confusion_at"]
+
+
+def where_pixels_go(confusion: np.ndarray, class_names: list[str], classes: list[str], top: int = 3) -> pd.DataFrame:
+    """For each of ``classes`` (e.g. the unseen ones), the classes its labelled pixels were predicted as, with
+    their shares: the first thing to look at when a class's IoU is 0."""
+    rows = []
+    for c in classes:
+        row = confusion[class_names.index(c)]
+        total = int(row.sum())
+        order = np.argsort(-row, kind="stable")[:top]
+        rows.append({"class": c, "pixels": total,
+                     **{f"predicted as #{j + 1}": (f"{class_names[k]} ({row[k] / total:.0%})" if total and row[k]
+                                                  else "-") for j, k in enumerate(order)}})
+    return pd.DataFrame(rows)
+
+
+__all__ = ["UnseenResult", "evaluate_unseen", "gzsl_scores", "harmonic_mean", "collect_gaps", "confusion_at",
+           "where_pixels_go"]
