@@ -156,13 +156,21 @@ def test_08_what_properties_buy(repo, tmp_path, monkeypatch):
         pd.DataFrame(rows).to_csv(g / "runs.csv", index=False)
         (g / "grid.json").write_text(json.dumps({"name": name}))
         grids[name] = str(g)
+    ls = tmp_path / "label_sets"
+    ls.mkdir()
+    pd.DataFrame([{"seed": 0, "trained_on": t, "scored_on": o, "how": h, "mIoU": m} for t, o, h, m in (
+        ("fine", "fine", "its own signatures", 50.0),
+        ("fine", "coarse", "joint space: coarse signatures, no retraining", 41.5),
+        ("fine", "coarse", "fine prediction mapped by the known class map", 55.0),
+        ("coarse", "coarse", "trained on the coarse labels", 52.0))]).to_csv(ls / "runs.csv", index=False)
     before = {f: f.read_bytes() for f in (repo / "descriptors").rglob("*") if f.is_file()}
     nb = _run(repo, "08_what_properties_buy.ipynb", tmp_path / "08.ipynb", run_names=["e-property", "e-category"],
-              unseen_grid=grids["unseen"], budget_grid=grids["budget"], limit=3, n_drop=1)
+              unseen_grid=grids["unseen"], budget_grid=grids["budget"], label_sets=str(ls), limit=3, n_drop=1)
     text = json.dumps(nb, ensure_ascii=False)
     assert text.count("image/png") >= 5                                   # maps, bars, calibration, scores, budget
     assert "why not 'bus'?" in text and "vehicle:" in text and "lorry:" in text
     assert "Budget sweep, property - category mIoU: 100 iters +1.00, 300 iters +1.00" in text
     assert "e-property-pruned: trained iterations 0->3" in text
+    assert "fine model through the coarse signatures 41.50, through the known class map 55.00" in text
     after = {f: f.read_bytes() for f in (repo / "descriptors").rglob("*") if f.is_file()}
     assert after == before                                               # it wrote to the cache, not descriptors/

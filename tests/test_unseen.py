@@ -152,3 +152,13 @@ def test_a_tiny_run_with_held_out_classes_scores_the_protocol(tmp_path):
     r = evaluate_unseen(model, data, run_unseen(cfg2, names), progress=False)
     assert r.unseen == ["sky", "bus", "boat"] and list(r.table.index) == ["uncalibrated", "calibrated"]
     assert r.table.loc["calibrated", "HM"] >= r.table.loc["uncalibrated", "HM"] or r.gamma == 0
+
+
+def test_where_pixels_go_names_the_classes_that_took_them():
+    from prolab.segment.unseen import where_pixels_go
+
+    cm = np.array([[5, 0, 0], [0, 3, 1], [6, 2, 0]])         # rows: ground truth road, car, bus
+    t = where_pixels_go(cm, ["road", "car", "bus"], ["bus"]).set_index("class")
+    assert t.loc["bus", "pixels"] == 8
+    assert t.loc["bus", "predicted as #1"] == "road (75%)" and t.loc["bus", "predicted as #2"] == "car (25%)"
+    assert t.loc["bus", "predicted as #3"] == "-"
