@@ -61,7 +61,7 @@ def test_02_llm_retrieval_replays_committed_file(repo, tmp_path):
     # the written file is published for the pipeline runner, as the notebook's metadata promises
     assert MIME in text and declared_outputs("02_llm_retrieval.ipynb") == ["descriptor_file"]
     assert read_outputs(tmp_path / "02.ipynb") == {"descriptor_file": str(written[0])}
-    assert "n = 132 descriptions" in text  # "What you just saw", computed from the run
+    assert "n = 192 descriptions" in text  # "What you just saw", computed from the run (pooled: 8-15 per class)
 
 
 def test_03_embedding_clustering(repo, tmp_path):

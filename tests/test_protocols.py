@@ -34,8 +34,9 @@ def test_unseen_table_has_one_row_per_mode_with_mean_and_std():
 def test_budget_table_and_gaps():
     runs = _runs()
     runs = runs[~((runs["mode"] == "category") & (runs["iters"] == 300))]      # a sweep still running
-    t = budget_table(runs).set_index("supervision")
+    t = budget_table(runs, {"cross": {"iters": [100, 300, 1000]}}).set_index("supervision")
     assert t.loc["property (ProLab)", "300 iters"] == "46.00 ± 1.00 (n=3)"
+    assert t.loc["property (ProLab)", "1000 iters"] == "not run"              # planned by the grid, not run yet
     assert t.loc["category (one-hot, cross-entropy)", "300 iters"] == "not run"
     g = budget_gaps(runs)
     assert g["iters"].tolist() == [100] and g["property - category"].tolist() == [-4.0]

@@ -36,10 +36,12 @@ def unseen_table(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def budget_table(runs: pd.DataFrame, metric: str = "mIoU") -> pd.DataFrame:
-    """mIoU (mean ± std over seeds) per supervision mode (rows) and training length (columns); a cell not yet
-    run says so, so a partly finished sweep reads as such."""
-    iters = sorted(int(i) for i in runs["iters"].dropna().unique())
+def budget_table(runs: pd.DataFrame, meta: dict | None = None, metric: str = "mIoU") -> pd.DataFrame:
+    """mIoU (mean ± std over seeds) per supervision mode (rows) and training length (columns: the lengths the
+    grid plans, from its grid.json ``meta``, and any it holds); a cell not yet run says so, so a partly
+    finished sweep reads as such."""
+    planned = ((meta or {}).get("cross") or {}).get("iters") or []
+    iters = sorted({int(i) for i in runs["iters"].dropna().unique()} | {int(i) for i in planned})
     out = pd.DataFrame(index=[MODE_LABEL.get(m, m) for m in _modes(runs)], columns=[f"{i} iters" for i in iters])
     for mode in _modes(runs):
         for i in iters:
@@ -114,7 +116,7 @@ def write_protocol_tables(grid_folder: str | Path) -> Path:
         parts.append("## Unseen-class protocol (test: odd val images; gamma chosen on the even ones)\n\n"
                      + unseen_table(runs).to_markdown(index=False) + "\n")
     if "iters" in runs and runs["iters"].notna().any():
-        parts.append("## mIoU by training length\n\n" + budget_table(runs).to_markdown(index=False) + "\n\n"
+        parts.append("## mIoU by training length\n\n" + budget_table(runs, meta).to_markdown(index=False) + "\n\n"
                      + budget_gaps(runs).to_markdown(index=False) + "\n")
     return atomic_write_text(Path(grid_folder) / "tables.md", "\n".join(parts))
 

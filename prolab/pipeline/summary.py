@@ -83,6 +83,27 @@ def _signature_stats() -> str:
     return "\n".join(lines) + "\n\n(`python -m prolab.pipeline.summary` computes it from the committed spaces.)\n"
 
 
+def _protocol(grid: str, kind: str) -> str:
+    """The unseen-protocol table or the budget table and gaps of a grid (``pipeline.protocols``)."""
+    from .protocols import budget_gaps, budget_table, unseen_table
+
+    runs = pd.read_csv(paths.results_dir(grid) / "runs.csv")
+    meta = read_json(paths.results_dir(grid) / "grid.json")
+    if kind == "unseen":
+        body = unseen_table(runs).to_markdown(index=False)
+    else:
+        body = budget_table(runs, meta).to_markdown(index=False) + "\n\n" + budget_gaps(runs).to_markdown(index=False)
+    return body + f"\n\n(`results/{grid}/runs.csv`; mean ± std over seeds.)\n"
+
+
+def _label_sets() -> str:
+    from .label_sets import label_set_table
+
+    runs = pd.read_csv(paths.results_dir("label_sets") / "runs.csv")
+    return label_set_table(runs).to_markdown(index=False) + "\n\n(`results/label_sets/runs.csv`; coarse mIoU over " \
+        "the 10 coarse classes labelled in training, fine mIoU over the 16.)\n"
+
+
 def _bench(name: str) -> str:
     f = paths.results_dir("bench") / name
     return "```\n" + f.read_text(encoding="utf-8").strip() + "\n```\n"
@@ -97,6 +118,9 @@ RENDER = {
     "signature-stats": _signature_stats,
     "demo-class-iou": lambda: _class_iou("demo_grid", ["pole", "fence", "road", "sidewalk", "cloud", "sand"],
                                          settings=["base", "separate=True", "mode=category"]),
+    "unseen-grid-results": lambda: _protocol("unseen_grid", "unseen"),
+    "budget-grid-results": lambda: _protocol("budget_grid", "budget"),
+    "label-sets-results": lambda: _label_sets(),
     "bench-retrieval": lambda: _bench("retrieval.txt"),
     "bench-properties": lambda: _bench("properties.txt"),
     "bench-heads": lambda: _bench("heads_cpu.txt"),
