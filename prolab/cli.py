@@ -76,48 +76,77 @@ def _add_describe(sub: argparse._SubParsersAction) -> None:
                    help=_h("folder for descriptor files (then give `prolab properties` --descriptor_root)",
                            "descriptors/"))
     p.add_argument("--cache_path", default=None, help=_h("call cache JSONL", "descriptors/cache/calls.jsonl"))
-    p.add_argument("--prompt_names", action="store_true",
+    same = "as the dataset's existing descriptor file was made (so a replay reproduces it), else "
+    p.add_argument("--prompt_names", action=argparse.BooleanOptionalAction, default=None,
                    help=_h("ask classes whose mmseg name is ambiguous or unreadable under the name in "
                            "prolab/describe/prompt_names/<dataset>.json (ADE20K tank -> 'storage tank'); descriptor "
-                           "files stay keyed by the mmseg names", "off"))
-    p.add_argument("--min_pooled", type=int, default=r.min_pooled,
+                           "files stay keyed by the mmseg names; --no-prompt_names to turn off", same + "off"))
+    p.add_argument("--min_pooled", type=int, default=None,
                    help=_h("a class whose reply gives fewer descriptions than this is asked again with seeded "
-                           "sampling and its replies are pooled without duplicates, up to 15", "0, off"))
-    p.add_argument("--max_samples", type=int, default=r.max_samples,
-                   help=_h("at most this many sampled replies per class when pooling", r.max_samples))
-    p.add_argument("--dedup_threshold", type=float, default=r.dedup_threshold,
+                           "sampling and its replies are pooled without duplicates, up to 15 (0: off)", same + "0"))
+    p.add_argument("--max_samples", type=int, default=None,
+                   help=_h("at most this many sampled replies per class when pooling", same + str(r.max_samples)))
+    p.add_argument("--dedup_threshold", type=float, default=None,
                    help=_h("cosine at or above which two pooled descriptions count as one (with --pool_embedder)",
-                           r.dedup_threshold))
-    p.add_argument("--pool_temperature", type=float, default=r.pool_temperature,
-                   help=_h("LLM sampling temperature of the pooled samples", r.pool_temperature))
+                           same + str(r.dedup_threshold)))
+    p.add_argument("--pool_temperature", type=float, default=None,
+                   help=_h("LLM sampling temperature of the pooled samples", same + str(r.pool_temperature)))
     p.add_argument("--pool_embedder", default=None,
                    help=_h("sentence embedder for near-duplicate removal when pooling, e.g. all-MiniLM-L6-v2",
-                           "none: exact duplicates only"))
+                           same + "none: exact duplicates only"))
     p.set_defaults(func=_run_describe)
 
 
 def _run_describe(a: argparse.Namespace) -> int:
-    from dataclasses import replace
-
-    from .describe import GenerationParams, RetrievalDefaults, describe_dataset, make_backend
+    from .describe import GenerationParams, describe_dataset, make_backend
+    from .describe.prompts import load_prompt
     from .validation import validate
 
-    validate("describe", vars(a))  # every flag before the model loads
+    validate("describe", vars(a), skip_none=True)  # every flag before the model loads
     params = GenerationParams(temperature=a.llm_temperature, max_tokens=a.max_tokens, repeat_penalty=a.repeat_penalty,
                               seed=a.seed)
-    defaults = replace(RetrievalDefaults(), concurrency=a.concurrency, max_attempts=a.max_attempts,
-                       min_pooled=a.min_pooled, max_samples=a.max_samples, dedup_threshold=a.dedup_threshold,
-                       pool_temperature=a.pool_temperature)
     backend = make_backend(a.backend, a.llm, base_url=a.base_url, api_key_env=a.api_key_env)  # shared by all datasets
+    tag = load_prompt(a.prompt).tag
     failed = 0
     for ds in a.dataset:
         _say_dataset(ds)
+        defaults, prompt_names, embedder = _describe_settings(a, ds, backend.model_id, tag)
         out = describe_dataset(ds, backend=backend, prompt=a.prompt, out_root=a.out_root,
                                cache_path=a.cache_path, params=params, defaults=defaults,
-                               prompt_names=a.prompt_names, embedder=a.pool_embedder)
+                               prompt_names=prompt_names, embedder=embedder)
         print(f"{ds}: {out.result.summary()}\n  -> {out.path}", flush=True)
         failed += len(out.result.failures)
     return 0 if failed == 0 else 3
+
+
+def _describe_settings(a: argparse.Namespace, ds: str, llm_id: str, prompt_tag: str):
+    """(RetrievalDefaults, prompt_names, embedder) of one dataset's describe run: the flags given, and for the
+    prompt-name and pooling flags left out, the settings the dataset's existing descriptor file records (so
+    `prolab describe --dataset X` replays a committed file byte for byte and never rewrites it with other
+    settings), else off."""
+    from dataclasses import replace
+
+    from .datasets import dataset_key
+    from .describe import RetrievalDefaults, load_meta, replay_settings
+
+    target = paths.descriptor_path(dataset_key(ds), llm_id, prompt_tag,
+                                   root=paths.resolve(a.out_root) if a.out_root else None)
+    rec = replay_settings(load_meta(target)) if target.exists() else {}
+    base = rec.get("defaults") or RetrievalDefaults()
+    keys = ("min_pooled", "max_samples", "dedup_threshold", "pool_temperature")
+    taken = [k for k in keys if getattr(a, k) is None and rec.get("defaults") is not None]
+    defaults = replace(base, concurrency=a.concurrency, max_attempts=a.max_attempts,
+                       **{k: getattr(a, k) for k in keys if getattr(a, k) is not None})
+    prompt_names = a.prompt_names if a.prompt_names is not None else rec.get("prompt_names", False)
+    embedder = a.pool_embedder if a.pool_embedder is not None else rec.get("embedder")
+    if a.prompt_names is None and rec.get("prompt_names"):
+        taken.append("prompt_names")
+    if a.pool_embedder is None and rec.get("embedder"):
+        taken.append("pool_embedder")
+    if taken:
+        print(f"  {', '.join(taken)}: as {target.name} was made (min_pooled {defaults.min_pooled}, prompt names "
+              f"{'on' if prompt_names else 'off'}); give the flags to change them", flush=True)
+    return defaults, prompt_names, embedder
 
 
 def _say_dataset(ds: str) -> None:

@@ -480,7 +480,7 @@ def test_stale_running_copies_are_cleaned_and_ignored_by_git(scratch_root):
 @pytest.mark.parametrize("args, words", [
     (["properties", "--dataset", "synthetic_outdoor", "--n_properties", "0"], ["n_properties = 0", ">= 1"]),
     (["properties", "--dataset", "synthetic_outdoor", "--n_properties", "1000"],
-     ["n_properties = 1000", "at most the number of descriptions to cluster (132)"]),
+     ["n_properties = 1000", "at most the number of descriptions to cluster (192)"]),
     (["train", "--scale", "0", "0"], ["scale = [0, 0]"]),
     (["train", "--warmup_iters", "-10"], ["warmup_iters = -10", ">= 0"]),
     (["train", "--loss", "cos_sigmoud"], ["loss = 'cos_sigmoud'", "did you mean 'cos_sigmoid'"]),
@@ -500,7 +500,7 @@ def test_grid_check_refuses_a_k_larger_than_the_descriptions(tmp_path):
     f = tmp_path / "g.yaml"
     f.write_text(yaml.safe_dump(g))
     r = _prolab("grid", "--config", str(f), "--check")
-    assert r.returncode == 2 and "n_properties = 1000" in r.stderr and "(132)" in r.stderr, r.stderr
+    assert r.returncode == 2 and "n_properties = 1000" in r.stderr and "(192)" in r.stderr, r.stderr
     g["vary"] = {"temperature": [0.0]}
     f.write_text(yaml.safe_dump(g))
     r = _prolab("grid", "--config", str(f), "--check")
