@@ -183,3 +183,18 @@ def test_write_sample_refuses_what_it_cannot_write(tmp_path):
         write_sample("nope", tmp_path)
     with pytest.raises(ValueError, match="at least one image"):
         write_sample("cityscapes_19", tmp_path, n_val=0)
+
+
+@pytest.mark.slow   # about 40 s: ViT-Adapter-B with the paper's heads, one iteration, and its 1.6 GB checkpoint
+def test_the_paper_preset_trains_vit_adapter_base_on_the_embedded_default(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PROLAB_CACHE": str(tmp_path / "cache")}
+    r = subprocess.run([sys.executable, "-m", "prolab", "train", "--preset", "paper", "--backbone", "vit_adapter_base",
+                        "--pretrained", "none", "--dataset", "synthetic_outdoor", "--iters", "1", "--batch_size", "1",
+                        "--crop_size", "64", "--run_name", "dw"], env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "run dw: trained iterations 0->1" in r.stdout
+    assert (tmp_path / "cache" / "runs" / "dw" / "model.safetensors").stat().st_size > 300e6   # ~134M float32
