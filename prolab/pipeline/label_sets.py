@@ -27,6 +27,7 @@ def run_label_sets(seeds=(0, 1, 2), iters: int = 100, out_dir=None, progress: bo
     from ..datasets import load_class_names
     from ..datasets.variants import fine_to_coarse, write_coarse_variant
     from ..describe import RetrievalDefaults, describe_dataset
+    from ..properties import PropertySpace
     from ..properties.build import default_descriptor_file
     from ..properties.joint import build_joint_space, save_subset, subset
     from ..segment import TrainConfig, evaluate, load_trained, train
@@ -45,6 +46,7 @@ def run_label_sets(seeds=(0, 1, 2), iters: int = 100, out_dir=None, progress: bo
     coarse_seen = [c for c in coarse_names if c not in UNSEEN]
     fine_seen = [c for c in fine_names if c not in UNSEEN]
     coarse_val = eval_split(TrainConfig.demo(dataset=coarse_yaml), "val")
+    coarse_view = PropertySpace.load(views["coarse"])     # read once, swapped into every seed's fine model
     rows = []
     for seed in tqdm(list(seeds), desc="label sets", disable=not progress):
         runs = {}
@@ -54,9 +56,6 @@ def run_label_sets(seeds=(0, 1, 2), iters: int = 100, out_dir=None, progress: bo
                                    warmup_iters=10, seed=seed), progress=False)
         fine_model, fine_cfg, _ = load_trained(runs["fine"])
         coarse_model, _, _ = load_trained(runs["coarse"])
-        from ..properties import PropertySpace
-
-        coarse_view = PropertySpace.load(views["coarse"])
         measured = [
             ("fine", "fine", "its own signatures", evaluate(fine_model, eval_split(fine_cfg, "val"),
                                                             classes=fine_seen, progress=False)),

@@ -51,6 +51,17 @@ class _CosSigmoidLoss(torch.autograd.Function):
         return grad, None, None, None, None, None
 
 
+def _labelled(labels: torch.Tensor, n_classes: int, ignore_index: int, target: str):
+    """(valid mask, number of labelled pixels, labels with ignored pixels set to 0 for indexing); a label
+    without a ``target`` row is an error."""
+    valid = labels != ignore_index
+    n_valid = valid.sum()
+    lab = torch.where(valid, labels, torch.zeros_like(labels))
+    if n_valid and int(lab.max()) >= n_classes:
+        raise ValueError(f"label {int(lab.max())} has no {target} ({n_classes} classes)")
+    return valid, n_valid, lab
+
+
 def property_loss(logits: torch.Tensor, labels: torch.Tensor, signatures: torch.Tensor, temperature: float,
                   kind: str = "cos_sigmoid", ignore_index: int = IGNORE) -> torch.Tensor:
     """Mean over labelled pixels of the per-pixel loss between property logits z (B, K, H, W) and the
@@ -67,13 +78,9 @@ def property_loss(logits: torch.Tensor, labels: torch.Tensor, signatures: torch.
                          "upsample the logits to the label size first")
     if kind not in PROPERTY_LOSSES:
         raise ValueError(f"unknown property loss {kind!r}; choose one of cos_sigmoid, bce, cos")
-    valid = labels != ignore_index
-    n_valid = valid.sum()
+    valid, n_valid, lab = _labelled(labels, signatures.shape[0], ignore_index, "signature")
     if n_valid == 0:
         return logits.sum() * 0.0
-    lab = torch.where(valid, labels, torch.zeros_like(labels))
-    if int(lab.max()) >= signatures.shape[0]:
-        raise ValueError(f"label {int(lab.max())} has no signature ({signatures.shape[0]} classes)")
     idx, w, counts = signature_index(signatures.to(logits.device))
     pix_idx = idx[lab].permute(0, 3, 1, 2)                      # (B, M, H, W)
     pix_w = w.to(logits.dtype)[lab].permute(0, 3, 1, 2)
@@ -103,13 +110,9 @@ def name_embedding_loss(e: torch.Tensor, labels: torch.Tensor, name_bank: torch.
                         ignore_index: int = IGNORE) -> torch.Tensor:
     """Mean over labelled pixels of 1 - cos(e, t_c): the pixel embedding e (B, d, H, W) against the
     L2-normalised sentence embedding t_c (rows of ``name_bank``, C x d) of the pixel's class name."""
-    valid = labels != ignore_index
-    n_valid = valid.sum()
+    valid, n_valid, lab = _labelled(labels, name_bank.shape[0], ignore_index, "class-name embedding")
     if n_valid == 0:
         return e.sum() * 0.0
-    lab = torch.where(valid, labels, torch.zeros_like(labels))
-    if int(lab.max()) >= name_bank.shape[0]:
-        raise ValueError(f"label {int(lab.max())} has no class-name embedding ({name_bank.shape[0]} classes)")
     # e . t_c without a (B, H, W, d) target: score every class at every pixel (C is small), pick the label's
     cos = torch.einsum("bdhw,cd->bchw", F.normalize(e, dim=1), name_bank.to(e.dtype))
     per_pixel = 1 - cos.gather(1, lab[:, None]).squeeze(1)
