@@ -48,16 +48,18 @@ def main():
     print(f"device {dev}, threads {torch.get_num_threads()}, batch {a.batch} x {a.size}px, C={a.classes}, "
           f"K={a.properties}, d={a.dim}, UPerNet channels {a.channels}")
     res = {}
-    for mode in ("category", "property"):
+    names = torch.nn.functional.normalize(torch.randn(a.classes, a.dim), dim=1)
+    for mode in ("category", "property", "name_embedding"):
         torch.manual_seed(0)
-        m = SegModel(a.classes, mode, bank, sig, 0.04, defaults=ModelDefaults(channels=a.channels,
-                                                                              aux_channels=a.channels // 2)).to(dev)
+        m = SegModel(a.classes, mode, bank, sig, 0.04, name_bank=names,
+                     defaults=ModelDefaults(channels=a.channels, aux_channels=a.channels // 2)).to(dev)
         opt = torch.optim.AdamW(m.parameters(), lr=1e-4)
 
         def step():
             m.train()
             out = m(x)
-            loss = segmentation_loss(out, y, getattr(m, "signatures", None), 0.04, "cos_sigmoid", 0.4)
+            loss = segmentation_loss(out, y, getattr(m, "signatures", None), 0.04, "cos_sigmoid", 0.4,
+                                     name_bank=getattr(m, "name_bank", None))
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -71,6 +73,9 @@ def main():
     (ct, ci), (pt, pi) = res["category"], res["property"]
     print(f"train step: category {ct * 1000:7.1f} ms   property {pt * 1000:7.1f} ms   ratio {pt / ct:.3f} (goal <= 1.05)")
     print(f"inference:  category {ci * 1000:7.1f} ms   property {pi * 1000:7.1f} ms   ratio {pi / ci:.3f} (goal <= 1.02)")
+    nt, ni = res["name_embedding"]
+    print(f"class-name embedding (d={a.dim}): train step {nt * 1000:7.1f} ms ({nt / ct:.3f}x category), "
+          f"inference {ni * 1000:7.1f} ms ({ni / ci:.3f}x)")
 
 
 if __name__ == "__main__":

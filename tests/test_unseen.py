@@ -6,7 +6,7 @@ import torch
 
 from prolab.properties import build_property_space, cluster
 from prolab.properties.assign import add_classes, nearest_properties
-from prolab.segment.losses import name_embedding_loss
+from prolab.segment.losses import name_embedding_loss, upsampled_name_embedding_loss
 from prolab.segment.model import ModelDefaults, SegModel
 from prolab.segment.train import TrainConfig, load_space_for, mask_unseen, run_unseen
 from prolab.segment.unseen import confusion_at, evaluate_unseen, gzsl_scores, harmonic_mean
@@ -86,6 +86,27 @@ def test_name_embedding_loss_and_scores():
     assert scores.argmax(1).eq(2).all() and torch.allclose(scores[:, 2], torch.ones(1, 2, 2))
     with pytest.raises(ValueError, match="class-name embeddings"):
         SegModel(5, "name_embedding", name_bank=names, defaults=ModelDefaults(pretrained=None))
+
+
+@pytest.mark.parametrize("low,full", [((5, 6), (20, 24)), ((7, 5), (30, 17)), ((4, 4), (4, 4)), ((3, 9), (11, 40))])
+def test_upsampled_name_embedding_loss_matches_upsample_then_loss(low, full):
+    """The low-resolution path equals upsampling the embedding first (value and gradient), at integer and
+    non-integer scale factors, odd sizes, no upsampling at all, and with ignored pixels."""
+    torch.manual_seed(1)
+    names = torch.nn.functional.normalize(torch.randn(6, 16, dtype=torch.float64), dim=1)
+    e = torch.randn(2, 16, *low, dtype=torch.float64, requires_grad=True)
+    labels = torch.randint(0, 6, (2, *full))
+    labels[0, :3] = 255
+    labels[1, :, -2:] = 255
+    up = torch.nn.functional.interpolate(e, size=full, mode="bilinear", align_corners=False)
+    ref = name_embedding_loss(up, labels, names)
+    (g_ref,) = torch.autograd.grad(ref, e)
+    fast = upsampled_name_embedding_loss(e, labels, names)
+    (g_fast,) = torch.autograd.grad(fast, e)
+    torch.testing.assert_close(fast, ref)
+    torch.testing.assert_close(g_fast, g_ref)
+    assert torch.autograd.gradcheck(lambda x: upsampled_name_embedding_loss(x, labels[:, :9, :9], names),
+                                    (e[:, :, :3, :3].detach().clone().requires_grad_(),))
 
 
 class _Fixed(torch.nn.Module):

@@ -119,16 +119,55 @@ def name_embedding_loss(e: torch.Tensor, labels: torch.Tensor, name_bank: torch.
     return (per_pixel * valid).sum() / n_valid
 
 
+def _bilinear_taps(n_out: int, n_in: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Source index i0 and weight of the next sample for each output position of a bilinear resize
+    (align_corners=False, as F.interpolate with a target size): out = (1 - l) x[i0] + l x[min(i0 + 1, n_in - 1)]."""
+    src = ((torch.arange(n_out, device=device, dtype=torch.float32) + 0.5) * (n_in / n_out) - 0.5).clamp_min(0)
+    i0 = src.floor().long().clamp_max(n_in - 1)
+    return i0, src - i0
+
+
+def upsampled_name_embedding_loss(e: torch.Tensor, labels: torch.Tensor, name_bank: torch.Tensor,
+                                  ignore_index: int = IGNORE) -> torch.Tensor:
+    """``name_embedding_loss`` of the bilinearly upsampled embedding, from the low-resolution e (B, d, h, w)
+    without building the (B, d, H, W) map. Both parts of cos(e', t_c) are exact at low resolution:
+    e'.t_c is linear in e, so it is the upsampled (B, C, h, w) score map; |e'|^2 of a blend of four neighbours
+    w_a e_a is sum_ab w_a w_b (e_a . e_b), so it needs only the ten neighbour dot products per low-res cell."""
+    valid, n_valid, lab = _labelled(labels, name_bank.shape[0], ignore_index, "class-name embedding")
+    if n_valid == 0:
+        return e.sum() * 0.0
+    (H, W), (h, w) = labels.shape[1:], e.shape[2:]
+    dots = torch.einsum("bdhw,cd->bchw", e, name_bank.to(e.dtype))
+    dots = F.interpolate(dots, size=(H, W), mode="bilinear", align_corners=False).gather(1, lab[:, None]).squeeze(1)
+    ep = F.pad(e, (0, 1, 0, 1), mode="replicate")           # row/column h, w repeat the last: the border clamp
+    a, b, c, d = ep[:, :, :h, :w], ep[:, :, :h, 1:], ep[:, :, 1:, :w], ep[:, :, 1:, 1:]   # the four corners
+    pairs = [(a, a), (b, b), (c, c), (d, d), (a, b), (a, c), (a, d), (b, c), (b, d), (c, d)]
+    gram = torch.stack([(u * v).sum(1) for u, v in pairs], 1)                           # (B, 10, h, w)
+    y0, ly = _bilinear_taps(H, h, e.device)
+    x0, lx = _bilinear_taps(W, w, e.device)
+    wy, wx = torch.stack([1 - ly, ly]), torch.stack([1 - lx, lx])                       # (2, H), (2, W)
+    corner = torch.stack([wy[0][:, None] * wx[0], wy[0][:, None] * wx[1],
+                          wy[1][:, None] * wx[0], wy[1][:, None] * wx[1]])              # (4, H, W)
+    coef = torch.stack([corner[i] * corner[j] * (1 if i == j else 2)
+                        for i, j in [(0, 0), (1, 1), (2, 2), (3, 3), (0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3)]])
+    # pick each output pixel's cell with one-hot matrices (a matmul: cheaper backward than advanced indexing)
+    ry = F.one_hot(y0, h).to(e.dtype)                                                   # (H, h)
+    rx = F.one_hot(x0, w).to(e.dtype)                                                   # (W, w)
+    norm2 = (ry @ gram @ rx.T * coef.to(e.dtype)).sum(1)                                # |e'|^2, (B, H, W)
+    per_pixel = 1 - dots / norm2.clamp_min(0).sqrt().clamp_min(1e-12)
+    return (per_pixel * valid).sum() / n_valid
+
+
 def segmentation_loss(out: dict, labels: torch.Tensor, signatures: torch.Tensor | None, temperature: float,
                       kind: str, aux_weight: float = 0.4, ignore_index: int = IGNORE,
                       name_bank: torch.Tensor | None = None) -> torch.Tensor:
     """Main + weighted auxiliary loss, logits upsampled (bilinear) to the label size."""
     def one(logits):
+        if out["kind"] == "name_embedding":   # exact, without the full-resolution d-channel map
+            return upsampled_name_embedding_loss(logits, labels, name_bank, ignore_index)
         logits = F.interpolate(logits, size=labels.shape[1:], mode="bilinear", align_corners=False)
         if out["kind"] == "category":
             return category_loss(logits, labels, ignore_index)
-        if out["kind"] == "name_embedding":
-            return name_embedding_loss(logits, labels, name_bank, ignore_index)
         return property_loss(logits, labels, signatures, temperature, kind, ignore_index)
 
     loss = one(out["logits"])
