@@ -391,13 +391,17 @@ def _add_grid(sub: argparse._SubParsersAction) -> None:
                    help=_h(DATASET_HELP.replace(" or a class-list file (.txt/.json)", "") + "; results go to "
                            "results/<grid name>_<dataset name>/", "the grid YAML's dataset"))
     p.add_argument("--check", action="store_true", help=_h("only validate the config and list the runs", "off"))
+    p.add_argument("--shard", default=None,
+                   help=_h("I/N: run every N-th run from the I-th, so N processes (cores or machines sharing the "
+                           "results folder) split one grid; rows merge under a file lock", "all runs"))
     p.set_defaults(func=_run_grid)
 
 
 def _run_grid(a: argparse.Namespace) -> int:
-    from .pipeline.grid import base_descriptions, grid_dir, load_grid, run_grid
+    from .pipeline.grid import base_descriptions, grid_dir, load_grid, parse_shard, run_grid
     from .pipeline.tables import write_tables
 
+    shard = parse_shard(a.shard)           # checked before the config is loaded or anything runs
     cfg = load_grid(a.config, dataset=a.dataset)
     cells = cfg.cells()
     print(f"grid {cfg.name}: {len(cells)} runs ({len(cells) // max(1, len(cfg.seeds))} settings x "
@@ -407,7 +411,7 @@ def _run_grid(a: argparse.Namespace) -> int:
             print(f"  {c['cell']}  {c['axis']:>12s} = {str(c.get(c['axis'], '')) if c['axis'] != 'base' else '':<24} "
                   f"seed {c['seed']}")
         return 0
-    runs = run_grid(cfg)
+    runs = run_grid(cfg, shard=shard)
     from .datasets import dataset_key
 
     print(f"tables -> {write_tables(runs, grid_dir(cfg), base_descriptions(cfg), dataset_key(cfg.dataset))}")

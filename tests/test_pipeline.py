@@ -129,6 +129,34 @@ def test_grid_cross_multiplies_cells_and_unseen_rows_carry_the_protocol(scratch_
     assert spaces and PropertySpace.load(spaces[0]).notes["unseen"] == ["bus", "boat"]
 
 
+def test_grid_shards_split_the_cells_and_merge_their_rows(scratch_results, monkeypatch):
+    """Two shards running at once over one results folder: each runs its own cells, no row is lost."""
+    import threading
+
+    import prolab.pipeline.grid as grid
+
+    def fake_cell(cfg, cell, progress=True):     # training is tested above; here only the bookkeeping
+        time.sleep(0.05)
+        return {**cell, "mIoU": 1.0, "train_seconds": 0.0}, [{"cell": cell["cell"], "iteration": 1, "loss": 0.5}]
+
+    monkeypatch.setattr(grid, "run_cell", fake_cell)
+    cfg = load_grid(_grid(scratch_results, {**GRID, "seeds": [0, 1, 2]}))
+    ran = {}
+    threads = [threading.Thread(target=lambda i=i: ran.update({i: run_grid(cfg, progress=False, shard=(i, 2))}))
+               for i in (0, 1)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    rows = pd.read_csv(scratch_results / "results" / "tgrid" / "runs.csv")
+    assert sorted(rows["cell"]) == sorted(c["cell"] for c in cfg.cells()) and len(rows) == 6
+    assert len(pd.read_csv(scratch_results / "results" / "tgrid" / "curves.csv")) == 6
+    assert max(len(r) for r in ran.values()) <= 6
+    with pytest.raises(ValueError, match="I/N"):
+        grid.parse_shard("2")
+    with pytest.raises(ValueError, match="0 <= I < N"):
+        grid.parse_shard("2/2")
+    assert grid.parse_shard("1/3") == (1, 3) and grid.parse_shard(None) is None
+
+
 def test_tables_regenerate_identically(tmp_path):
     runs = pd.DataFrame([
         {"axis": "base", "cell": "a", "mode": "property", "n_properties": 24, "loss": "cos_sigmoid", "seed": 0,

@@ -243,34 +243,64 @@ def unseen_protocol(run_name: str, split: str = "val", progress: bool = False):
     return evaluate_unseen(model, eval_split(cfg, split), run_unseen(cfg, names), progress=progress)
 
 
-def run_grid(config: GridConfig | str | Path, progress: bool = True) -> pd.DataFrame:
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """"I/N" -> (I, N) with 0 <= I < N: this process runs every N-th cell starting at the I-th."""
+    if text is None:
+        return None
+    try:
+        i, n = (int(x) for x in str(text).split("/"))
+    except ValueError:
+        raise ValueError(f"shard {text!r}: expected I/N, e.g. 0/2") from None
+    if not (n >= 1 and 0 <= i < n):
+        raise ValueError(f"shard {text!r}: need N >= 1 and 0 <= I < N")
+    return i, n
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path) if path.exists() else pd.DataFrame()
+
+
+def run_grid(config: GridConfig | str | Path, progress: bool = True,
+             shard: tuple[int, int] | None = None) -> pd.DataFrame:
     """Run every cell not yet in ``results/<name>/runs.csv`` with the current code (``identity.code_hash``);
-    rows are written as cells finish, so a killed grid resumes, and rows of older code are run again."""
+    rows are written as cells finish, so a killed grid resumes, and rows of older code are run again.
+    ``shard=(i, n)`` runs only every n-th cell from the i-th: n processes (one per core or machine, same
+    results folder) share a grid; rows are merged into the CSVs under a file lock. Returns every row."""
+    from filelock import FileLock
+
     from ..progress import tqdm
 
     cfg = config if isinstance(config, GridConfig) else load_grid(config)
     out = grid_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)
     runs_csv, curves_csv = out / "runs.csv", out / "curves.csv"
-    done = pd.read_csv(runs_csv) if runs_csv.exists() else pd.DataFrame()
-    curves = pd.read_csv(curves_csv) if curves_csv.exists() else pd.DataFrame()
-    atomic_write_json(out / "grid.json", {"name": cfg.name, "dataset": dataset_key(cfg.dataset), "base": cfg.base,
-                                          "vary": cfg.vary, "cross": cfg.cross, "seeds": cfg.seeds, "train": cfg.train,
-                                          "n_descriptions": base_descriptions(cfg),
-                                          "source": Path(cfg.source).name, "environment": environment_info()})
+    lock = FileLock(str(out / ".write.lock"))
+    with lock:
+        done = _read_csv(runs_csv)
+        atomic_write_json(out / "grid.json", {"name": cfg.name, "dataset": dataset_key(cfg.dataset), "base": cfg.base,
+                                              "vary": cfg.vary, "cross": cfg.cross, "seeds": cfg.seeds,
+                                              "train": cfg.train, "n_descriptions": base_descriptions(cfg),
+                                              "source": Path(cfg.source).name, "environment": environment_info()})
     # a row counts as done only if the code that made it is the code now: results of older code are redone
     code = code_hash(*GRID_CODE)
     current = set(done.loc[done["code"] == code, "cell"]) if "code" in done else set()
-    todo = [c for c in cfg.cells() if c["cell"] not in current]
-    for cell in tqdm(todo, desc=f"grid {cfg.name}", disable=not progress):
+    cells = cfg.cells()
+    if shard is not None:
+        cells = cells[shard[0]::shard[1]]
+    todo = [c for c in cells if c["cell"] not in current]
+    for cell in tqdm(todo, desc=f"grid {cfg.name}" + (f" shard {shard[0]}/{shard[1]}" if shard else ""),
+                     disable=not progress):
         row, curve = run_cell(cfg, cell, progress=False)
         row["code"] = code
-        if not done.empty:
-            done = done[done["cell"] != cell["cell"]]
-        if not curves.empty:
-            curves = curves[curves["cell"] != cell["cell"]]
-        done = pd.concat([done, pd.DataFrame([row])], ignore_index=True)
-        curves = pd.concat([curves, pd.DataFrame(curve)], ignore_index=True)
-        atomic_write_text(curves_csv, curves.to_csv(index=False))
-        atomic_write_text(runs_csv, done.to_csv(index=False))
-    return done
+        with lock:   # re-read: another shard may have written rows since
+            done, curves = _read_csv(runs_csv), _read_csv(curves_csv)
+            if not done.empty:
+                done = done[done["cell"] != cell["cell"]]
+            if not curves.empty:
+                curves = curves[curves["cell"] != cell["cell"]]
+            done = pd.concat([done, pd.DataFrame([row])], ignore_index=True)
+            curves = pd.concat([curves, pd.DataFrame(curve)], ignore_index=True)
+            atomic_write_text(curves_csv, curves.to_csv(index=False))
+            atomic_write_text(runs_csv, done.to_csv(index=False))
+    with lock:
+        return _read_csv(runs_csv)
