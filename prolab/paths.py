@@ -36,6 +36,13 @@ def cache_root() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "prolab"
 
 
+def output_root(given: str | os.PathLike | None, kind: str) -> Path:
+    """Where a notebook writes its artefacts: the given folder (relative to the repository root), else
+    ``$PROLAB_CACHE/<kind>``, so stepping through the notebooks never rewrites committed files (those change
+    only through the regeneration commands, which name their folders)."""
+    return resolve(given) if given else cache_root() / kind
+
+
 def portable(path: str | os.PathLike) -> str:
     """A path as it should be written into a committed or shared file: ``$PROLAB_CACHE/...`` inside the cache,
     repository-relative inside the checkout, absolute otherwise (so results do not carry one machine's home)."""

@@ -27,6 +27,55 @@ def test_notebooks_are_clean(repo):
         assert all(not c.get("outputs") for c in nb["cells"] if c["cell_type"] == "code"), nb_path.name
 
 
+def test_notebook_metadata_is_what_jupyterlab_keeps_on_open(repo):
+    """The kernelspec as the kit's ipykernel reports it (otherwise JupyterLab marks every notebook modified on
+    open), language_info reduced to its name, no widget state, no execution counts."""
+    from ipykernel.ipkernel import IPythonKernel
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    spec = KernelSpecManager().get_kernel_spec("python3")
+    reported = {k: v for k, v in IPythonKernel.language_info.items() if k != "version"}
+    for nb_path in sorted((repo / "notebooks").glob("*.ipynb")):
+        nb = json.loads(nb_path.read_text())
+        ks = nb["metadata"]["kernelspec"]
+        assert (ks["name"], ks["display_name"], ks["language"]) == ("python3", spec.display_name, spec.language), nb_path.name
+        info = dict(nb["metadata"]["language_info"])
+        # the version is the reference machine's Python (environment.yml); the rest must be the kernel's own
+        assert info.pop("version").startswith("3.") and info == reported, nb_path.name
+        assert "widgets" not in nb["metadata"], nb_path.name
+        assert all(c.get("execution_count") is None for c in nb["cells"] if c["cell_type"] == "code"), nb_path.name
+
+
+def test_lab_save_hook_keeps_committed_notebooks_byte_identical(repo, tmp_path):
+    """What a JupyterLab run adds (outputs, counts, timings, kernel version, widget state) is dropped on save for
+    the kit's notebooks/; a notebook elsewhere keeps it; a source edit is kept."""
+    import nbformat
+
+    from prolab.lab import strip_outputs_on_save
+
+    class Manager:
+        root_dir = str(repo)
+
+    for nb_path in sorted((repo / "notebooks").glob("*.ipynb")):
+        committed = nb_path.read_text(encoding="utf-8")
+        nb = nbformat.reads(committed, as_version=nbformat.NO_CONVERT)
+        for i, cell in enumerate(nb.cells):
+            if cell.cell_type == "code":
+                cell.outputs = [nbformat.v4.new_output("stream", text="ran\n")]
+                cell.execution_count = i + 1
+                cell.metadata["execution"] = {"iopub.execute_input": "2026-01-01T00:00:00Z"}
+        nb.metadata["language_info"] = {"name": "python", "version": "3.99.0", "mimetype": "text/x-python"}
+        nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}}}
+        model = {"type": "notebook", "content": nb}
+        strip_outputs_on_save(model, f"notebooks/{nb_path.name}", Manager())
+        assert nbformat.writes(model["content"]) + "\n" == committed, nb_path.name
+    elsewhere = {"type": "notebook", "content": nbformat.reads(committed, as_version=nbformat.NO_CONVERT)}
+    elsewhere["content"].cells[-1].source = "print('mine')"
+    elsewhere["content"].metadata["widgets"] = {}
+    strip_outputs_on_save(elsewhere, "results/mine.ipynb", Manager())
+    assert "widgets" in elsewhere["content"].metadata and elsewhere["content"].cells[-1].source == "print('mine')"
+
+
 def test_01_prompt_design_live_api_without_leaking_the_key(repo, tmp_path, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
     with StubChatServer() as srv:

@@ -5,7 +5,8 @@ import matplotlib
 import pandas as pd
 import pytest
 
-from prolab.pipeline.protocols import budget_gaps, budget_table, plot_budget, unseen_table, write_protocol_tables
+from prolab.pipeline.protocols import (budget_gaps, budget_table, plot_budget, settings_table, unseen_table,
+                                      write_protocol_tables)
 
 matplotlib.use("Agg")
 
@@ -49,3 +50,22 @@ def test_write_protocol_tables(tmp_path):
     (tmp_path / "grid.json").write_text(json.dumps({"name": "g"}))
     text = write_protocol_tables(tmp_path).read_text()
     assert "## Unseen-class protocol" in text and "## mIoU by training length" in text and "not the paper" in text
+
+
+def test_settings_table_one_row_per_setting_with_difference_to_category(tmp_path):
+    rows = []
+    for axis, extra, base in (("base", {}, 40.0), ("temperature", {"temperature": 0.01}, 30.0),
+                              ("normalize", {"normalize": True}, 45.0), ("mode", {"mode": "category"}, 44.0)):
+        for seed in (0, 1, 2):
+            rows.append({"axis": axis, "mode": "property", "temperature": 0.04, "normalize": None,
+                         "onehot_warmup_iters": None, **extra, "seed": seed, "mIoU": base + seed})
+    runs = pd.DataFrame(rows)
+    t = settings_table(runs).set_index("setting")
+    assert list(t.index) == ["base: property, temperature 0.04", "T = 0.01", "L2-normalised embedding = True",
+                             "category (one-hot, cross-entropy)"]
+    assert t.loc["T = 0.01", "- category"] == "-14.00" and t.loc["L2-normalised embedding = True", "- category"] == "+1.00"
+    assert t.loc["category (one-hot, cross-entropy)", "- category"] == "" and (t["runs"] == 3).all()
+    runs.to_csv(tmp_path / "runs.csv", index=False)
+    (tmp_path / "grid.json").write_text(json.dumps({"name": "settings"}))
+    text = write_protocol_tables(tmp_path).read_text()
+    assert "## Property-supervision settings" in text and "by training length" not in text

@@ -97,8 +97,9 @@ def available_prompts() -> list[str]:
     return sorted(f.stem for f in paths.prompts_dir().glob("*.yaml"))
 
 
-def prompts_overview(names: list[str]):
-    """A table of prompts: id, version, reply format, number of worked examples, provenance."""
+def prompts_overview(names: list[str], styled: bool = True):
+    """A table of prompts: id, version, reply format, number of worked examples, provenance (``styled``: long
+    texts wrap instead of being cut at pandas' 50 characters)."""
     import pandas as pd
 
     rows = []
@@ -108,4 +109,7 @@ def prompts_overview(names: list[str]):
                      "examples": (f"{len(p.examples)} chat turns" if p.examples
                                   else "inline" if p.example_lines() else "none"),
                      "provenance": p.provenance})
-    return pd.DataFrame(rows).set_index("prompt")
+    df = pd.DataFrame(rows).set_index("prompt")
+    if not styled:
+        return df
+    return df.style.set_properties(**{"white-space": "pre-wrap", "text-align": "left", "vertical-align": "top"})

@@ -59,7 +59,7 @@ def summary(descriptions: dict[str, list[str]], failures: dict[str, str] | None 
         "unique descriptions": len({_key(d) for d in all_d}),
         "repeated descriptions": int(len(dup)),
         "failed classes": len(failures or {}),
-    })
+    }, dtype=object)   # object: counts print as integers, not as 4.00
 
 
 def side_by_side(replies: dict[str, dict[str, list[str]]], class_names: list[str], styled: bool = True):

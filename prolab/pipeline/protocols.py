@@ -1,5 +1,6 @@
 """Tables and figures of the grids behind notebook 08: the unseen-class protocol (``configs/grid_unseen.yaml``)
-and the training budget (``configs/grid_budget.yaml``), mean ± std over seeds straight from their runs.csv."""
+the training budget (``configs/grid_budget.yaml``) and the property-supervision settings
+(``configs/grid_settings.yaml``), mean ± std over seeds straight from their runs.csv."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -66,6 +67,30 @@ def budget_gaps(runs: pd.DataFrame, metric: str = "mIoU") -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+SETTING_AXES = {"temperature": "T = {}", "normalize": "L2-normalised embedding = {}",
+                "onehot_warmup_iters": "one-hot warm-up of {} iterations", "mode": "{}"}
+
+
+def settings_table(runs: pd.DataFrame, metric: str = "mIoU") -> pd.DataFrame:
+    """One row per setting of a one-at-a-time grid (``configs/grid_settings.yaml``): the base property run,
+    each varied setting, category supervision; mean ± std over seeds and the difference of the seed means to
+    category supervision (with its standard error)."""
+    cat = runs[runs["mode"] == "category"][metric]
+    rows = []
+    for axis in dict.fromkeys(runs["axis"]):
+        grp = runs[runs["axis"] == axis]
+        for value, r in grp.groupby(grp[axis].astype(str) if axis != "base" else grp["axis"], sort=False):
+            label = ("base: property, " + ", ".join(f"{a} {r[a].iloc[0]}" for a in ("temperature",) if a in r)
+                     if axis == "base" else SETTING_AXES.get(axis, f"{axis} = {{}}").format(
+                         MODE_LABEL.get(value, value) if axis == "mode" else value))
+            x = r[metric]
+            se = np.sqrt(x.var(ddof=1) / len(x) + cat.var(ddof=1) / len(cat)) if len(x) > 1 and len(cat) > 1 else np.nan
+            rows.append({"setting": label, metric: _fmt(x), "runs": len(x),
+                         "- category": "" if axis == "mode" or not len(cat) else f"{x.mean() - cat.mean():+.2f}",
+                         "standard error": "" if axis == "mode" or np.isnan(se) else f"{se:.2f}"})
+    return pd.DataFrame(rows)
+
+
 def plot_budget(runs: pd.DataFrame, metric: str = "mIoU"):
     """mIoU against training iterations (log scale), one line per supervision mode: seeds as dots, means joined."""
     import matplotlib.pyplot as plt
@@ -115,11 +140,14 @@ def write_protocol_tables(grid_folder: str | Path) -> Path:
     if "cal_HM" in runs:
         parts.append("## Unseen-class protocol (test: odd val images; gamma chosen on the even ones)\n\n"
                      + unseen_table(runs).to_markdown(index=False) + "\n")
-    if "iters" in runs and runs["iters"].notna().any():
+    if "axis" in runs and set(runs["axis"]) & (set(SETTING_AXES) - {"mode"}):
+        parts.append("## Property-supervision settings at one training length\n\n"
+                     + settings_table(runs).to_markdown(index=False) + "\n")
+    if "iters" in runs and runs["iters"].notna().any() and runs["iters"].nunique() > 1:
         parts.append("## mIoU by training length\n\n" + budget_table(runs, meta).to_markdown(index=False) + "\n\n"
                      + budget_gaps(runs).to_markdown(index=False) + "\n")
     return atomic_write_text(Path(grid_folder) / "tables.md", "\n".join(parts))
 
 
-__all__ = ["unseen_table", "budget_table", "budget_gaps", "plot_budget", "plot_calibration",
+__all__ = ["unseen_table", "budget_table", "budget_gaps", "settings_table", "plot_budget", "plot_calibration",
            "write_protocol_tables", "MODE_LABEL"]

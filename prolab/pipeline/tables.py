@@ -18,7 +18,8 @@ from ..files import atomic_write_text
 
 TITLES = {"n_properties": "Number of properties", "embedder": "Embedder", "loss": "Loss", "prompt": "Prompt",
           "llm": "LLM", "mode": "Property vs category supervision", "method": "Clustering method",
-          "temperature": "Temperature", "separate": "Near-collisions separated (--separate)"}
+          "temperature": "Temperature", "separate": "Near-collisions separated (--separate)",
+          "normalize": "L2-normalised pixel embedding", "onehot_warmup_iters": "One-hot warm-up (iterations)"}
 PAPER_COLUMN = "paper (ADE20K)"
 NUMERIC_AXES = ("n_properties", "temperature")
 # which K row of the paper matches ours: same descriptions per property within a factor exp(0.35) ~ 1.4

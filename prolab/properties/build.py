@@ -193,7 +193,7 @@ def build_property_space(dataset: str, descriptor_file: str | Path | None = None
     cdef = clustering or ClusteringDefaults()
     cdef = replace(cdef, method=method or cdef.method, seed=cdef.seed if seed is None else seed)
     validate("properties", {"method": cdef.method, "seed": cdef.seed, "embedder_kind": embedder_kind})
-    emb = make_embedder(embedder, embedder_kind) if isinstance(embedder, str) else embedder
+    emb = make_embedder(embedder, embedder_kind, progress=progress) if isinstance(embedder, str) else embedder
     texts, desc_class, x = embed_descriptions(descriptions, emb, progress=progress)
     seen = ~np.isin(desc_class, held)
     result = cluster(x[seen], k, cdef)

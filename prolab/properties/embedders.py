@@ -184,11 +184,17 @@ _KIND_CLASSES = {"sentence-transformers": SentenceTransformerEmbedder, "st": Sen
 
 
 def make_embedder(name: str = _defaults.EMBEDDER, kind: str = _defaults.EMBEDDER_KIND,
-                  defaults: EmbedderDefaults | None = None, **overrides) -> Embedder:
-    """Build an embedder; ``kind`` is one of sentence-transformers, flag, release."""
+                  defaults: EmbedderDefaults | None = None, progress: bool = False, **overrides) -> Embedder:
+    """Build an embedder; ``kind`` is one of sentence-transformers, flag, release. ``progress``: a bar while the
+    library is imported and the weights are read (seconds on a CPU, otherwise a silent pause)."""
     if kind not in _KIND_CLASSES:
         raise ValueError(f"unknown embedder kind {kind!r}; choose one of {', '.join(KINDS)}")
     from dataclasses import replace
 
+    from ..progress import tqdm
+
     d = replace(defaults or EmbedderDefaults(), kind=kind, **overrides)
-    return _KIND_CLASSES[kind](name, d)
+    with tqdm(total=1, desc=f"loading embedder {name}", disable=not progress) as bar:
+        emb = _KIND_CLASSES[kind](name, d)
+        bar.update()
+    return emb
