@@ -115,7 +115,7 @@ def _panel(page):
 
 
 def _wait_idle(page, timeout_s):
-    """Until the kernel is idle and no cell is queued or running ([*])."""
+    """Until the open notebook's kernel is idle and no cell is queued or running ([*])."""
     deadline = time.time() + timeout_s
     while time.time() < deadline:
         status = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook-ExecutionIndicator")
@@ -152,11 +152,18 @@ def _errors(page) -> list[str]:
     return [t for t in texts if "Traceback" in t]
 
 
-def _close(page, base, token):
-    """Shut down every kernel (a student closing the notebook and its kernel)."""
-    for s in _api(base, token, "/api/sessions"):
-        _api(base, token, f"/api/sessions/{s['id']}", method="DELETE")
-    page.goto("about:blank")
+def _close(page):
+    """File > Close and Shut Down Notebook, accepting what JupyterLab asks (shut down; save if modified)."""
+    _menu(page, "File", "Close and Shut Down Notebook")
+    for _ in range(3):
+        dialog = page.locator(".jp-Dialog")
+        try:
+            dialog.first.wait_for(timeout=3000)
+        except Exception:       # no (further) question asked
+            break
+        page.locator(".jp-Dialog .jp-mod-accept").first.click()
+        page.wait_for_timeout(500)
+    page.locator(".jp-NotebookPanel").first.wait_for(state="detached", timeout=30_000)
 
 
 def test_a_students_session_runs_every_notebook_and_leaves_git_clean(lab):
@@ -178,7 +185,7 @@ def test_a_students_session_runs_every_notebook_and_leaves_git_clean(lab):
         page.screenshot(path=str(shots / "06_before_05.png"))
         errors = _errors(page)
         assert errors and all("05_train_segmentation" in e for e in errors), errors
-        _close(page, base, token)
+        _close(page)
 
         for name in NOTEBOOKS:
             t0 = time.time()
@@ -203,9 +210,10 @@ def test_a_students_session_runs_every_notebook_and_leaves_git_clean(lab):
             page.keyboard.press("Control+s")        # a student saves (JupyterLab also autosaves)
             page.wait_for_timeout(1500)
             assert not _dirty(page), f"{name} still modified after saving"
-            _close(page, base, token)
+            _close(page)
             timings[name] = round(time.time() - t0, 1)
         browser.close()
+    assert _api(base, token, "/api/sessions") == [], "a kernel is still running after every notebook was closed"
     (tmp / "timings.json").write_text(json.dumps(timings, indent=1))
     print("seconds per notebook:", timings, "screenshots:", shots)
     assert _git_status() == before, f"the session changed the checkout:\n{_git_status()}"

@@ -84,13 +84,16 @@ def _signature_stats() -> str:
 
 
 def _protocol(grid: str, kind: str) -> str:
-    """The unseen-protocol table or the budget table and gaps of a grid (``pipeline.protocols``)."""
-    from .protocols import budget_gaps, budget_table, unseen_table
+    """The unseen-protocol table, the budget table and gaps, or the settings table of a grid
+    (``pipeline.protocols``)."""
+    from .protocols import budget_gaps, budget_table, settings_table, unseen_table
 
     runs = pd.read_csv(paths.results_dir(grid) / "runs.csv")
     meta = read_json(paths.results_dir(grid) / "grid.json")
     if kind == "unseen":
         body = unseen_table(runs).to_markdown(index=False)
+    elif kind == "settings":
+        body = settings_table(runs).to_markdown(index=False)
     else:
         body = budget_table(runs, meta).to_markdown(index=False) + "\n\n" + budget_gaps(runs).to_markdown(index=False)
     return body + f"\n\n(`results/{grid}/runs.csv`; mean ± std over seeds.)\n"
@@ -120,6 +123,7 @@ RENDER = {
                                          settings=["base", "separate=True", "mode=category"]),
     "unseen-grid-results": lambda: _protocol("unseen_grid", "unseen"),
     "budget-grid-results": lambda: _protocol("budget_grid", "budget"),
+    "settings-grid-results": lambda: _protocol("settings_grid", "settings"),
     "label-sets-results": lambda: _label_sets(),
     "bench-retrieval": lambda: _bench("retrieval.txt"),
     "bench-properties": lambda: _bench("properties.txt"),
