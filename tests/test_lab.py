@@ -128,8 +128,9 @@ def _wait_idle(page, timeout_s):
 
 
 def _menu(page, menu, item):
+    """Click ``menu`` in the menu bar, then the item whose label starts with ``item`` (labels may end in '…')."""
     page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(f"^{menu}$")).click()
-    page.locator(".lm-Menu-itemLabel", has_text=re.compile(f"^{item}$")).first.click()
+    page.locator(".lm-Menu-itemLabel", has_text=re.compile(f"^{re.escape(item)}")).first.click()
 
 
 def _run_all(page, timeout_s):
@@ -154,7 +155,7 @@ def _errors(page) -> list[str]:
 
 def _close(page):
     """File > Close and Shut Down Notebook, accepting what JupyterLab asks (shut down; save if modified)."""
-    _menu(page, "File", "Close and Shut Down Notebook")
+    _menu(page, "File", "Close and Shut Down")
     for _ in range(3):
         dialog = page.locator(".jp-Dialog")
         try:

@@ -165,10 +165,12 @@ def segmentation_loss(out: dict, labels: torch.Tensor, signatures: torch.Tensor 
     def one(logits):
         if out["kind"] == "name_embedding":   # exact, without the full-resolution d-channel map
             return upsampled_name_embedding_loss(logits, labels, name_bank, ignore_index)
+        if out["kind"] == "property":   # fused on CPU: no full-resolution K-channel map (segment.fused)
+            from .fused import upsampled_property_loss
+
+            return upsampled_property_loss(logits, labels, signatures, temperature, kind, ignore_index)
         logits = F.interpolate(logits, size=labels.shape[1:], mode="bilinear", align_corners=False)
-        if out["kind"] == "category":
-            return category_loss(logits, labels, ignore_index)
-        return property_loss(logits, labels, signatures, temperature, kind, ignore_index)
+        return category_loss(logits, labels, ignore_index)
 
     loss = one(out["logits"])
     if out.get("aux_logits") is not None and aux_weight:

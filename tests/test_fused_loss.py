@@ -1,0 +1,87 @@
+"""The fused property loss (segment.fused: C++ kernel, upsampling + sigmoid + loss from the low-resolution
+logits) against the reference (F.interpolate, then losses.property_loss): values and gradients."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from prolab.segment import fused
+from prolab.segment.losses import property_loss, segmentation_loss
+
+
+@pytest.fixture(scope="module")
+def ext():
+    e = fused.extension()
+    if e is None:
+        pytest.fail(f"the fused kernel did not build: {fused._failed}")
+    return e
+
+
+def _case(low, full, K=12, C=5, seed=0, scale=1.0):
+    g = torch.Generator().manual_seed(seed)
+    sig = (torch.rand(C, K, generator=g) < 0.3).float()
+    sig[torch.arange(C), torch.arange(C) % K] = 1                       # every class has a property
+    z = (scale * torch.randn(2, K, *low, generator=g)).requires_grad_()
+    lab = torch.randint(0, C, (2, *full), generator=g)
+    lab[0, :2] = 255                                                    # ignored rows
+    lab[1, :, -1] = 255                                                 # and an ignored column
+    return z, lab, sig
+
+
+def _both(z, lab, sig, T, kind):
+    ref = property_loss(F.interpolate(z, size=lab.shape[1:], mode="bilinear", align_corners=False), lab, sig, T, kind)
+    (g_ref,) = torch.autograd.grad(ref, z)
+    out = fused.upsampled_property_loss(z, lab, sig, T, kind, fused=True)
+    (g_out,) = torch.autograd.grad(out, z)
+    return ref, out, g_ref, g_out
+
+
+@pytest.mark.parametrize("kind", ["cos_sigmoid", "bce", "cos"])
+@pytest.mark.parametrize("low,full", [((5, 6), (20, 24)), ((7, 5), (30, 17)), ((4, 4), (4, 4)), ((3, 9), (11, 40))])
+def test_fused_equals_upsample_then_loss(ext, kind, low, full):
+    """Integer and non-integer scale factors, odd sizes, no upsampling, ignored pixels; T = 0.04 as trained."""
+    z, lab, sig = _case(low, full, scale=0.1)
+    ref, out, g_ref, g_out = _both(z, lab, sig, 0.04, kind)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(g_out, g_ref, rtol=1e-4, atol=1e-7)
+
+
+def test_fused_at_the_bench_shape(ext):
+    """ADE20K-sized label space (K=256, C=150) at 128 px from 32 px logits, batch 2."""
+    z, lab, sig = _case((32, 32), (128, 128), K=256, C=150, seed=3)
+    ref, out, g_ref, g_out = _both(z, lab, sig, 0.04, "cos_sigmoid")
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(g_out, g_ref, rtol=1e-3, atol=1e-8)
+
+
+def test_all_ignored_and_fallbacks(ext, monkeypatch):
+    z, lab, sig = _case((4, 4), (16, 16))
+    none = torch.full_like(lab, 255)
+    loss = fused.upsampled_property_loss(z, none, sig, 0.04, fused=True)
+    assert float(loss) == 0 and loss.requires_grad
+    with pytest.raises(ValueError, match="unknown property loss"):
+        fused.upsampled_property_loss(z, lab, sig, 0.04, kind="l2")
+    with pytest.raises(ValueError, match="has no signature"):
+        fused.upsampled_property_loss(z, torch.full_like(lab, 9), sig, 0.04, fused=True)
+    # off by environment, or a kernel that cannot be built: the reference path, same value
+    calls = []
+    monkeypatch.setattr(fused._FusedPropertyLoss, "apply", lambda *a: calls.append(1) or torch.tensor(0.0))
+    monkeypatch.setenv("PROLAB_FUSED_LOSS", "0")
+    ref = property_loss(F.interpolate(z, size=(16, 16), mode="bilinear", align_corners=False), lab, sig, 0.04)
+    torch.testing.assert_close(fused.upsampled_property_loss(z, lab, sig, 0.04), ref)
+    monkeypatch.delenv("PROLAB_FUSED_LOSS")
+    monkeypatch.setattr(fused, "extension", lambda: None)
+    torch.testing.assert_close(fused.upsampled_property_loss(z, lab, sig, 0.04), ref)
+    assert calls == []
+
+
+def test_segmentation_loss_takes_the_fused_path_for_property_logits(ext, monkeypatch):
+    z, lab, sig = _case((8, 8), (32, 32))
+    calls = []
+    real = fused.upsampled_property_loss
+    monkeypatch.setattr(fused, "upsampled_property_loss", lambda *a, **k: calls.append(a[0].shape) or real(*a, **k))
+    out = {"kind": "property", "logits": z, "aux_logits": z[:, :, ::2, ::2]}
+    loss = segmentation_loss(out, lab, sig, 0.04, "cos_sigmoid", aux_weight=0.4)
+    assert [tuple(s) for s in calls] == [(2, 12, 8, 8), (2, 12, 4, 4)]     # main and auxiliary head, low-res
+    ref = sum(wt * property_loss(F.interpolate(x, size=(32, 32), mode="bilinear", align_corners=False), lab, sig,
+                                 0.04) for wt, x in ((1.0, z), (0.4, z[:, :, ::2, ::2])))
+    torch.testing.assert_close(loss, ref, rtol=1e-5, atol=1e-6)
