@@ -1,16 +1,37 @@
-"""Cost of property-level supervision: train-step time with the property head vs the category head (same
-backbone, batch and input), and inference time with class recovery (cosine to signatures) vs category
-argmax. ADE20K-sized label spaces by default (C=150 classes, K=256 properties, d=384). Prints figures.
+"""Cost of property-level supervision against category-level supervision, measured side by side in one run.
 
-    .venv/bin/python bench/bench_heads.py [--batch 8] [--size 128] [--steps 10] [--device cpu]
+Setting 1 (the loss layer matters): ADE20K-sized label space (C=150 classes, K=256 properties, d=384), batch 8,
+128 px, MobileNetV2 + UPerNet 128. Setting 2 (realistic: the backbone dominates): ConvNeXt-T + UPerNet 512 at
+512 px, batch 2. For each: the train step (forward, loss, backward, AdamW) with the category head, with the
+property head through the fused loss (``segment.fused``) and through the reference path (upsample, then the
+loss; ``PROLAB_FUSED_LOSS=0``); the class-name-embedding head; inference with class recovery (feature-resolution
+scoring, and full-resolution scoring fused and unfused); the loss layer alone (main head: category =
+F.interpolate + F.cross_entropy as plain PyTorch users write it); and the peak memory of one train step (CPU:
+the peak RSS growth of a fresh process over one step; CUDA: max_memory_allocated). Prints figures, asserts
+nothing.
+
+    .venv/bin/python bench/bench_heads.py [--steps 5] [--device cpu] [--settings bench realistic]
 """
 import argparse
+import json
+import os
 import statistics
+import subprocess
+import sys
 import time
 
 import torch
+import torch.nn.functional as F
 
 from prolab.segment import ModelDefaults, SegModel, segmentation_loss
+from prolab.segment import fused
+from prolab.segment.losses import property_loss
+
+SETTINGS = {
+    "bench": dict(classes=150, properties=256, dim=384, batch=8, size=128, channels=128, backbone="mobilenetv2_100"),
+    "realistic": dict(classes=150, properties=256, dim=384, batch=2, size=512, channels=512, backbone="convnext_tiny"),
+}
+MODES = ("category", "property", "property (unfused)", "name_embedding")
 
 
 def timed(fn, steps, warmup, sync):
@@ -26,56 +47,153 @@ def timed(fn, steps, warmup, sync):
     return statistics.median(times)
 
 
+def build(s, mode, dev):
+    torch.manual_seed(0)
+    bank = F.normalize(torch.randn(s["properties"], s["dim"]), dim=1)
+    sig = (torch.rand(s["classes"], s["properties"]) < 9.4 / s["properties"]).float()  # ~9.4 per class (ADE20K)
+    sig[torch.arange(s["classes"]), torch.arange(s["classes"]) % s["properties"]] = 1
+    names = F.normalize(torch.randn(s["classes"], s["dim"]), dim=1)
+    m = SegModel(s["classes"], mode.split(" ")[0], bank, sig, 0.04, name_bank=names,
+                 defaults=ModelDefaults(backbone=s["backbone"], pretrained=None, channels=s["channels"],
+                                        aux_channels=s["channels"] // 2)).to(dev)
+    x = torch.randn(s["batch"], 3, s["size"], s["size"], device=dev)
+    y = torch.randint(0, s["classes"], (s["batch"], s["size"], s["size"]), device=dev)
+    y[:, :4] = 255
+    return m, torch.optim.AdamW(m.parameters(), lr=1e-4), x, y, sig.to(dev)
+
+
+def step_fn(m, opt, x, y, sig):
+    def step():
+        m.train()
+        out = m(x)
+        loss = segmentation_loss(out, y, getattr(m, "signatures", None), 0.04, "cos_sigmoid", 0.4,
+                                 name_bank=getattr(m, "name_bank", None))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return step
+
+
+def _status_kb(field):
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
+
+
+def peak_memory(setting, mode, dev):
+    """Peak memory of one train step (the second: optimiser state already allocated) in MiB above what was
+    resident before it: CUDA max_memory_allocated, or on CPU the peak RSS (VmHWM, reset through
+    /proc/self/clear_refs) of a fresh process (this script re-run with --memory)."""
+    if dev.type == "cuda":
+        m, opt, x, y, sig = build(SETTINGS[setting], mode, dev)
+        step_fn(m, opt, x, y, sig)()      # optimiser state exists from here on, as in training
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        step_fn(m, opt, x, y, sig)()
+        return (torch.cuda.max_memory_allocated() - base) / 2**20
+    env = {**os.environ, "PROLAB_FUSED_LOSS": "0" if "unfused" in mode else os.environ.get("PROLAB_FUSED_LOSS", "1")}
+    out = subprocess.run([sys.executable, __file__, "--memory", setting, mode], env=env, capture_output=True,
+                         text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])["mib"]
+
+
+def _memory_child(setting, mode):
+    m, opt, x, y, sig = build(SETTINGS[setting], mode, torch.device("cpu"))
+    if mode.startswith("property"):
+        fused.extension()                 # the kernel's build or load is not part of a step
+    step_fn(m, opt, x, y, sig)()          # optimiser state exists from here on, as in training
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")                      # Linux: reset the peak RSS (VmHWM) to the current RSS
+    base = _status_kb("VmRSS")
+    step_fn(m, opt, x, y, sig)()
+    print(json.dumps({"mib": (_status_kb("VmHWM") - base) / 1024}))
+
+
+def loss_layer(s, dev, steps, sync):
+    """Main-head loss layer alone, forward + backward, from quarter-resolution logits."""
+    torch.manual_seed(0)
+    h = s["size"] // 4
+    sig = (torch.rand(s["classes"], s["properties"]) < 9.4 / s["properties"]).float().to(dev)
+    sig[torch.arange(s["classes"]), torch.arange(s["classes"]) % s["properties"]] = 1
+    y = torch.randint(0, s["classes"], (s["batch"], s["size"], s["size"]), device=dev)
+    y[:, :4] = 255
+    zc = torch.randn(s["batch"], s["classes"], h, h, device=dev, requires_grad=True)
+    zp = torch.randn(s["batch"], s["properties"], h, h, device=dev, requires_grad=True)
+    size = (s["size"], s["size"])
+
+    def cat():
+        F.cross_entropy(F.interpolate(zc, size=size, mode="bilinear", align_corners=False), y,
+                        ignore_index=255).backward()
+
+    def prop_fused():
+        fused.upsampled_property_loss(zp, y, sig, 0.04).backward()
+
+    def prop_ref():
+        property_loss(F.interpolate(zp, size=size, mode="bilinear", align_corners=False), y, sig, 0.04).backward()
+
+    return {name: timed(fn, steps, 1, sync) for name, fn in
+            (("category (interpolate + cross_entropy)", cat), ("property, fused", prop_fused),
+             ("property, upsample + loss", prop_ref))}
+
+
+def run_setting(name, dev, steps, sync):
+    s = SETTINGS[name]
+    print(f"\n== {name}: {s['backbone']} + UPerNet {s['channels']}, batch {s['batch']} x {s['size']} px, "
+          f"C={s['classes']}, K={s['properties']}, d={s['dim']}")
+    if dev.type == "cpu":
+        fused.extension()
+    train, infer = {}, {}
+    for mode in MODES:
+        os.environ["PROLAB_FUSED_LOSS"] = "0" if "unfused" in mode else "1"
+        m, opt, x, y, sig = build(s, mode, dev)
+        train[mode] = timed(step_fn(m, opt, x, y, sig), steps, 2, sync)
+        m.eval()
+        with torch.no_grad():
+            if mode == "property (unfused)":
+                infer["property, full resolution, upsample first"] = timed(
+                    lambda: m.predict_scores(x, score_resolution="full").argmax(1), steps, 1, sync)
+            elif mode == "property":
+                infer["property, feature resolution"] = timed(lambda: m.predict_scores(x).argmax(1), steps, 1, sync)
+                infer["property, full resolution, fused"] = timed(
+                    lambda: m.predict_scores(x, score_resolution="full").argmax(1), steps, 1, sync)
+            else:
+                infer[mode] = timed(lambda: m.predict_scores(x).argmax(1), steps, 1, sync)
+    os.environ["PROLAB_FUSED_LOSS"] = "1"
+    ct, ci = train["category"], infer["category"]
+    for mode, t in train.items():
+        print(f"train step  {mode:<40s} {t * 1000:9.1f} ms   x{t / ct:.3f} category")
+    for mode, t in infer.items():
+        print(f"inference   {mode:<40s} {t * 1000:9.1f} ms   x{t / ci:.3f} category")
+    layer = loss_layer(s, dev, steps, sync)
+    lc = layer["category (interpolate + cross_entropy)"]
+    for k, t in layer.items():
+        print(f"loss layer  {k:<40s} {t * 1000:9.1f} ms   x{t / lc:.3f} category")
+    mem = {mode: peak_memory(name, mode, dev) for mode in MODES}
+    for mode, mib in mem.items():
+        print(f"peak memory {mode:<40s} {mib:9.1f} MiB  x{mib / mem['category']:.3f} category")
+    goals = [("train step property/category", train["property"] / ct, 1.05 if name == "bench" else 1.02),
+             ("inference property/category", infer["property, feature resolution"] / ci, 1.02),
+             ("loss layer property fused/category", layer["property, fused"] / lc, 1.0),
+             ("peak memory property/category", mem["property"] / mem["category"], 1.1)]
+    for label, r, goal in goals:
+        print(f"goal        {label:<40s} {r:9.3f}      (goal <= {goal}) {'met' if r <= goal else 'NOT met'}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--size", type=int, default=128)
-    ap.add_argument("--classes", type=int, default=150)
-    ap.add_argument("--properties", type=int, default=256)
-    ap.add_argument("--dim", type=int, default=384)
-    ap.add_argument("--channels", type=int, default=128)
-    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
+    ap.add_argument("--memory", nargs=2, metavar=("SETTING", "MODE"), help=argparse.SUPPRESS)
     a = ap.parse_args()
+    if a.memory:
+        return _memory_child(*a.memory)
     dev = torch.device(a.device)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
-    torch.manual_seed(0)
-    bank = torch.nn.functional.normalize(torch.randn(a.properties, a.dim), dim=1)
-    sig = (torch.rand(a.classes, a.properties) < 9.4 / a.properties).float()  # ~9.4 properties per class (ADE20K)
-    x = torch.randn(a.batch, 3, a.size, a.size, device=dev)
-    y = torch.randint(0, a.classes, (a.batch, a.size, a.size), device=dev)
-    y[:, :4] = 255
-    print(f"device {dev}, threads {torch.get_num_threads()}, batch {a.batch} x {a.size}px, C={a.classes}, "
-          f"K={a.properties}, d={a.dim}, UPerNet channels {a.channels}")
-    res = {}
-    names = torch.nn.functional.normalize(torch.randn(a.classes, a.dim), dim=1)
-    for mode in ("category", "property", "name_embedding"):
-        torch.manual_seed(0)
-        m = SegModel(a.classes, mode, bank, sig, 0.04, name_bank=names,
-                     defaults=ModelDefaults(channels=a.channels, aux_channels=a.channels // 2)).to(dev)
-        opt = torch.optim.AdamW(m.parameters(), lr=1e-4)
-
-        def step():
-            m.train()
-            out = m(x)
-            loss = segmentation_loss(out, y, getattr(m, "signatures", None), 0.04, "cos_sigmoid", 0.4,
-                                     name_bank=getattr(m, "name_bank", None))
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-
-        def infer():
-            m.eval()
-            with torch.no_grad():
-                m.predict_scores(x).argmax(1)
-
-        res[mode] = (timed(step, a.steps, 2, sync), timed(infer, a.steps, 2, sync))
-    (ct, ci), (pt, pi) = res["category"], res["property"]
-    print(f"train step: category {ct * 1000:7.1f} ms   property {pt * 1000:7.1f} ms   ratio {pt / ct:.3f} (goal <= 1.05)")
-    print(f"inference:  category {ci * 1000:7.1f} ms   property {pi * 1000:7.1f} ms   ratio {pi / ci:.3f} (goal <= 1.02)")
-    nt, ni = res["name_embedding"]
-    print(f"class-name embedding (d={a.dim}): train step {nt * 1000:7.1f} ms ({nt / ct:.3f}x category), "
-          f"inference {ni * 1000:7.1f} ms ({ni / ci:.3f}x)")
+    print(f"device {dev} ({torch.cuda.get_device_name() if dev.type == 'cuda' else 'CPU'}), torch "
+          f"{torch.__version__}, threads {torch.get_num_threads()}, median of {a.steps} steps after warm-up")
+    for name in a.settings:
+        run_setting(name, dev, a.steps, sync)
 
 
 if __name__ == "__main__":

@@ -85,3 +85,23 @@ def test_segmentation_loss_takes_the_fused_path_for_property_logits(ext, monkeyp
     ref = sum(wt * property_loss(F.interpolate(x, size=(32, 32), mode="bilinear", align_corners=False), lab, sig,
                                  0.04) for wt, x in ((1.0, z), (0.4, z[:, :, ::2, ::2])))
     torch.testing.assert_close(loss, ref, rtol=1e-5, atol=1e-6)
+
+
+def test_full_resolution_scores_equal_upsample_then_score(ext, monkeypatch):
+    from prolab.segment import ModelDefaults, SegModel
+    from prolab.segment.model import property_class_scores
+
+    z, lab, sig = _case((7, 5), (30, 17), scale=0.1)
+    sig[3] = 0                                                           # a class without properties scores 0
+    got = fused.full_resolution_scores(z, (30, 17), sig, 0.04)
+    ref = property_class_scores(F.interpolate(z, size=(30, 17), mode="bilinear", align_corners=False), sig, 0.04)
+    torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-6)
+    torch.manual_seed(0)
+    bank = F.normalize(torch.randn(12, 16), dim=1)
+    m = SegModel(5, "property", bank, sig, 0.04, defaults=ModelDefaults(pretrained=None, channels=16, aux_channels=8))
+    x = torch.randn(1, 3, 64, 48)
+    fast = m.eval().predict_scores(x, score_resolution="full")
+    monkeypatch.setenv("PROLAB_FUSED_LOSS", "0")
+    torch.testing.assert_close(fast, m.predict_scores(x, score_resolution="full"), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="score_resolution"):
+        m.predict_scores(x, score_resolution="half")

@@ -49,11 +49,12 @@ def metrics_from_confusion(cm: np.ndarray, class_names: list[str], classes: list
 
 @torch.no_grad()
 def predict_scores(model, image: torch.Tensor, out_size, mode: str = "whole", crop: int = 512,
-                   stride: int = 341) -> torch.Tensor:
-    """(C, H, W) softmax class scores for one normalised image (3, h, w); sliding windows average scores."""
+                   stride: int = 341, score_resolution: str = "feature") -> torch.Tensor:
+    """(C, H, W) softmax class scores for one normalised image (3, h, w); sliding windows average scores.
+    ``score_resolution``: see ``SegModel.predict_scores`` (feature: score, then upsample; full: per pixel)."""
     x = image[None]
     if mode == "whole":
-        return model.predict_scores(x, size=tuple(out_size))[0]
+        return model.predict_scores(x, size=tuple(out_size), score_resolution=score_resolution)[0]
     if mode != "slide":
         raise ValueError(f"inference mode {mode!r}: use 'whole' or 'slide'")
     _, _, h, w = x.shape
@@ -68,7 +69,8 @@ def predict_scores(model, image: torch.Tensor, out_size, mode: str = "whole", cr
     for y0 in ys:
         for x0 in xs:
             win = x[:, :, y0:y0 + crop, x0:x0 + crop]
-            scores[:, y0:y0 + win.shape[2], x0:x0 + win.shape[3]] += model.predict_scores(win)[0]
+            scores[:, y0:y0 + win.shape[2], x0:x0 + win.shape[3]] += model.predict_scores(
+                win, score_resolution=score_resolution)[0]
             count[:, y0:y0 + win.shape[2], x0:x0 + win.shape[3]] += 1
     scores = scores / count
     return F.interpolate(scores[None], size=tuple(out_size), mode="bilinear", align_corners=False)[0]
@@ -91,14 +93,15 @@ class EvalResult:
 
 
 def evaluate(model, dataset, device: str = "cpu", mode: str = "whole", crop: int = 512, stride: int = 341,
-             limit: int | None = None, classes: list[str] | None = None, progress: bool = True) -> EvalResult:
+             limit: int | None = None, classes: list[str] | None = None, progress: bool = True,
+             score_resolution: str = "feature") -> EvalResult:
     """Run the model over a dataset whose items are (normalised image, label) and accumulate the confusion."""
     model.eval().to(device)
     n = len(dataset) if limit is None else min(limit, len(dataset))
     cm = np.zeros((model.n_classes, model.n_classes), np.int64)
     for i in tqdm(range(n), desc="evaluating", disable=not progress):
         image, label = dataset[i]
-        scores = predict_scores(model, image.to(device), label.shape, mode, crop, stride)
+        scores = predict_scores(model, image.to(device), label.shape, mode, crop, stride, score_resolution)
         cm += confusion_matrix(scores.argmax(0).cpu().numpy(), label.numpy(), model.n_classes)
     names = list(dataset.class_names)
     return EvalResult(metrics_from_confusion(cm, names, classes), cm, names, n)

@@ -120,3 +120,20 @@ def upsampled_property_loss(z_low: torch.Tensor, labels: torch.Tensor, signature
                                         y_norm.contiguous(), temperature, kind, int(n_valid))
     up = F.interpolate(z_low, size=labels.shape[1:], mode="bilinear", align_corners=False)
     return property_loss(up, labels, signatures, temperature, kind, ignore_index)
+
+
+def full_resolution_scores(z_low: torch.Tensor, size: tuple[int, int], signatures: torch.Tensor,
+                           temperature: float) -> torch.Tensor | None:
+    """cos(sigmoid(z'/T), y_c) with z' the logits bilinearly upsampled to ``size``, for every class
+    (B, C, H, W), without the (B, K, H, W) map; None where the fused kernel is unavailable (CUDA, not built,
+    switched off), so the caller takes the reference path."""
+    if not enabled() or z_low.device.type != "cpu" or extension() is None:
+        return None
+    from .losses import signature_index
+
+    idx, w, counts = signature_index(signatures.to(z_low.device))
+    # a class with an all-zero signature scores 0, as F.normalize of a zero vector does
+    y_norm = counts.float().sqrt().clamp_min(1e-12)
+    z = z_low.detach().permute(0, 2, 3, 1).contiguous().float()
+    return extension().scores(z, int(size[0]), int(size[1]), idx.contiguous(), w.float().contiguous(),
+                              y_norm.contiguous(), float(temperature))

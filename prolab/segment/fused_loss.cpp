@@ -175,7 +175,36 @@ torch::Tensor backward(torch::Tensor z, torch::Tensor labels, torch::Tensor idx,
   return grad;
 }
 
+// Class scores s_c = cos(sigmoid(z / T), y_c) at full resolution (B, C, H, W), interpolating the K logits of each
+// pixel on the fly: the (B, K, H, W) map is never built. Signatures in the sparse form (idx, wts) as above.
+torch::Tensor scores(torch::Tensor z, int64_t H, int64_t W, torch::Tensor idx, torch::Tensor wts,
+                     torch::Tensor y_norm, double temperature) {
+  const int64_t B = z.size(0), K = z.size(3), C = idx.size(0), M = idx.size(1);
+  auto out = torch::empty({B, C, H, W}, torch::kFloat32);
+  float* op = out.data_ptr<float>();
+  const int64_t* ip = idx.data_ptr<int64_t>();
+  const float* wp = wts.data_ptr<float>();
+  const float* yn = y_norm.data_ptr<float>();
+  const float invT = static_cast<float>(1.0 / temperature);
+  // every pixel is scored: labels of all zeros and no ignore index
+  auto labels = torch::zeros({B, H, W}, torch::kInt64);
+  for_each_pixel(z, labels, -1, [&](int64_t bi, int64_t y, int64_t x, int64_t, const Pixel& p, float* v, float*) {
+    interp(p.a, p.b, p.c, p.d, p.wa, p.wb, p.wc, p.wd, K, v);
+    float ss = 0;
+    for (int64_t k = 0; k < K; ++k) { v[k] = sigmoid(v[k] * invT); ss += v[k] * v[k]; }
+    const float inv = 1.f / std::max(std::sqrt(ss), 1e-12f);
+    float* o = op + bi * C * H * W + y * W + x;
+    for (int64_t c = 0; c < C; ++c) {
+      float dot = 0;
+      for (int64_t m = 0; m < M; ++m) dot += wp[c * M + m] * v[ip[c * M + m]];
+      o[c * H * W] = dot * inv / yn[c];
+    }
+  });
+  return out;
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("scores", &scores, "class scores at full resolution from quarter-resolution property logits");
   m.def("forward", &forward, "per-image sums of the fused property loss");
   m.def("backward", &backward, "dL/dz (B, h, w, K) of the fused property loss");
 }

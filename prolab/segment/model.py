@@ -182,13 +182,20 @@ class SegModel(nn.Module):
 
         ``score_resolution="feature"`` computes class scores where the logits are (1/4 of the input) and
         upsamples the C score maps, as the category baseline upsamples its C logits: the same upsampling cost.
-        ``"full"`` upsamples the K property logits first and scores every pixel (the release's order; K/C times
-        the upsampling and a per-pixel K x C product)."""
+        ``"full"`` scores every pixel from its upsampled K property logits (the release's order); on CPU in one
+        fused pass that never builds the (B, K, H, W) map (``segment.fused``), elsewhere by upsampling first."""
+        if score_resolution not in ("feature", "full"):
+            raise ValueError(f"score_resolution must be 'feature' or 'full', not {score_resolution!r}")
         size = tuple(size or images.shape[2:])
         logits = self.forward(images)["logits"]
+        scores = None
         if self.mode != "category" and score_resolution == "feature":
             scores = F.interpolate(self.class_scores(logits), size=size, mode="bilinear", align_corners=False)
-        else:
+        elif self.mode == "property":
+            from .fused import full_resolution_scores
+
+            scores = full_resolution_scores(logits, size, self.signatures, self.temperature)
+        if scores is None:
             scores = self.class_scores(F.interpolate(logits, size=size, mode="bilinear", align_corners=False))
         return scores.softmax(1) if softmax else scores
 
