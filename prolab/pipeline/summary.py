@@ -128,6 +128,9 @@ RENDER = {
     "bench-retrieval": lambda: _bench("retrieval.txt"),
     "bench-properties": lambda: _bench("properties.txt"),
     "bench-heads": lambda: _bench("heads_cpu.txt"),
+    "bench-heads-before": lambda: _bench("heads_cpu_before.txt"),
+    "bench-throughput": lambda: _bench("throughput.txt"),
+    "bench-scoring": lambda: _bench("scoring.txt"),
     "bench-vit-adapter": lambda: _bench("vit_adapter.txt"),
 }
 
