@@ -36,6 +36,13 @@ def cache_root() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "prolab"
 
 
+def extensions_dir() -> Path:
+    """Where compiled kernels (``segment.fused``) are built: ``$PROLAB_EXTENSIONS``, else
+    ``$PROLAB_CACHE/torch_extensions``. Tests point it at one folder so their scratch caches share one build."""
+    env = os.environ.get("PROLAB_EXTENSIONS")
+    return Path(env).expanduser() if env else cache_root() / "torch_extensions"
+
+
 def output_root(given: str | os.PathLike | None, kind: str) -> Path:
     """Where a notebook writes its artefacts: the given folder (relative to the repository root), else
     ``$PROLAB_CACHE/<kind>``, so stepping through the notebooks never rewrites committed files (those change

@@ -9,6 +9,9 @@ REPO = Path(__file__).resolve().parents[1]
 # Tests never touch a model hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# Tests run with scratch caches; the fused loss kernel is compiled once per machine, not once per test (and
+# subprocesses and notebook kernels inherit this).
+os.environ.setdefault("PROLAB_EXTENSIONS", str(Path(os.environ.get("TMPDIR", "/tmp")) / "prolab-test-extensions"))
 
 
 @pytest.fixture

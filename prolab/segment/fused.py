@@ -4,7 +4,7 @@ without a (B, K, H, W) tensor. ``losses.property_loss`` on upsampled logits stay
 compare values and gradients.
 
 The kernel is C++ (``fused_loss.cpp``), compiled once at first use with torch's cpp_extension (g++ and
-ninja; about a minute on 2 cores) into ``$PROLAB_CACHE/torch_extensions/<hash>``. Where it cannot be built,
+ninja; about 40 s on 2 cores) into ``paths.extensions_dir()`` (``$PROLAB_CACHE/torch_extensions/``). Where it cannot be built,
 or for CUDA tensors, ``upsampled_property_loss`` falls back to the reference path (upsample, then the loss)
 and says so once. ``PROLAB_FUSED_LOSS=0`` turns the fused path off.
 """
@@ -59,7 +59,7 @@ def extension():
     # another machine builds its own)
     tag = hashlib.sha256("|".join([src, " ".join(CFLAGS), torch.__version__, sys.version, _cpu_flags()]).encode()
                          ).hexdigest()[:12]
-    build = paths.cache_root() / "torch_extensions" / f"prolab_fused_loss_{tag}"
+    build = paths.extensions_dir() / f"prolab_fused_loss_{tag}"
     build.mkdir(parents=True, exist_ok=True)
     # torch looks for ninja on PATH; the venv's bin (pip's ninja) may not be on it
     os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
