@@ -64,6 +64,10 @@ def extension():
     # torch looks for ninja on PATH; the venv's bin (pip's ninja) may not be on it
     os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     try:
+        import logging
+
+        # its import warns that no CUDA runtime exists: true, and irrelevant to a CPU kernel
+        logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
         from torch.utils.cpp_extension import load
 
         from ..progress import tqdm
