@@ -154,14 +154,7 @@ class SegModel(nn.Module):
         return out
 
     def property_head(self, x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
-        """Property logits from decoder features. Without L2 normalisation, the 1x1 conv that makes e and the
-        bank compose into a single K-output 1x1 conv (weights E.W, bias E.b): the d-dim map is never built."""
-        if self.normalize:
-            return self.to_property_logits(conv(x))
-        w = conv.weight.flatten(1)                               # (d, channels)
-        weight = (self.bank @ w).view(self.bank.shape[0], -1, 1, 1)
-        bias = self.bank @ conv.bias if conv.bias is not None else None
-        return F.conv2d(x, weight, bias)
+        return property_logits(x, conv, self.bank, self.normalize)
 
     # -- inference --------------------------------------------------------------------------------------------
     def class_scores(self, logits: torch.Tensor) -> torch.Tensor:
@@ -198,6 +191,18 @@ class SegModel(nn.Module):
         if scores is None:
             scores = self.class_scores(F.interpolate(logits, size=size, mode="bilinear", align_corners=False))
         return scores.softmax(1) if softmax else scores
+
+
+def property_logits(x: torch.Tensor, conv: nn.Conv2d, bank: torch.Tensor, normalize: bool = False) -> torch.Tensor:
+    """Property logits z = e . E^T from decoder features x, with e = conv(x) the d-dim pixel embedding and E the
+    frozen (K, d) bank. Without L2 normalisation of e, the 1x1 conv and the bank compose into a single K-output
+    1x1 conv (weights E.W, bias E.b): the d-dim map is never built."""
+    if normalize:
+        return torch.einsum("bdhw,kd->bkhw", F.normalize(conv(x), dim=1), bank)
+    w = conv.weight.flatten(1)                                   # (d, channels)
+    weight = (bank @ w).view(bank.shape[0], -1, 1, 1)
+    bias = bank @ conv.bias if conv.bias is not None else None
+    return F.conv2d(x, weight, bias)
 
 
 def property_class_scores(logits: torch.Tensor, signatures: torch.Tensor, temperature: float) -> torch.Tensor:

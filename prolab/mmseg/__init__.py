@@ -1,0 +1,22 @@
+"""ProLab inside mmsegmentation 1.x (``make mmseg``): import through mmengine's ``custom_imports``,
+
+    custom_imports = dict(imports=["prolab.mmseg"], allow_failed_imports=False)
+
+and the registries gain ``ProLabBackbone`` (the kit's timm backbones and ViT-Adapter-B), ``ProLabUPerHead`` /
+``ProLabFCNHead`` (property or category output, the kit's losses and class recovery),
+``ProLabOneHotWarmupHook`` and ``ProLabSyntheticDataset`` (the embedded default). Configs: ``configs/mmseg/``.
+With mmcv-lite, a stand-in for mmcv's compiled ops is installed first (``standins``).
+"""
+from .standins import install as _install_standins
+
+STANDIN = _install_standins()
+
+from .checkpoint import allow_mmengine_checkpoints  # noqa: E402
+from .datasets import ProLabSyntheticDataset  # noqa: E402
+from .hooks import ProLabOneHotWarmupHook  # noqa: E402
+from .models import ProLabBackbone, ProLabFCNHead, ProLabUPerHead  # noqa: E402
+
+allow_mmengine_checkpoints()
+
+__all__ = ["ProLabBackbone", "ProLabUPerHead", "ProLabFCNHead", "ProLabOneHotWarmupHook", "ProLabSyntheticDataset",
+           "STANDIN", "allow_mmengine_checkpoints"]
