@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 ROOT := $(filter 0,$(shell id -u))
 SUDO := $(if $(ROOT),,sudo)
 
-.PHONY: demo test test-llm test-lab llm descriptors lab doctor venv clean-venv figures
+.PHONY: demo test test-llm test-lab test-mmseg llm mmseg descriptors lab doctor venv clean-venv figures
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -78,6 +78,20 @@ test-lab: $(VENV)/.lab
 	  { $(SUDO) apt-get update -q && \
 	    $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium; }
 	$(PY) -m pytest -m lab $(PYTEST_ARGS)
+
+# Optional: ProLab inside mmsegmentation 1.x (prolab.mmseg, configs/mmseg/). mmcv-lite (no compiled ops; the
+# plug-in stands in for the ones mmseg imports at start-up) instead of a CPU build of mmcv 2.1; mmseg's tokenizer
+# needs ftfy and regex; setuptools < 81 keeps pkg_resources, which mmengine uses to find mmseg's own configs.
+$(VENV)/.mmseg: $(VENV)/.installed
+	$(PIP) install -q "mmengine==0.10.7" "mmcv-lite==2.1.0" "mmsegmentation==1.2.2" "ftfy>=6,<7" "regex" \
+	  "setuptools>=70,<81"
+	$(PY) -W ignore -c "import prolab.mmseg, mmseg, mmcv, mmengine; print('mmseg', mmseg.__version__, 'mmcv-lite', mmcv.__version__, 'mmengine', mmengine.__version__, 'stand-in ops:', prolab.mmseg.STANDIN)"
+	touch $@
+
+mmseg: $(VENV)/.mmseg
+
+test-mmseg: $(VENV)/.mmseg
+	$(PY) -m pytest -m mmseg $(PYTEST_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

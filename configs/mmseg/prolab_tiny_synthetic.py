@@ -55,7 +55,7 @@ test_evaluator = val_evaluator
 # the kit's demo preset: AdamW 1e-3, weight decay 0.01 (none on norms and biases), 10 warm-up iterations,
 # then poly decay (power 1.0) to 0
 optim_wrapper = dict(type="OptimWrapper", optimizer=dict(type="AdamW", lr=1e-3, betas=(0.9, 0.999), weight_decay=0.01),
-                     paramwise_cfg=dict(norm_decay_mult=0.0, bias_decay_mult=0.0))
+                     constructor="ProLabOptimWrapperConstructor", paramwise_cfg=dict(layer_decay=1.0))
 param_scheduler = [
     dict(type="LinearLR", start_factor=1e-6, by_epoch=False, begin=0, end=10),
     dict(type="PolyLR", eta_min=0.0, power=1.0, begin=10, end=iters, by_epoch=False),

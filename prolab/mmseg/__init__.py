@@ -15,8 +15,23 @@ from .checkpoint import allow_mmengine_checkpoints  # noqa: E402
 from .datasets import ProLabSyntheticDataset  # noqa: E402
 from .hooks import ProLabOneHotWarmupHook  # noqa: E402
 from .models import ProLabBackbone, ProLabFCNHead, ProLabUPerHead  # noqa: E402
+from .optim import ProLabOptimWrapperConstructor  # noqa: E402
 
 allow_mmengine_checkpoints()
 
 __all__ = ["ProLabBackbone", "ProLabUPerHead", "ProLabFCNHead", "ProLabOneHotWarmupHook", "ProLabSyntheticDataset",
-           "STANDIN", "allow_mmengine_checkpoints"]
+           "ProLabOptimWrapperConstructor", "STANDIN", "allow_mmengine_checkpoints", "build_model"]
+
+
+def build_model(cfg):
+    """The model of an mmseg config (a Config or its path), with mmseg's modules registered and its scope set,
+    as the Runner would build it."""
+    from mmengine.config import Config
+    from mmseg.registry import MODELS
+    from mmseg.utils import register_all_modules
+
+    from .. import paths
+
+    cfg = cfg if isinstance(cfg, Config) else Config.fromfile(str(paths.resolve(cfg)))
+    register_all_modules(init_default_scope=True)
+    return MODELS.build(cfg.model)

@@ -62,7 +62,8 @@ class _ProLabHead(BaseDecodeHead):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
         super().__init__(num_classes=num_classes, dropout_ratio=0.0, align_corners=False, init_cfg=None,
-                         loss_decode=dict(type="CrossEntropyLoss", loss_weight=loss_weight), **kwargs)
+                         loss_decode=dict(type="CrossEntropyLoss", loss_weight=loss_weight, avg_non_ignore=True),
+                         **kwargs)   # loss_decode: unused (loss_by_feat is the kit's), required by the base
         del self.conv_seg, self.dropout           # the kit's block has its dropout; the projection is ours
         self.block = block
         self.mode, self.temperature, self.normalize = mode, float(temperature), bool(normalize)
