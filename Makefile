@@ -85,7 +85,7 @@ test-lab: $(VENV)/.lab
 $(VENV)/.mmseg: $(VENV)/.installed
 	$(PIP) install -q "mmengine==0.10.7" "mmcv-lite==2.1.0" "mmsegmentation==1.2.2" "ftfy>=6,<7" "regex" \
 	  "setuptools>=70,<81"
-	$(PY) -W ignore -c "import prolab.mmseg, mmseg, mmcv, mmengine; print('mmseg', mmseg.__version__, 'mmcv-lite', mmcv.__version__, 'mmengine', mmengine.__version__, 'stand-in ops:', prolab.mmseg.STANDIN)"
+	$(PY) -W ignore -c "import prolab.mmseg.plugin as p, mmseg, mmcv, mmengine; print('mmseg', mmseg.__version__, 'mmcv-lite', mmcv.__version__, 'mmengine', mmengine.__version__, 'stand-in ops:', p.STANDIN)"
 	touch $@
 
 mmseg: $(VENV)/.mmseg

@@ -70,14 +70,14 @@ def test_plugin_and_kit_model_agree(cache):
     from prolab.segment import ModelDefaults, SegModel
     from prolab.segment.losses import segmentation_loss
 
-    import prolab.mmseg  # noqa: F401
+    import prolab.mmseg.plugin  # noqa: F401
 
     cfg = Config.fromfile(str(paths.repo_root() / TINY))
     cfg.model.backbone.pretrained = None
     for head in (cfg.model.decode_head, cfg.model.auxiliary_head):
         head.dropout = 0.0
     torch.manual_seed(0)
-    mm = prolab.mmseg.build_model(cfg)
+    mm = prolab.mmseg.plugin.build_model(cfg)
     space = PropertySpace.load(paths.resolve(cfg.property_space))
     kit = SegModel(18, "property", torch.as_tensor(space.bank), torch.as_tensor(space.signatures), 0.04,
                    defaults=ModelDefaults(pretrained=None, channels=64, aux_channels=32, dropout=0.0))
@@ -116,7 +116,7 @@ def test_paper_config_builds_and_steps(cache, config):
     from prolab.datasets.classes import normalize_class_name
     from prolab.properties import PropertySpace
 
-    import prolab.mmseg  # noqa: F401
+    import prolab.mmseg.plugin  # noqa: F401
 
     cfg = Config.fromfile(str(paths.repo_root() / config))
     cfg.model.backbone.pretrained = None
@@ -129,7 +129,7 @@ def test_paper_config_builds_and_steps(cache, config):
         assert [normalize_class_name(c) for c in space.class_names] == names
         assert space.n_properties == {150: 256, 171: 256, 59: 128, 19: 32}[len(names)]
     torch.manual_seed(0)
-    model = prolab.mmseg.build_model(cfg)
+    model = prolab.mmseg.plugin.build_model(cfg)
     x = torch.randn(1, 3, 64, 64)
     s = SegDataSample(metainfo={"img_shape": (64, 64), "ori_shape": (64, 64), "pad_shape": (64, 64)})
     s.gt_sem_seg = PixelData(data=torch.randint(0, head.num_classes, (1, 64, 64)))
@@ -159,3 +159,13 @@ def test_warmup_hook_and_standins(cache):
         assert heads.decode_head.onehot_warmup is want and heads.auxiliary_head.onehot_warmup is want
     with pytest.raises(ValueError, match="iters"):
         ProLabOneHotWarmupHook(iters=-1)
+
+
+def test_notebook_05_cell(cache, tmp_path, monkeypatch):
+    from prolab import mmseg as front
+
+    assert "skipped" in front.tiny_run(0)
+    out = front.tiny_run(2, work_dir=str(tmp_path))
+    assert "mIoU" in out and (tmp_path / "iter_2.pth").exists()
+    monkeypatch.setattr(front, "available", lambda: False)
+    assert "make mmseg" in front.tiny_run(2)

@@ -1,37 +1,42 @@
-"""ProLab inside mmsegmentation 1.x (``make mmseg``): import through mmengine's ``custom_imports``,
+"""ProLab inside mmsegmentation 1.x. The registrations live in ``prolab.mmseg.plugin`` (imported by every config
+in ``configs/mmseg/`` through ``custom_imports``); this package itself imports nothing of mmsegmentation, so
+``available()`` can tell a notebook whether ``make mmseg`` has been run."""
+from __future__ import annotations
 
-    custom_imports = dict(imports=["prolab.mmseg"], allow_failed_imports=False)
+import importlib.util
 
-and the registries gain ``ProLabBackbone`` (the kit's timm backbones and ViT-Adapter-B), ``ProLabUPerHead`` /
-``ProLabFCNHead`` (property or category output, the kit's losses and class recovery),
-``ProLabOneHotWarmupHook`` and ``ProLabSyntheticDataset`` (the embedded default). Configs: ``configs/mmseg/``.
-With mmcv-lite, a stand-in for mmcv's compiled ops is installed first (``standins``).
-"""
-from .standins import install as _install_standins
-
-STANDIN = _install_standins()
-
-from .checkpoint import allow_mmengine_checkpoints  # noqa: E402
-from .datasets import ProLabSyntheticDataset  # noqa: E402
-from .hooks import ProLabOneHotWarmupHook  # noqa: E402
-from .models import ProLabBackbone, ProLabFCNHead, ProLabUPerHead  # noqa: E402
-from .optim import ProLabOptimWrapperConstructor  # noqa: E402
-
-allow_mmengine_checkpoints()
-
-__all__ = ["ProLabBackbone", "ProLabUPerHead", "ProLabFCNHead", "ProLabOneHotWarmupHook", "ProLabSyntheticDataset",
-           "ProLabOptimWrapperConstructor", "STANDIN", "allow_mmengine_checkpoints", "build_model"]
+INSTALL_HINT = "`make mmseg` installs mmsegmentation 1.2.2, mmengine and mmcv-lite (about 30 s)"
 
 
-def build_model(cfg):
-    """The model of an mmseg config (a Config or its path), with mmseg's modules registered and its scope set,
-    as the Runner would build it."""
-    from mmengine.config import Config
-    from mmseg.registry import MODELS
-    from mmseg.utils import register_all_modules
+def available() -> bool:
+    return all(importlib.util.find_spec(m) is not None for m in ("mmseg", "mmengine", "mmcv"))
 
+
+def train_config(config: str, work_dir: str, iters: int | None = None, resume: bool = False) -> dict:
+    """Train an mmseg config through mmengine's Runner (``iters`` overrides its length and validates at the end)
+    and return the validation metrics (IoUMetric)."""
+    from .train import build_runner
+
+    options = {"train_cfg.max_iters": iters, "train_cfg.val_interval": iters} if iters else None
+    runner = build_runner(config, work_dir, resume, cfg_options=options)
+    runner.train()
+    return dict(runner.val_loop.run())
+
+
+TINY_CONFIG = "configs/mmseg/prolab_tiny_synthetic.py"
+
+
+def tiny_run(iters: int, work_dir: str | None = None) -> str:
+    """Notebook 05's mmsegmentation cell: train the tiny config on the embedded default for ``iters`` iterations
+    (0: skip) and say what it scored, or how to install the plug-in."""
     from .. import paths
 
-    cfg = cfg if isinstance(cfg, Config) else Config.fromfile(str(paths.resolve(cfg)))
-    register_all_modules(init_default_scope=True)
-    return MODELS.build(cfg.model)
+    if not iters:
+        return f"skipped (mmseg_iters = 0); {TINY_CONFIG} is the same run through mmsegmentation"
+    if not available():
+        return f"mmsegmentation is not installed: {INSTALL_HINT}, then run this cell again"
+    out = work_dir or str(paths.output_root(None, "mmseg") / "prolab_tiny_synthetic")
+    m = train_config(str(paths.resolve(TINY_CONFIG)), out, iters)
+    return (f"{iters} iterations through mmengine's Runner: mIoU {m['mIoU']:.2f}, mAcc {m['mAcc']:.2f}, aAcc "
+            f"{m['aAcc']:.2f} (IoUMetric over all {18} classes, the two unseen ones included); logs and "
+            f"checkpoints in {out}")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 def build_runner(config: str, work_dir: str | None = None, resume: bool = False, launcher: str = "none",
                  cfg_options: dict | None = None):
-    import prolab.mmseg  # noqa: F401  (stand-ins and registrations before the config is built)
+    import prolab.mmseg.plugin  # noqa: F401  (stand-ins and registrations before the config is built)
     from mmengine.config import Config
     from mmengine.runner import Runner
 

@@ -4,7 +4,7 @@
 # kit property space (T = 0.04, embedding not normalised), AdamW 6e-5, weight decay 0.01, layer decay 0.95,
 # 1500 linear warm-up iterations from 1e-6, poly decay (power 1) to 0 over 160k iterations, batch 2 per GPU x 8
 # GPUs (set in each dataset config, with the crop), fp16 with an initial loss scale of 512, sliding-window test.
-custom_imports = dict(imports=["prolab.mmseg"], allow_failed_imports=False)
+custom_imports = dict(imports=["prolab.mmseg.plugin"], allow_failed_imports=False)
 default_scope = "mmseg"
 
 mode = "property"                 # "category": the same network with one-hot supervision (the paper's baseline)
