@@ -5,8 +5,8 @@ import matplotlib
 import pandas as pd
 import pytest
 
-from prolab.pipeline.protocols import (budget_gaps, budget_table, plot_budget, settings_table, unseen_table,
-                                      write_protocol_tables)
+from prolab.pipeline.protocols import (budget_gaps, budget_table, budget_verdict, plot_budget, settings_table,
+                                      unseen_table, write_protocol_tables)
 
 matplotlib.use("Agg")
 
@@ -69,3 +69,20 @@ def test_settings_table_one_row_per_setting_with_difference_to_category(tmp_path
     (tmp_path / "grid.json").write_text(json.dumps({"name": "settings"}))
     text = write_protocol_tables(tmp_path).read_text()
     assert "## Property-supervision settings" in text and "by training length" not in text
+
+
+def test_budget_verdict_reads_the_grids():
+    runs = _runs()                                  # property 40+gain+seed, category 44+gain+seed: -4 everywhere
+    text = budget_verdict(runs)
+    assert "at 100 iterations property trails category (-4.00" in text and "does not shrink" in text
+    assert "Property mIoU rises at every longer length (41.0 -> 46.0)" in text
+    level = runs.copy()
+    level.loc[level["mode"] == "property", "mIoU"] += 4
+    assert "is level with category (+0.00" in budget_verdict(level)
+    settings = pd.DataFrame([{"axis": a, "mode": m, "temperature": 0.04, "normalize": n, "onehot_warmup_iters": None,
+                              "seed": sd, "mIoU": v + sd}
+                             for a, m, n, v in (("base", "property", None, 40.0), ("normalize", "property", True, 44.0),
+                                                ("mode", "category", None, 44.0)) for sd in (0, 1, 2)])
+    text = budget_verdict(runs, settings)
+    assert "L2-normalised embedding = True reaches category supervision" in text and "closest is L2" in text
+    assert "no length" in budget_verdict(runs[runs["mode"] == "property"])

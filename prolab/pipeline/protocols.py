@@ -91,6 +91,46 @@ def settings_table(runs: pd.DataFrame, metric: str = "mIoU") -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def budget_verdict(budget_runs: pd.DataFrame, settings_runs: pd.DataFrame | None = None,
+                   metric: str = "mIoU") -> str:
+    """The answer to "is it the budget, the settings or a defect?" in words, computed from the two grids: the
+    property - category gap at each length (difference of seed means ± its standard error; "level" within two
+    standard errors), whether it shrinks as training gets longer, whether each mode improves with length, and
+    which property settings, if any, reach category supervision."""
+    gaps = budget_gaps(budget_runs, metric)
+    if gaps.empty:
+        return "The budget grid holds no length with both property and category runs yet."
+    parts = []
+    for _, g in gaps.iterrows():
+        d, se = g["property - category"], g["standard error"]
+        rel = "is level with" if se is not None and abs(d) <= 2 * se else ("trails" if d < 0 else "leads")
+        parts.append(f"at {int(g['iters'])} iterations property {rel} category ({d:+.2f} ± {se} {metric})")
+    text = "; ".join(parts) + "."
+    if len(gaps) > 1:
+        first, last = gaps.iloc[0], gaps.iloc[-1]
+        shrink = abs(last["property - category"]) < abs(first["property - category"])
+        text += (f" From {int(first['iters'])} to {int(last['iters'])} iterations the gap "
+                 f"{'shrinks' if shrink else 'does not shrink'} ({first['property - category']:+.2f} -> "
+                 f"{last['property - category']:+.2f}).")
+        for mode in ("property", "category"):
+            means = budget_runs[budget_runs["mode"] == mode].groupby("iters")[metric].mean().sort_index()
+            rising = bool((means.diff().dropna() > 0).all())
+            text += (f" {mode.capitalize()} {metric} {'rises' if rising else 'does not rise'} at every longer "
+                     f"length ({' -> '.join(f'{v:.1f}' for v in means)}).")
+    if settings_runs is not None and not settings_runs.empty and (settings_runs["mode"] == "category").any():
+        t = settings_table(settings_runs, metric)
+        t = t[t["- category"] != ""].reset_index(drop=True)
+        diffs = t["- category"].astype(float)
+        ses = pd.to_numeric(t["standard error"], errors="coerce").fillna(0.0)
+        reach = t.loc[diffs >= -2 * ses, "setting"].tolist()
+        best = t.loc[diffs.idxmax()]
+        text += (f" Of the {len(t)} property settings of the settings grid, "
+                 f"{'none reaches' if not reach else ', '.join(reach) + (' reaches' if len(reach) == 1 else ' reach')}"
+                 f" category supervision within two standard errors; the closest is {best['setting']} "
+                 f"({best['- category']} {metric}).")
+    return text
+
+
 def plot_budget(runs: pd.DataFrame, metric: str = "mIoU"):
     """mIoU against training iterations (log scale), one line per supervision mode: seeds as dots, means joined."""
     import matplotlib.pyplot as plt
@@ -149,5 +189,5 @@ def write_protocol_tables(grid_folder: str | Path) -> Path:
     return atomic_write_text(Path(grid_folder) / "tables.md", "\n".join(parts))
 
 
-__all__ = ["unseen_table", "budget_table", "budget_gaps", "settings_table", "plot_budget", "plot_calibration",
+__all__ = ["unseen_table", "budget_table", "budget_gaps", "settings_table", "budget_verdict", "plot_budget", "plot_calibration",
            "write_protocol_tables", "MODE_LABEL"]

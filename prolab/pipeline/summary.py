@@ -99,6 +99,16 @@ def _protocol(grid: str, kind: str) -> str:
     return body + f"\n\n(`results/{grid}/runs.csv`; mean ± std over seeds.)\n"
 
 
+def _budget_verdict() -> str:
+    from .protocols import budget_verdict
+
+    runs = pd.read_csv(paths.results_dir("budget_grid") / "runs.csv")
+    settings = paths.results_dir("settings_grid") / "runs.csv"
+    return budget_verdict(runs, pd.read_csv(settings) if settings.exists() else None) + \
+        "\n\n(`prolab.pipeline.protocols.budget_verdict` on `results/budget_grid/runs.csv` and " \
+        "`results/settings_grid/runs.csv`.)\n"
+
+
 def _label_sets() -> str:
     from .label_sets import label_set_table
 
@@ -124,6 +134,7 @@ RENDER = {
     "unseen-grid-results": lambda: _protocol("unseen_grid", "unseen"),
     "budget-grid-results": lambda: _protocol("budget_grid", "budget"),
     "settings-grid-results": lambda: _protocol("settings_grid", "settings"),
+    "budget-verdict": _budget_verdict,
     "label-sets-results": lambda: _label_sets(),
     "bench-retrieval": lambda: _bench("retrieval.txt"),
     "bench-properties": lambda: _bench("properties.txt"),
