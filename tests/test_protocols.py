@@ -61,9 +61,9 @@ def test_settings_table_one_row_per_setting_with_difference_to_category(tmp_path
                          "onehot_warmup_iters": None, **extra, "seed": seed, "mIoU": base + seed})
     runs = pd.DataFrame(rows)
     t = settings_table(runs).set_index("setting")
-    assert list(t.index) == ["base: property, temperature 0.04", "T = 0.01", "L2-normalised embedding = True",
+    assert list(t.index) == ["base: property, T = 0.04", "T = 0.01", "L2-normalised pixel embedding",
                              "category (one-hot, cross-entropy)"]
-    assert t.loc["T = 0.01", "- category"] == "-14.00" and t.loc["L2-normalised embedding = True", "- category"] == "+1.00"
+    assert t.loc["T = 0.01", "- category"] == "-14.00" and t.loc["L2-normalised pixel embedding", "- category"] == "+1.00"
     assert t.loc["category (one-hot, cross-entropy)", "- category"] == "" and (t["runs"] == 3).all()
     runs.to_csv(tmp_path / "runs.csv", index=False)
     (tmp_path / "grid.json").write_text(json.dumps({"name": "settings"}))
@@ -84,5 +84,5 @@ def test_budget_verdict_reads_the_grids():
                              for a, m, n, v in (("base", "property", None, 40.0), ("normalize", "property", True, 44.0),
                                                 ("mode", "category", None, 44.0)) for sd in (0, 1, 2)])
     text = budget_verdict(runs, settings)
-    assert "L2-normalised embedding = True reaches category supervision" in text and "closest is L2" in text
+    assert "L2-normalised pixel embedding reaches category supervision" in text and "closest is L2" in text
     assert "no length" in budget_verdict(runs[runs["mode"] == "property"])

@@ -67,8 +67,17 @@ def budget_gaps(runs: pd.DataFrame, metric: str = "mIoU") -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-SETTING_AXES = {"temperature": "T = {}", "normalize": "L2-normalised embedding = {}",
-                "onehot_warmup_iters": "one-hot warm-up of {} iterations", "mode": "{}"}
+SETTING_AXES = {"temperature": "T = {:g}", "normalize": "L2-normalised pixel embedding",
+                "onehot_warmup_iters": "one-hot warm-up of {:d} iterations", "mode": "{}"}
+
+
+def _setting_value(axis: str, value):
+    """A grid value as read back from CSV (1.0 for True, 30.0 for 30) in its own type."""
+    if axis == "onehot_warmup_iters":
+        return int(float(value))
+    if axis == "temperature":
+        return float(value)
+    return value
 
 
 def settings_table(runs: pd.DataFrame, metric: str = "mIoU") -> pd.DataFrame:
@@ -80,9 +89,9 @@ def settings_table(runs: pd.DataFrame, metric: str = "mIoU") -> pd.DataFrame:
     for axis in dict.fromkeys(runs["axis"]):
         grp = runs[runs["axis"] == axis]
         for value, r in grp.groupby(grp[axis].astype(str) if axis != "base" else grp["axis"], sort=False):
-            label = ("base: property, " + ", ".join(f"{a} {r[a].iloc[0]}" for a in ("temperature",) if a in r)
+            label = ("base: property, " + ", ".join(f"T = {float(r[a].iloc[0]):g}" for a in ("temperature",) if a in r)
                      if axis == "base" else SETTING_AXES.get(axis, f"{axis} = {{}}").format(
-                         MODE_LABEL.get(value, value) if axis == "mode" else value))
+                         MODE_LABEL.get(value, value) if axis == "mode" else _setting_value(axis, value)))
             x = r[metric]
             se = np.sqrt(x.var(ddof=1) / len(x) + cat.var(ddof=1) / len(cat)) if len(x) > 1 and len(cat) > 1 else np.nan
             rows.append({"setting": label, metric: _fmt(x), "runs": len(x),
@@ -182,10 +191,10 @@ def write_protocol_tables(grid_folder: str | Path) -> Path:
                      + unseen_table(runs).to_markdown(index=False) + "\n")
     if "axis" in runs and set(runs["axis"]) & (set(SETTING_AXES) - {"mode"}):
         parts.append("## Property-supervision settings at one training length\n\n"
-                     + settings_table(runs).to_markdown(index=False) + "\n")
+                     + settings_table(runs).to_markdown(index=False, disable_numparse=True) + "\n")
     if "iters" in runs and runs["iters"].notna().any() and runs["iters"].nunique() > 1:
         parts.append("## mIoU by training length\n\n" + budget_table(runs, meta).to_markdown(index=False) + "\n\n"
-                     + budget_gaps(runs).to_markdown(index=False) + "\n")
+                     + budget_gaps(runs).to_markdown(index=False, floatfmt=".2f") + "\n")
     return atomic_write_text(Path(grid_folder) / "tables.md", "\n".join(parts))
 
 

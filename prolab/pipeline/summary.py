@@ -93,9 +93,10 @@ def _protocol(grid: str, kind: str) -> str:
     if kind == "unseen":
         body = unseen_table(runs).to_markdown(index=False)
     elif kind == "settings":
-        body = settings_table(runs).to_markdown(index=False)
+        body = settings_table(runs).to_markdown(index=False, disable_numparse=True)
     else:
-        body = budget_table(runs, meta).to_markdown(index=False) + "\n\n" + budget_gaps(runs).to_markdown(index=False)
+        body = (budget_table(runs, meta).to_markdown(index=False) + "\n\n"
+                + budget_gaps(runs).to_markdown(index=False, floatfmt=".2f"))
     return body + f"\n\n(`results/{grid}/runs.csv`; mean ± std over seeds.)\n"
 
 
