@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 PAPER_CONFIGS = sorted((REPO / "configs").glob("paper_*.yaml"))
 TRAIN_NB, EVAL_NB = "05_train_segmentation.ipynb", "06_evaluate.ipynb"
 # notebook 05's parameters that are not TrainConfig fields (the notebook uses them itself)
-NOT_CONFIG = {"preset", "run_prefix", "force"}
+NOT_CONFIG = {"preset", "run_prefix", "force", "mmseg_iters"}
 # settings too big for a CPU test; everything else stays as the config says
 TINY = dict(iters=1, batch_size=1, crop_size=64, pretrained="none", property_space=None)
 TINY_RUN = dict(scale=(96, 64), checkpoint_interval=1, device="cpu", amp=False)  # not notebook parameters
