@@ -72,7 +72,7 @@ lab: $(VENV)/.lab
 	  $(if $(ROOT),--allow-root) notebooks/
 
 # The real-browser test: Debian's Chromium (apt, about 25 s) driven by Playwright (pip, no browser download),
-# then `pytest -m lab` (every notebook through JupyterLab's Run All; about 6 min on 2 cores, see README).
+# then `pytest -m lab` (every notebook through JupyterLab's Run All; about 5 min on 2 cores, see README).
 test-lab: $(VENV)/.lab
 	command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
 	  { $(SUDO) apt-get update -q && \
