@@ -47,11 +47,17 @@ def timed(fn, steps, warmup, sync):
     return statistics.median(times)
 
 
+def signatures(s):
+    """~9.4 properties per class (ADE20K's release), every class at least one."""
+    sig = (torch.rand(s["classes"], s["properties"]) < 9.4 / s["properties"]).float()
+    sig[torch.arange(s["classes"]), torch.arange(s["classes"]) % s["properties"]] = 1
+    return sig
+
+
 def build(s, mode, dev):
     torch.manual_seed(0)
     bank = F.normalize(torch.randn(s["properties"], s["dim"]), dim=1)
-    sig = (torch.rand(s["classes"], s["properties"]) < 9.4 / s["properties"]).float()  # ~9.4 per class (ADE20K)
-    sig[torch.arange(s["classes"]), torch.arange(s["classes"]) % s["properties"]] = 1
+    sig = signatures(s)
     names = F.normalize(torch.randn(s["classes"], s["dim"]), dim=1)
     m = SegModel(s["classes"], mode.split(" ")[0], bank, sig, 0.04, name_bank=names,
                  defaults=ModelDefaults(backbone=s["backbone"], pretrained=None, channels=s["channels"],
@@ -113,8 +119,7 @@ def loss_layer(s, dev, steps, sync):
     """Main-head loss layer alone, forward + backward, from quarter-resolution logits."""
     torch.manual_seed(0)
     h = s["size"] // 4
-    sig = (torch.rand(s["classes"], s["properties"]) < 9.4 / s["properties"]).float().to(dev)
-    sig[torch.arange(s["classes"]), torch.arange(s["classes"]) % s["properties"]] = 1
+    sig = signatures(s).to(dev)
     y = torch.randint(0, s["classes"], (s["batch"], s["size"], s["size"]), device=dev)
     y[:, :4] = 255
     zc = torch.randn(s["batch"], s["classes"], h, h, device=dev, requires_grad=True)

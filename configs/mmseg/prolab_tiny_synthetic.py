@@ -2,8 +2,7 @@
 # UPerNet 64 + the ProLab head over the committed K=24 property space, 128 px crops, batch 8; about a minute
 # on 2 CPU cores for the 60 iterations of the kit's demo preset.
 #   .venv/bin/python -m prolab.mmseg.train configs/mmseg/prolab_tiny_synthetic.py --work-dir results/_scratch/mm
-custom_imports = dict(imports=["prolab.mmseg.plugin"], allow_failed_imports=False)
-default_scope = "mmseg"
+_base_ = ["./_base_/runtime.py"]
 
 property_space = ("properties/synthetic_outdoor/qwen2.5-coder-1.5b-instruct-q4_k_m__structured-d247051e__"
                   "all-minilm-l6-v2__st__kmeans-s0-k24.safetensors")
@@ -61,22 +60,4 @@ param_scheduler = [
     dict(type="PolyLR", eta_min=0.0, power=1.0, begin=10, end=iters, by_epoch=False),
 ]
 train_cfg = dict(type="IterBasedTrainLoop", max_iters=iters, val_interval=iters)
-val_cfg = dict(type="ValLoop")
-test_cfg = dict(type="TestLoop")
-custom_hooks = [dict(type="ProLabOneHotWarmupHook", iters=0)]
-default_hooks = dict(
-    timer=dict(type="IterTimerHook"),
-    logger=dict(type="LoggerHook", interval=10, log_metric_by_epoch=False),
-    param_scheduler=dict(type="ParamSchedulerHook"),
-    checkpoint=dict(type="CheckpointHook", by_epoch=False, interval=20, max_keep_ckpts=2),
-    sampler_seed=dict(type="DistSamplerSeedHook"),
-    visualization=dict(type="SegVisualizationHook"))
-env_cfg = dict(cudnn_benchmark=False, mp_cfg=dict(mp_start_method="fork", opencv_num_threads=0),
-               dist_cfg=dict(backend="nccl"))
-vis_backends = [dict(type="LocalVisBackend")]
-visualizer = dict(type="SegLocalVisualizer", vis_backends=vis_backends, name="visualizer")
-log_processor = dict(by_epoch=False)
-log_level = "INFO"
-load_from = None
-resume = False
-randomness = dict(seed=0)
+default_hooks = dict(logger=dict(interval=10), checkpoint=dict(interval=20, max_keep_ckpts=2))

@@ -38,5 +38,5 @@ def tiny_run(iters: int, work_dir: str | None = None) -> str:
     out = work_dir or str(paths.output_root(None, "mmseg") / "prolab_tiny_synthetic")
     m = train_config(str(paths.resolve(TINY_CONFIG)), out, iters)
     return (f"{iters} iterations through mmengine's Runner: mIoU {m['mIoU']:.2f}, mAcc {m['mAcc']:.2f}, aAcc "
-            f"{m['aAcc']:.2f} (IoUMetric over all {18} classes, the two unseen ones included); logs and "
+            f"{m['aAcc']:.2f} (IoUMetric over every class, the two unseen ones included); logs and "
             f"checkpoints in {out}")

@@ -49,6 +49,27 @@ inline void interp(const float* a, const float* b, const float* c, const float* 
   for (int64_t k = 0; k < K; ++k) v[k] = wa * a[k] + wb * b[k] + wc * c[k] + wd * d[k];
 }
 
+// Cosine kinds (0, 2): v becomes p (sigmoid(v / T) for kind 0, v itself for kind 2) in place; returns p.y, |p|
+// clamped as the reference clamps it (kind 0: |p| >= 1e-8; kind 2: |p|^2 >= 1e-16), and whether it was.
+struct CosTerms {
+  float dot, norm;
+  bool clamped;
+};
+
+inline CosTerms cos_terms(int64_t kind, float* v, int64_t K, const int64_t* ic, const float* wc, int64_t M,
+                          float invT) {
+  if (kind == 0)
+    for (int64_t k = 0; k < K; ++k) v[k] = sigmoid(v[k] * invT);
+  float ss = 0, dot = 0;
+  for (int64_t k = 0; k < K; ++k) ss += v[k] * v[k];
+  for (int64_t m = 0; m < M; ++m) dot += wc[m] * v[ic[m]];
+  if (kind == 0) {
+    const float n = std::sqrt(ss);
+    return {dot, n < 1e-8f ? 1e-8f : n, n < 1e-8f};
+  }
+  return {dot, std::sqrt(ss < 1e-16f ? 1e-16f : ss), ss < 1e-16f};
+}
+
 struct Pixel {
   const float *a, *b, *c, *d;
   float wa, wb, wc, wd;
@@ -106,13 +127,8 @@ torch::Tensor forward(torch::Tensor z, torch::Tensor labels, torch::Tensor idx, 
       for (int64_t m = 0; m < M; ++m) dot += wc[m] * v[ic[m]] * invT;
       loss = (sp - dot) / K;
     } else {
-      if (kind == 0)
-        for (int64_t k = 0; k < K; ++k) v[k] = sigmoid(v[k] * invT);
-      float ss = 0, dot = 0;
-      for (int64_t k = 0; k < K; ++k) ss += v[k] * v[k];
-      for (int64_t m = 0; m < M; ++m) dot += wc[m] * v[ic[m]];
-      const float norm = kind == 0 ? std::max(std::sqrt(ss), 1e-8f) : std::sqrt(std::max(ss, 1e-16f));
-      loss = 1.0 - dot / (norm * yn[c]);
+      const CosTerms t = cos_terms(kind, v, K, ic, wc, M, invT);
+      loss = 1.0 - t.dot / (t.norm * yn[c]);
     }
     op[bi] += loss;   // one task per image: no race
   });
@@ -123,7 +139,7 @@ torch::Tensor forward(torch::Tensor z, torch::Tensor labels, torch::Tensor idx, 
 torch::Tensor backward(torch::Tensor z, torch::Tensor labels, torch::Tensor idx, torch::Tensor wts,
                        torch::Tensor y_norm, double temperature, int64_t kind, int64_t ignore_index,
                        double grad_scale) {
-  const int64_t h = z.size(1), w = z.size(2), K = z.size(3), M = idx.size(1);
+  const int64_t K = z.size(3), M = idx.size(1);
   auto grad = torch::zeros_like(z);
   float* gp = grad.data_ptr<float>();
   const float* zp = z.data_ptr<float>();
@@ -142,29 +158,18 @@ torch::Tensor backward(torch::Tensor z, torch::Tensor labels, torch::Tensor idx,
       for (int64_t k = 0; k < K; ++k) g[k] = f * sigmoid(v[k] * invT);
       for (int64_t m = 0; m < M; ++m) g[ic[m]] -= f * wc[m];
     } else {
-      if (kind == 0)
-        for (int64_t k = 0; k < K; ++k) v[k] = sigmoid(v[k] * invT);
-      float ss = 0, dot = 0;
-      for (int64_t k = 0; k < K; ++k) ss += v[k] * v[k];
-      for (int64_t m = 0; m < M; ++m) dot += wc[m] * v[ic[m]];
-      float norm;
-      bool clamped;
-      if (kind == 0) { norm = std::sqrt(ss); clamped = norm < 1e-8f; if (clamped) norm = 1e-8f; }
-      else { clamped = ss < 1e-16f; norm = std::sqrt(clamped ? 1e-16f : ss); }
+      const CosTerms t = cos_terms(kind, v, K, ic, wc, M, invT);
       // d/dp [-p.y / (|p| |y|)] = -y / (|p| |y|) + (p.y) p / (|p|^3 |y|)   (no |p| term where it is clamped)
-      const float a = clamped ? 0.f : s * dot / (norm * norm * norm * yn[c]);
-      const float b = s / (norm * yn[c]);
+      const float a = t.clamped ? 0.f : s * t.dot / (t.norm * t.norm * t.norm * yn[c]);
+      const float b = s / (t.norm * yn[c]);
       for (int64_t k = 0; k < K; ++k) g[k] = a * v[k];
       for (int64_t m = 0; m < M; ++m) g[ic[m]] -= b * wc[m];
       if (kind == 0)
         for (int64_t k = 0; k < K; ++k) g[k] *= v[k] * (1 - v[k]) * invT;
     }
     // scatter to the four neighbours (the adjoint of the interpolation)
-    float* base = gp + bi * h * w * K;
-    float* ga = base + (p.a - (zp + bi * h * w * K));
-    float* gb = base + (p.b - (zp + bi * h * w * K));
-    float* gc = base + (p.c - (zp + bi * h * w * K));
-    float* gd = base + (p.d - (zp + bi * h * w * K));
+    // same layout: a logit's gradient sits at the logit's offset
+    float *ga = gp + (p.a - zp), *gb = gp + (p.b - zp), *gc = gp + (p.c - zp), *gd = gp + (p.d - zp);
     for (int64_t k = 0; k < K; ++k) {
       ga[k] += p.wa * g[k];
       gb[k] += p.wb * g[k];

@@ -4,8 +4,7 @@
 # kit property space (T = 0.04, embedding not normalised), AdamW 6e-5, weight decay 0.01, layer decay 0.95,
 # 1500 linear warm-up iterations from 1e-6, poly decay (power 1) to 0 over 160k iterations, batch 2 per GPU x 8
 # GPUs (set in each dataset config, with the crop), fp16 with an initial loss scale of 512, sliding-window test.
-custom_imports = dict(imports=["prolab.mmseg.plugin"], allow_failed_imports=False)
-default_scope = "mmseg"
+_base_ = ["./runtime.py"]
 
 mode = "property"                 # "category": the same network with one-hot supervision (the paper's baseline)
 property_space = None             # set by each dataset config: a committed kit space with the paper's K
@@ -36,22 +35,4 @@ param_scheduler = [
     dict(type="PolyLR", eta_min=0.0, power=1.0, begin=1500, end=iters, by_epoch=False),
 ]
 train_cfg = dict(type="IterBasedTrainLoop", max_iters=iters, val_interval=16000)
-val_cfg = dict(type="ValLoop")
-test_cfg = dict(type="TestLoop")
-custom_hooks = [dict(type="ProLabOneHotWarmupHook", iters=0)]
-default_hooks = dict(
-    timer=dict(type="IterTimerHook"),
-    logger=dict(type="LoggerHook", interval=50, log_metric_by_epoch=False),
-    param_scheduler=dict(type="ParamSchedulerHook"),
-    checkpoint=dict(type="CheckpointHook", by_epoch=False, interval=16000, max_keep_ckpts=3),
-    sampler_seed=dict(type="DistSamplerSeedHook"),
-    visualization=dict(type="SegVisualizationHook"))
-env_cfg = dict(cudnn_benchmark=True, mp_cfg=dict(mp_start_method="fork", opencv_num_threads=0),
-               dist_cfg=dict(backend="nccl"))
-vis_backends = [dict(type="LocalVisBackend")]
-visualizer = dict(type="SegLocalVisualizer", vis_backends=vis_backends, name="visualizer")
-log_processor = dict(by_epoch=False)
-log_level = "INFO"
-load_from = None
-resume = False
-randomness = dict(seed=0)
+env_cfg = dict(cudnn_benchmark=True)
