@@ -12,6 +12,13 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # Tests run with scratch caches; the fused loss kernel is compiled once per machine, not once per test (and
 # subprocesses and notebook kernels inherit this).
 os.environ.setdefault("PROLAB_EXTENSIONS", str(Path(os.environ.get("TMPDIR", "/tmp")) / "prolab-test-extensions"))
+# Without a GPU the Triton kernels (segment.fused_triton) run in Triton's interpreter on CPU tensors; the switch
+# is read when a kernel is decorated, so it is set before anything imports them.
+if "TRITON_INTERPRET" not in os.environ:
+    import torch
+
+    if not torch.cuda.is_available():
+        os.environ["TRITON_INTERPRET"] = "1"
 
 
 @pytest.fixture

@@ -76,6 +76,16 @@ def predict_scores(model, image: torch.Tensor, out_size, mode: str = "whole", cr
     return F.interpolate(scores[None], size=tuple(out_size), mode="bilinear", align_corners=False)[0]
 
 
+@torch.no_grad()
+def predict_labels(model, image: torch.Tensor, out_size, mode: str = "whole", crop: int = 512, stride: int = 341,
+                   score_resolution: str = "feature") -> torch.Tensor:
+    """(H, W) predicted classes for one normalised image: ``model.predict`` for whole images where the model
+    has it (the argmax taken while upsampling, no (C, H, W) map), else the argmax of ``predict_scores``."""
+    if mode == "whole" and hasattr(model, "predict"):
+        return model.predict(image[None], size=tuple(out_size), score_resolution=score_resolution)[0]
+    return predict_scores(model, image, out_size, mode, crop, stride, score_resolution).argmax(0)
+
+
 @dataclass
 class EvalResult:
     metrics: dict
@@ -101,8 +111,8 @@ def evaluate(model, dataset, device: str = "cpu", mode: str = "whole", crop: int
     cm = np.zeros((model.n_classes, model.n_classes), np.int64)
     for i in tqdm(range(n), desc="evaluating", disable=not progress):
         image, label = dataset[i]
-        scores = predict_scores(model, image.to(device), label.shape, mode, crop, stride, score_resolution)
-        cm += confusion_matrix(scores.argmax(0).cpu().numpy(), label.numpy(), model.n_classes)
+        pred = predict_labels(model, image.to(device), label.shape, mode, crop, stride, score_resolution)
+        cm += confusion_matrix(pred.cpu().numpy(), label.numpy(), model.n_classes)
     names = list(dataset.class_names)
     return EvalResult(metrics_from_confusion(cm, names, classes), cm, names, n)
 

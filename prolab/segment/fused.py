@@ -1,12 +1,19 @@
-"""The property loss computed from the quarter-resolution logits in one fused pass (CPU): bilinear
-upsampling, sigmoid(z/T) and the loss against the class signature per labelled pixel, forward and backward,
-without a (B, K, H, W) tensor. ``losses.property_loss`` on upsampled logits stays the reference; the tests
-compare values and gradients.
+"""Fused kernels for the property head, computed from the quarter-resolution logits without a full-resolution
+K-channel tensor.
 
-The kernel is C++ (``fused_loss.cpp``), compiled once at first use with torch's cpp_extension (g++ and
-ninja; about 40 s on 2 cores) into ``paths.extensions_dir()`` (``$PROLAB_CACHE/torch_extensions/``). Where it cannot be built,
-or for CUDA tensors, ``upsampled_property_loss`` falls back to the reference path (upsample, then the loss)
-and says so once. ``PROLAB_FUSED_LOSS=0`` turns the fused path off.
+Training: the property loss in one pass (bilinear upsampling, sigmoid(z/T) and the loss against the class
+signature per labelled pixel, forward and backward). ``losses.property_loss`` on upsampled logits stays the
+reference; the tests compare values and gradients.
+Inference: class scores at the logits' resolution over each class's active properties
+(``low_resolution_scores``), and the predicted class map as the argmax of the bilinearly upsampled scores
+without the (B, C, H, W) map (``upsample_argmax``, any head's scores).
+
+The CPU kernels are C++ (``fused.cpp``), compiled once at first use with torch's cpp_extension (g++ and
+ninja; about 40 s on 2 cores) into ``paths.extensions_dir()`` (``$PROLAB_CACHE/torch_extensions/``). CUDA
+tensors take the Triton kernels of ``fused_triton`` (the loss and full-resolution scores; where Triton is
+missing or deterministic algorithms are requested, the reference path). Where the C++ kernel cannot be built,
+everything falls back to the reference path (upsample, then the loss or the scores) and says so once.
+``PROLAB_FUSED_LOSS=0`` turns every fused path off.
 """
 from __future__ import annotations
 
@@ -23,7 +30,7 @@ from .. import paths
 from ..defaults import IGNORE_INDEX as IGNORE
 from ..defaults import PROPERTY_LOSSES
 
-SOURCE = Path(__file__).with_name("fused_loss.cpp")
+SOURCE = Path(__file__).with_name("fused.cpp")
 KIND_CODE = {"cos_sigmoid": 0, "bce": 1, "cos": 2}
 _ext = None
 _failed: str | None = None
@@ -59,7 +66,7 @@ def extension():
     # another machine builds its own)
     tag = hashlib.sha256("|".join([src, " ".join(CFLAGS), torch.__version__, sys.version, _cpu_flags()]).encode()
                          ).hexdigest()[:12]
-    build = paths.extensions_dir() / f"prolab_fused_loss_{tag}"
+    build = paths.extensions_dir() / f"prolab_fused_{tag}"
     build.mkdir(parents=True, exist_ok=True)
     # torch looks for ninja on PATH; the venv's bin (pip's ninja) may not be on it
     os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
@@ -72,15 +79,42 @@ def extension():
 
         from ..progress import tqdm
 
-        with tqdm(total=1, desc="fused property loss: compiling once (cached)", disable=(build / "done").exists()) as bar:
-            _ext = load(name=f"prolab_fused_loss_{tag}", sources=[str(SOURCE)], build_directory=str(build),
+        with tqdm(total=1, desc="fused property kernels: compiling once (cached)", disable=(build / "done").exists()) as bar:
+            _ext = load(name=f"prolab_fused_{tag}", sources=[str(SOURCE)], build_directory=str(build),
                         extra_cflags=list(CFLAGS), verbose=False)
             bar.update()
         (build / "done").touch()
     except Exception as e:  # no compiler, no ninja, a failed build: the reference path still works
         _failed = f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}"
-        warnings.warn(f"fused property loss unavailable ({_failed}); using upsample + loss instead", stacklevel=2)
+        warnings.warn(f"fused property kernels unavailable ({_failed}); using upsample + loss instead", stacklevel=2)
     return _ext
+
+
+def _binary(signatures: torch.Tensor) -> bool:
+    """The sparse scoring kernels read signatures as 0/1 (``signature_index``); soft ones take the dense path."""
+    return bool(((signatures == 0) | (signatures == 1)).all())
+
+
+_sparse_cache: tuple | None = None
+
+
+def sparse_signatures(signatures: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``losses.signature_index`` of a CPU signature tensor as contiguous (idx, float weights, counts), kept for
+    the last tensor seen: inference calls this per batch with the model's buffer. The cache holds the tensor
+    weakly and checks its version counter, so an in-place edit or a new tensor recomputes it."""
+    global _sparse_cache
+    import weakref
+
+    from .losses import signature_index
+
+    if _sparse_cache is not None:
+        ref, version, value = _sparse_cache
+        if ref() is signatures and signatures._version == version:
+            return value
+    idx, w, counts = signature_index(signatures.cpu())
+    value = (idx.contiguous(), w.float().contiguous(), counts)
+    _sparse_cache = (weakref.ref(signatures), signatures._version, value)
+    return value
 
 
 class _FusedPropertyLoss(torch.autograd.Function):
@@ -103,21 +137,41 @@ class _FusedPropertyLoss(torch.autograd.Function):
         return g.permute(0, 3, 1, 2).to(dtype), None, None, None, None, None, None, None
 
 
+def backend(t: torch.Tensor) -> str | None:
+    """Which fused implementation serves tensors like ``t``: "cpu" (the C++ kernel), "triton" (CUDA, where
+    Triton is installed and deterministic algorithms are not requested: its backward adds with atomics) or
+    None (the reference path)."""
+    if t.device.type == "cpu":
+        return "cpu" if extension() is not None else None
+    if t.device.type == "cuda" and not torch.are_deterministic_algorithms_enabled():
+        from .fused_triton import available
+
+        return "triton" if available() else None
+    return None
+
+
 def upsampled_property_loss(z_low: torch.Tensor, labels: torch.Tensor, signatures: torch.Tensor,
                             temperature: float, kind: str = "cos_sigmoid", ignore_index: int = IGNORE,
                             fused: bool | None = None) -> torch.Tensor:
     """``property_loss`` of the logits bilinearly upsampled to the label size, from the low-resolution logits
-    z (B, K, h, w). Fused (no full-resolution K-channel tensor) on CPU when the kernel is available;
-    otherwise upsample, then ``property_loss``."""
+    z (B, K, h, w). Fused (no full-resolution K-channel tensor) where ``backend`` names a kernel (C++ on CPU,
+    Triton on CUDA); otherwise upsample, then ``property_loss``."""
     from .losses import _labelled, property_loss, signature_index
 
     if kind not in PROPERTY_LOSSES:
         raise ValueError(f"unknown property loss {kind!r}; choose one of cos_sigmoid, bce, cos")
-    use = (enabled() if fused is None else fused) and z_low.device.type == "cpu" and ignore_index == IGNORE
-    if use and extension() is not None:
+    path = backend(z_low) if (enabled() if fused is None else fused) else None
+    if path == "cpu" and ignore_index != IGNORE:
+        path = None
+    if path is not None:
         valid, n_valid, _ = _labelled(labels, signatures.shape[0], ignore_index, "signature")
         if n_valid == 0:
             return z_low.sum() * 0.0
+    if path == "triton":
+        from .fused_triton import TritonPropertyLoss
+
+        return TritonPropertyLoss.apply(z_low, labels, signatures, temperature, kind, ignore_index, int(n_valid))
+    if path == "cpu":
         idx, w, counts = signature_index(signatures.to(z_low.device))
         y_norm = counts.float().clamp_min(1).sqrt()
         return _FusedPropertyLoss.apply(z_low, labels, idx.contiguous(), w.float().contiguous(),
@@ -129,15 +183,38 @@ def upsampled_property_loss(z_low: torch.Tensor, labels: torch.Tensor, signature
 def full_resolution_scores(z_low: torch.Tensor, size: tuple[int, int], signatures: torch.Tensor,
                            temperature: float) -> torch.Tensor | None:
     """cos(sigmoid(z'/T), y_c) with z' the logits bilinearly upsampled to ``size``, for every class
-    (B, C, H, W), without the (B, K, H, W) map; None where the fused kernel is unavailable (CUDA, not built,
-    switched off), so the caller takes the reference path."""
-    if not enabled() or z_low.device.type != "cpu" or extension() is None:
-        return None
-    from .losses import signature_index
+    (B, C, H, W), without the (B, K, H, W) map (C++ on CPU, Triton on CUDA); None where no fused kernel serves
+    (not built, switched off, soft signatures on CPU), so the caller takes the reference path."""
+    path = backend(z_low) if enabled() else None
+    if path == "triton":
+        from .fused_triton import full_resolution_scores as triton_scores
 
-    idx, w, counts = signature_index(signatures.to(z_low.device))
+        return triton_scores(z_low, size, signatures, temperature)
+    if path != "cpu" or not _binary(signatures):
+        return None
+    idx, w, counts = sparse_signatures(signatures)
     # a class with an all-zero signature scores 0, as F.normalize of a zero vector does
     y_norm = counts.float().sqrt().clamp_min(1e-12)
     z = z_low.detach().permute(0, 2, 3, 1).contiguous().float()
-    return extension().scores(z, int(size[0]), int(size[1]), idx.contiguous(), w.float().contiguous(),
-                              y_norm.contiguous(), float(temperature))
+    return extension().scores(z, int(size[0]), int(size[1]), idx, w, y_norm.contiguous(), float(temperature))
+
+
+def low_resolution_scores(z_low: torch.Tensor, signatures: torch.Tensor, temperature: float) -> torch.Tensor | None:
+    """cos(sigmoid(z/T), y_c) at the logits' resolution, (B, C, h, w) (a channels-last view), summing over each
+    class's active properties; None where the kernel is unavailable or the signatures are not 0/1."""
+    if not enabled() or z_low.device.type != "cpu" or not _binary(signatures) or extension() is None:
+        return None
+    idx, w, counts = sparse_signatures(signatures)
+    y_norm = counts.float().sqrt().clamp_min(1e-12)
+    z = z_low.detach().contiguous().float()          # channels-first, as the head writes it: no copy
+    out = extension().low_resolution_scores(z, idx, w, y_norm.contiguous(), float(temperature))
+    return out.permute(0, 3, 1, 2)
+
+
+def upsample_argmax(scores: torch.Tensor, size: tuple[int, int]) -> torch.Tensor | None:
+    """argmax over classes of ``scores`` (B, C, h, w) bilinearly upsampled to ``size`` (align_corners=False),
+    (B, H, W) int64, without the upsampled map; None where the kernel is unavailable (the caller upsamples)."""
+    if not enabled() or scores.device.type != "cpu" or extension() is None:
+        return None
+    s = scores.detach().permute(0, 2, 3, 1).contiguous().float()     # a no-op for low_resolution_scores' output
+    return extension().upsample_argmax(s, int(size[0]), int(size[1]))

@@ -183,7 +183,9 @@ class SegModel(nn.Module):
         logits = self.forward(images)["logits"]
         scores = None
         if self.mode != "category" and score_resolution == "feature":
-            scores = F.interpolate(self.class_scores(logits), size=size, mode="bilinear", align_corners=False)
+            # contiguous: bilinear upsampling of a channels-last view is slower
+            scores = F.interpolate(self._low_resolution_scores(logits).contiguous(), size=size, mode="bilinear",
+                                   align_corners=False)
         elif self.mode == "property":
             from .fused import full_resolution_scores
 
@@ -191,6 +193,36 @@ class SegModel(nn.Module):
         if scores is None:
             scores = self.class_scores(F.interpolate(logits, size=size, mode="bilinear", align_corners=False))
         return scores.softmax(1) if softmax else scores
+
+    @torch.no_grad()
+    def predict(self, images: torch.Tensor, size=None, score_resolution: str = "feature") -> torch.Tensor:
+        """The predicted class map (B, H, W) at ``size`` (default: the input size): the argmax of
+        ``predict_scores`` (softmax keeps the order, so it is skipped). At feature resolution on CPU the scores
+        are computed over each class's active properties and the argmax is taken while upsampling, in one pass
+        that never builds the (B, C, H, W) map (``segment.fused``); category mode uses the same pass on its
+        logits."""
+        if score_resolution not in ("feature", "full"):
+            raise ValueError(f"score_resolution must be 'feature' or 'full', not {score_resolution!r}")
+        size = tuple(size or images.shape[2:])
+        if score_resolution == "feature":
+            from .fused import upsample_argmax
+
+            low = self._low_resolution_scores(self.forward(images)["logits"])
+            labels = upsample_argmax(low, size)
+            if labels is not None:
+                return labels
+            return F.interpolate(low.contiguous(), size=size, mode="bilinear", align_corners=False).argmax(1)
+        return self.predict_scores(images, size, score_resolution, softmax=False).argmax(1)
+
+    def _low_resolution_scores(self, logits: torch.Tensor) -> torch.Tensor:
+        """``class_scores`` at the logits' resolution for inference: the fused sparse kernel where it runs."""
+        if self.mode == "property":
+            from .fused import low_resolution_scores
+
+            fast = low_resolution_scores(logits, self.signatures, self.temperature)
+            if fast is not None:
+                return fast
+        return self.class_scores(logits)
 
 
 def property_logits(x: torch.Tensor, conv: nn.Conv2d, bank: torch.Tensor, normalize: bool = False) -> torch.Tensor:

@@ -68,7 +68,7 @@ def sample_predictions(run_names: list[str], n: int = 4, split: str = "val"):
         preds[name] = []
         for i in range(min(n, len(ds))):
             x, lab = ds[i]
-            preds[name].append(model.predict_scores(x[None], size=tuple(lab.shape))[0].argmax(0).numpy())
+            preds[name].append(model.predict(x[None], size=tuple(lab.shape))[0].numpy())
             if len(images) < min(n, len(ds)):
                 img, raw_lab = ds.load(i)
                 images.append(img)

@@ -1,3 +1,5 @@
+// Fused CPU kernels for ProLab's property head (the Python side is fused.py).
+//
 // The property loss from quarter-resolution logits, fused: for each labelled full-resolution pixel, bilinear
 // interpolation of its K logits from four low-resolution neighbours (align_corners=False), p = sigmoid(z / T),
 // and the loss against the class signature, accumulated without ever building a (B, K, H, W) tensor.
@@ -208,7 +210,88 @@ torch::Tensor scores(torch::Tensor z, int64_t H, int64_t W, torch::Tensor idx, t
   return out;
 }
 
+// Class scores at the logits' own resolution, channels-last (B, h, w, C): s_c = cos(sigmoid(z / T), y_c) summed
+// over each class's few active properties (0/1 signatures in the sparse form), not a dense K x C product.
+// Logits come channels-first (B, K, h, w), as the head writes them: one low-resolution row is K contiguous
+// w-vectors, so the sigmoid, the norms and every class's sum run over contiguous w-vectors (vectorised).
+// One task per row: batch 1 uses every thread too.
+torch::Tensor low_resolution_scores(torch::Tensor z, torch::Tensor idx, torch::Tensor wts, torch::Tensor y_norm,
+                                    double temperature) {
+  const int64_t B = z.size(0), K = z.size(1), h = z.size(2), w = z.size(3), C = idx.size(0), M = idx.size(1);
+  auto out = torch::empty({B, h, w, C}, torch::kFloat32);
+  float* op = out.data_ptr<float>();
+  const float* zp = z.data_ptr<float>();
+  const int64_t* ip = idx.data_ptr<int64_t>();
+  const float* wp = wts.data_ptr<float>();
+  const float* yn = y_norm.data_ptr<float>();
+  const float invT = static_cast<float>(1.0 / temperature);
+  at::parallel_for(0, B * h, 1, [&](int64_t r0, int64_t r1) {
+    std::vector<float> p(K * w), ss(w), acc(w);
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t bi = r / h, y = r % h;
+      std::fill(ss.begin(), ss.end(), 0.f);
+      for (int64_t k = 0; k < K; ++k) {
+        const float* zk = zp + ((bi * K + k) * h + y) * w;
+        float* pk = p.data() + k * w;
+        for (int64_t x = 0; x < w; ++x) pk[x] = sigmoid(zk[x] * invT);
+        for (int64_t x = 0; x < w; ++x) ss[x] += pk[x] * pk[x];
+      }
+      for (int64_t x = 0; x < w; ++x) ss[x] = 1.f / std::max(std::sqrt(ss[x]), 1e-12f);
+      float* o = op + r * w * C;
+      for (int64_t c = 0; c < C; ++c) {
+        std::fill(acc.begin(), acc.end(), 0.f);
+        // active properties first, padding (weight 0) after them
+        for (int64_t m = 0; m < M && wp[c * M + m] != 0.f; ++m) {
+          const float* pk = p.data() + ip[c * M + m] * w;
+          for (int64_t x = 0; x < w; ++x) acc[x] += pk[x];
+        }
+        const float s = 1.f / yn[c];
+        for (int64_t x = 0; x < w; ++x) o[x * C + c] = acc[x] * ss[x] * s;
+      }
+    }
+  });
+  return out;
+}
+
+// argmax over C of the scores bilinearly upsampled to (H, W) (align_corners=False), from channels-last scores
+// (B, h, w, C): the (B, C, H, W) map is never built. Per output row the two source rows are blended once
+// (w x C), then each pixel blends two columns while it tracks the maximum; ties go to the lower class, as
+// torch.argmax does.
+torch::Tensor upsample_argmax(torch::Tensor s, int64_t H, int64_t W) {
+  const int64_t B = s.size(0), h = s.size(1), w = s.size(2), C = s.size(3);
+  const Taps ty = taps(H, h), tx = taps(W, w);
+  auto out = torch::empty({B, H, W}, torch::kInt64);
+  int64_t* op = out.data_ptr<int64_t>();
+  const float* sp = s.data_ptr<float>();
+  at::parallel_for(0, B * H, 1, [&](int64_t r0, int64_t r1) {
+    std::vector<float> row(w * C);
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t bi = r / H, y = r % H;
+      const float ly = ty.l1[y];
+      const float* a = sp + (bi * h + ty.i0[y]) * w * C;
+      const float* b = sp + (bi * h + ty.i1[y]) * w * C;
+      for (int64_t j = 0; j < w * C; ++j) row[j] = (1 - ly) * a[j] + ly * b[j];
+      int64_t* o = op + r * W;
+      for (int64_t x = 0; x < W; ++x) {
+        const float lx = tx.l1[x];
+        const float* p = row.data() + tx.i0[x] * C;
+        const float* q = row.data() + tx.i1[x] * C;
+        float best = (1 - lx) * p[0] + lx * q[0];
+        int64_t arg = 0;
+        for (int64_t c = 1; c < C; ++c) {
+          const float v = (1 - lx) * p[c] + lx * q[c];
+          if (v > best) { best = v; arg = c; }
+        }
+        o[x] = arg;
+      }
+    }
+  });
+  return out;
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("low_resolution_scores", &low_resolution_scores, "class scores (B, h, w, C) at the logits' resolution");
+  m.def("upsample_argmax", &upsample_argmax, "argmax over classes of bilinearly upsampled scores, (B, H, W)");
   m.def("scores", &scores, "class scores at full resolution from quarter-resolution property logits");
   m.def("forward", &forward, "per-image sums of the fused property loss");
   m.def("backward", &backward, "dL/dz (B, h, w, K) of the fused property loss");
