@@ -34,6 +34,22 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     return path
 
 
+def canonical_safetensors(blob: bytes) -> bytes:
+    """The same safetensors file with its ``__metadata__`` keys in sorted order. safetensors writes metadata from
+    a hash map, so two saves of identical tensors and metadata differ in bytes (and in any hash of the file)
+    from one process to the next; sorted, equal inputs give equal files. The header keeps its length (padded
+    with spaces, as safetensors pads it), so the data offsets stay valid."""
+    n = int.from_bytes(blob[:8], "little")
+    header = json.loads(blob[8:8 + n])
+    if not header.get("__metadata__"):
+        return blob
+    header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+    if len(text) > n:  # not expected (same keys, same values); keep the file as written rather than break it
+        return blob
+    return blob[:8] + text + b" " * (n - len(text)) + blob[8 + n:]
+
+
 _TEMP_PID = re.compile(r"\.(\d+)-[^.]*\.tmp$")
 
 

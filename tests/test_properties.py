@@ -66,6 +66,31 @@ def test_save_load_round_trip_bit_exact(minilm, tmp_path):
     assert out.path.suffix == ".safetensors" and out.path.with_suffix(".json").exists()
 
 
+def test_saving_twice_gives_the_same_bytes(minilm, tmp_path):
+    """safetensors writes its metadata from a hash map: without sorting, every save of the same space had other
+    bytes and another tensors_sha256, so regenerated results churned and hashes keyed on them changed."""
+    from safetensors.numpy import load
+
+    from prolab.files import canonical_safetensors
+
+    s = build_property_space("synthetic_outdoor", embedder=minilm, save=False, progress=False).space
+    paths = [s.save(tmp_path / f"copy{i}") for i in range(8)]
+    assert len({p.read_bytes() for p in paths}) == 1
+    assert len({json.loads(p.with_suffix(".json").read_text())["tensors_sha256"] for p in paths}) == 1
+    assert PropertySpace.load(paths[0]).n_classes == s.n_classes          # still a valid file
+    # the helper itself: any number of keys, the tensors and the metadata unchanged
+    from safetensors.numpy import save
+    from safetensors import safe_open
+
+    meta = {k: k * 3 for k in "qwertyuiop"}
+    blobs = {canonical_safetensors(save({"a": np.arange(5.0), "b": np.eye(2)}, metadata=meta)) for _ in range(20)}
+    assert len(blobs) == 1
+    (tmp_path / "x.safetensors").write_bytes(blobs.pop())
+    with safe_open(tmp_path / "x.safetensors", "np") as f:
+        assert f.metadata() == meta
+    assert np.array_equal(load((tmp_path / "x.safetensors").read_bytes())["b"], np.eye(2))
+
+
 def test_release_layout_round_trip(minilm, tmp_path):
     import torch
 

@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from ..files import atomic_write_bytes, atomic_write_json, file_sha256, read_json, stable_hash
+from ..files import (atomic_write_bytes, atomic_write_json, canonical_safetensors, file_sha256, read_json,
+                     stable_hash)
 
 FORMAT_VERSION = 1
 
@@ -112,7 +113,8 @@ class PropertySpace:
                    "signatures": np.ascontiguousarray(self.signatures, dtype=np.uint8),
                    "desc_class": np.ascontiguousarray(self.desc_class, dtype=np.int64),
                    "desc_property": np.ascontiguousarray(self.desc_property, dtype=np.int64)}
-        blob = save(tensors, metadata={"format": "prolab.PropertySpace", "version": str(FORMAT_VERSION)})
+        blob = canonical_safetensors(save(tensors, metadata={"format": "prolab.PropertySpace",
+                                                             "version": str(FORMAT_VERSION)}))
         atomic_write_bytes(path, blob)
         tensors_sha = hashlib.sha256(blob).hexdigest()[:16]
         meta = {"format": "prolab.PropertySpace", "version": FORMAT_VERSION, "dataset": self.dataset,

@@ -409,7 +409,7 @@ def release_to_run(checkpoint, property_space, run_name: str, dataset: str = "ad
     from safetensors.torch import save
 
     from .. import paths
-    from ..files import atomic_write_bytes, atomic_write_json, environment_info, stable_hash
+    from ..files import atomic_write_bytes, atomic_write_json, canonical_safetensors, environment_info, stable_hash
     from ..properties import PropertySpace
     from ..segment.config import TrainConfig
     from ..segment.data import open_split
@@ -487,8 +487,9 @@ def release_to_run(checkpoint, property_space, run_name: str, dataset: str = "ad
                "paper_miou": {"ade20k_150": 49.0}.get(cfg.dataset)}
     atomic_write_json(run / "release.json", details)
     weights = run / "model.safetensors"
-    atomic_write_bytes(weights, save({k: v.contiguous().cpu() for k, v in model.state_dict().items()},
-                                     metadata={"config": json.dumps(cfg.to_dict()), "identity": identity["id"]}))
+    atomic_write_bytes(weights, canonical_safetensors(save(
+        {k: v.contiguous().cpu() for k, v in model.state_dict().items()},
+        metadata={"config": json.dumps(cfg.to_dict()), "identity": identity["id"]})))
     return ReleaseRun(run, weights, space_path, details)
 
 

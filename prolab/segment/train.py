@@ -19,7 +19,8 @@ from ..progress import tqdm
 
 from .. import paths
 from ..defaults import IGNORE_INDEX
-from ..files import atomic_write_bytes, atomic_write_json, clean_stale_temps, environment_info
+from ..files import (atomic_write_bytes, atomic_write_json, canonical_safetensors, clean_stale_temps,
+                     environment_info)
 from .config import RESUME_FREE, TrainConfig
 from .data import _Batches, _Keys, eval_split, open_split  # noqa: F401  (eval_split: re-exported)
 from .losses import segmentation_loss
@@ -337,9 +338,9 @@ def train(cfg: TrainConfig, progress: bool = True, stop_after: int | None = None
     if rank == 0 and stop == cfg.iters:
         from safetensors.torch import save
 
-        atomic_write_bytes(weights, save({k: v.contiguous().cpu() for k, v in model.state_dict().items()},
-                                         metadata={"config": json.dumps(cfg.to_dict()),
-                                                   "identity": identity["id"]}))
+        atomic_write_bytes(weights, canonical_safetensors(save(
+            {k: v.contiguous().cpu() for k, v in model.state_dict().items()},
+            metadata={"config": json.dumps(cfg.to_dict()), "identity": identity["id"]})))
     if world > 1:
         torch.distributed.barrier()
     return TrainResult(run, weights, log, start, identity=identity["id"],
