@@ -37,7 +37,10 @@ _failed: str | None = None
 
 
 # fast-math lets GCC call glibc's vector expf in the sigmoid loops (about 3x faster); inputs are finite logits
-CFLAGS = ("-O3", "-ffast-math", "-march=native")
+# -fopenmp: at::parallel_for is implemented in ATen's headers with OpenMP pragmas, so without it the kernels
+# run on one thread whatever torch.get_num_threads() says (the libgomp torch loads serves the pragmas)
+CFLAGS = ("-O3", "-ffast-math", "-march=native", "-fopenmp")
+LDFLAGS = ("-fopenmp",)
 
 
 def _cpu_flags() -> str:
@@ -64,7 +67,7 @@ def extension():
     src = SOURCE.read_text(encoding="utf-8")
     # -march=native: the build is for this CPU, so its flags are part of the cache key (a shared cache on
     # another machine builds its own)
-    tag = hashlib.sha256("|".join([src, " ".join(CFLAGS), torch.__version__, sys.version, _cpu_flags()]).encode()
+    tag = hashlib.sha256("|".join([src, " ".join(CFLAGS + LDFLAGS), torch.__version__, sys.version, _cpu_flags()]).encode()
                          ).hexdigest()[:12]
     build = paths.extensions_dir() / f"prolab_fused_{tag}"
     build.mkdir(parents=True, exist_ok=True)
@@ -81,7 +84,7 @@ def extension():
 
         with tqdm(total=1, desc="fused property kernels: compiling once (cached)", disable=(build / "done").exists()) as bar:
             _ext = load(name=f"prolab_fused_{tag}", sources=[str(SOURCE)], build_directory=str(build),
-                        extra_cflags=list(CFLAGS), verbose=False)
+                        extra_cflags=list(CFLAGS), extra_ldflags=list(LDFLAGS), verbose=False)
             bar.update()
         (build / "done").touch()
     except Exception as e:  # no compiler, no ninja, a failed build: the reference path still works
