@@ -260,6 +260,24 @@ def step_key(step: NotebookStep, parameters: dict[str, Any], previous: str, inpu
                         "files": on_disk})
 
 
+def missing_artefacts(outputs: dict[str, Any]) -> list[str]:
+    """What a step published that is no longer there: a file or folder it named (a descriptor file, a property
+    space) or a training run (``run_names``) without its final weights, e.g. after the cache was cleared or
+    PROLAB_CACHE points elsewhere. Such a step is not skipped: the steps after it would read nothing."""
+    gone = []
+    for key, value in outputs.items():
+        for v in value if isinstance(value, list) else [value]:
+            if not isinstance(v, str):
+                continue
+            if key == "run_names":
+                weights = paths.run_dir(v) / "model.safetensors"
+                if not weights.exists():
+                    gone.append(str(weights))
+            elif "/" in v and not paths.resolve(v).exists():
+                gone.append(v)
+    return gone
+
+
 def run_pipeline(config: PipelineConfig | str | Path, progress: bool = True, force: bool = False,
                  overrides: dict[str, Any] | None = None) -> Path:
     """Execute the notebooks of the config in order; returns ``results/<run_name>/``.
@@ -287,18 +305,26 @@ def run_pipeline(config: PipelineConfig | str | Path, progress: bool = True, for
     state = read_json(state_file) if state_file.exists() else {}
     inputs = inputs_hash()
     previous = ""
+    rerun = False
     outputs: dict[str, dict[str, Any]] = {}
     for i, step in enumerate(cfg.steps, 1):
         params = resolve_references(step, outputs)
         key = step_key(step, params, previous, inputs)
         previous = key
         dest = paths.executed_notebook_path(cfg.run_name, step.notebook)
-        if not force and state.get(step.notebook, {}).get("key") == key and dest.exists():
-            print(f"[{i}/{len(cfg.steps)}] {step.notebook}: unchanged, skipped", flush=True)
-            outputs[step.notebook] = read_outputs(dest)
-            continue
+        if not force and not rerun and state.get(step.notebook, {}).get("key") == key and dest.exists():
+            published = read_outputs(dest)
+            gone = missing_artefacts(published)
+            if not gone:
+                print(f"[{i}/{len(cfg.steps)}] {step.notebook}: unchanged, skipped", flush=True)
+                outputs[step.notebook] = published
+                continue
+            print(f"[{i}/{len(cfg.steps)}] {step.notebook}: unchanged, but what it made is gone ({gone[0]}"
+                  f"{f' and {len(gone) - 1} more' if len(gone) > 1 else ''}); running it again", flush=True)
+        else:
+            print(f"[{i}/{len(cfg.steps)}] {step.notebook}", flush=True)
+        rerun = True  # every later step reads what this one makes again, so none of them is skipped
         dest.parent.mkdir(parents=True, exist_ok=True)
-        print(f"[{i}/{len(cfg.steps)}] {step.notebook}", flush=True)
         t0 = time.time()
         tmp = dest.with_name(f".{dest.stem}.running.ipynb")
         os.environ["PROLAB_PROGRESS"] = "text"  # the kernel inherits it: text bars save as their last state
