@@ -61,3 +61,14 @@ def minilm():
     from prolab.properties import make_embedder
 
     return make_embedder("all-MiniLM-L6-v2")
+
+
+@pytest.fixture(scope="session")
+def fused_kernels():
+    """The fused C++ kernels (segment.fused), built once per test session; a build failure fails the test."""
+    from prolab.segment import fused
+
+    e = fused.extension()
+    if e is None:
+        pytest.fail(f"the fused kernel did not build: {fused._failed}")
+    return e

@@ -8,14 +8,6 @@ from prolab.segment import fused
 from prolab.segment.losses import property_loss, segmentation_loss
 
 
-@pytest.fixture(scope="module")
-def ext():
-    e = fused.extension()
-    if e is None:
-        pytest.fail(f"the fused kernel did not build: {fused._failed}")
-    return e
-
-
 def _case(low, full, K=12, C=5, seed=0, scale=1.0):
     g = torch.Generator().manual_seed(seed)
     sig = (torch.rand(C, K, generator=g) < 0.3).float()
@@ -37,7 +29,7 @@ def _both(z, lab, sig, T, kind):
 
 @pytest.mark.parametrize("kind", ["cos_sigmoid", "bce", "cos"])
 @pytest.mark.parametrize("low,full", [((5, 6), (20, 24)), ((7, 5), (30, 17)), ((4, 4), (4, 4)), ((3, 9), (11, 40))])
-def test_fused_equals_upsample_then_loss(ext, kind, low, full):
+def test_fused_equals_upsample_then_loss(fused_kernels, kind, low, full):
     """Integer and non-integer scale factors, odd sizes, no upsampling, ignored pixels; T = 0.04 as trained."""
     z, lab, sig = _case(low, full, scale=0.1)
     ref, out, g_ref, g_out = _both(z, lab, sig, 0.04, kind)
@@ -45,7 +37,7 @@ def test_fused_equals_upsample_then_loss(ext, kind, low, full):
     torch.testing.assert_close(g_out, g_ref, rtol=1e-4, atol=1e-7)
 
 
-def test_fused_at_the_bench_shape(ext):
+def test_fused_at_the_bench_shape(fused_kernels):
     """ADE20K-sized label space (K=256, C=150) at 128 px from 32 px logits, batch 2."""
     z, lab, sig = _case((32, 32), (128, 128), K=256, C=150, seed=3)
     ref, out, g_ref, g_out = _both(z, lab, sig, 0.04, "cos_sigmoid")
@@ -53,7 +45,7 @@ def test_fused_at_the_bench_shape(ext):
     torch.testing.assert_close(g_out, g_ref, rtol=1e-3, atol=1e-8)
 
 
-def test_all_ignored_and_fallbacks(ext, monkeypatch):
+def test_all_ignored_and_fallbacks(fused_kernels, monkeypatch):
     z, lab, sig = _case((4, 4), (16, 16))
     none = torch.full_like(lab, 255)
     loss = fused.upsampled_property_loss(z, none, sig, 0.04, fused=True)
@@ -74,7 +66,7 @@ def test_all_ignored_and_fallbacks(ext, monkeypatch):
     assert calls == []
 
 
-def test_segmentation_loss_takes_the_fused_path_for_property_logits(ext, monkeypatch):
+def test_segmentation_loss_takes_the_fused_path_for_property_logits(fused_kernels, monkeypatch):
     z, lab, sig = _case((8, 8), (32, 32))
     calls = []
     real = fused.upsampled_property_loss
@@ -87,7 +79,7 @@ def test_segmentation_loss_takes_the_fused_path_for_property_logits(ext, monkeyp
     torch.testing.assert_close(loss, ref, rtol=1e-5, atol=1e-6)
 
 
-def test_full_resolution_scores_equal_upsample_then_score(ext, monkeypatch):
+def test_full_resolution_scores_equal_upsample_then_score(fused_kernels, monkeypatch):
     from prolab.segment import ModelDefaults, SegModel
     from prolab.segment.model import property_class_scores
 

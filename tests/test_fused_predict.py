@@ -9,14 +9,6 @@ from prolab.segment import ModelDefaults, SegModel, fused
 from prolab.segment.model import property_class_scores
 
 
-@pytest.fixture(scope="module")
-def ext():
-    e = fused.extension()
-    if e is None:
-        pytest.fail(f"the fused kernel did not build: {fused._failed}")
-    return e
-
-
 def _signatures(C, K, seed=0):
     g = torch.Generator().manual_seed(seed)
     sig = (torch.rand(C, K, generator=g) < 0.2).float()
@@ -25,7 +17,7 @@ def _signatures(C, K, seed=0):
 
 
 @pytest.mark.parametrize("shape", [(2, 12, 5, 7), (1, 12, 1, 1), (3, 40, 9, 4)])
-def test_low_resolution_scores_equal_the_dense_scores(ext, shape):
+def test_low_resolution_scores_equal_the_dense_scores(fused_kernels, shape):
     B, K, h, w = shape
     sig = _signatures(6, K)
     sig[2] = 0                                           # a class without properties scores 0, as the dense path
@@ -38,7 +30,7 @@ def test_low_resolution_scores_equal_the_dense_scores(ext, shape):
 
 @pytest.mark.parametrize("low,size", [((5, 6), (20, 24)), ((7, 5), (30, 17)), ((4, 4), (4, 4)), ((9, 8), (5, 3)),
                                       ((1, 1), (3, 2))])
-def test_upsample_argmax_equals_interpolate_then_argmax(ext, low, size):
+def test_upsample_argmax_equals_interpolate_then_argmax(fused_kernels, low, size):
     """Integer and non-integer scales, no scaling, downscaling, a 1 x 1 map. The kernel blends in another order
     than F.interpolate, so a pixel may differ only where the reference's best two classes tie to rounding."""
     s = torch.randn(2, 7, *low, generator=torch.Generator().manual_seed(2))
@@ -56,7 +48,7 @@ def test_upsample_argmax_equals_interpolate_then_argmax(ext, low, size):
 
 
 @pytest.mark.parametrize("mode", ["property", "category", "name_embedding"])
-def test_predict_equals_the_argmax_of_predict_scores(ext, mode, monkeypatch):
+def test_predict_equals_the_argmax_of_predict_scores(fused_kernels, mode, monkeypatch):
     torch.manual_seed(0)
     K, C = 24, 5
     bank = F.normalize(torch.randn(K, 16), dim=1)
@@ -79,7 +71,7 @@ def test_predict_equals_the_argmax_of_predict_scores(ext, mode, monkeypatch):
         m.predict(x, score_resolution="half")
 
 
-def test_sparse_signatures_follow_in_place_edits(ext):
+def test_sparse_signatures_follow_in_place_edits(fused_kernels):
     sig = _signatures(4, 10)
     idx, w, counts = fused.sparse_signatures(sig)
     assert fused.sparse_signatures(sig)[0] is idx           # cached for the same, unchanged tensor

@@ -72,6 +72,20 @@ inline CosTerms cos_terms(int64_t kind, float* v, int64_t K, const int64_t* ic, 
   return {dot, std::sqrt(ss < 1e-16f ? 1e-16f : ss), ss < 1e-16f};
 }
 
+// The signatures in the sparse form every kernel reads (fused.py's _kernel_signatures): per class M property
+// indices and weights (active properties first, then padding of weight 0), and |y_c|.
+struct Signatures {
+  const int64_t* index;
+  const float* weight;
+  const float* norm;
+  int64_t M;
+  Signatures(const torch::Tensor& idx, const torch::Tensor& wts, const torch::Tensor& y_norm)
+      : index(idx.data_ptr<int64_t>()), weight(wts.data_ptr<float>()), norm(y_norm.data_ptr<float>()),
+        M(idx.size(1)) {}
+  const int64_t* idx(int64_t c) const { return index + c * M; }
+  const float* w(int64_t c) const { return weight + c * M; }
+};
+
 struct Pixel {
   const float *a, *b, *c, *d;
   float wa, wb, wc, wd;
@@ -110,18 +124,16 @@ void for_each_pixel(const torch::Tensor& z, const torch::Tensor& labels, int64_t
 // Sum over labelled pixels of weight * loss(pixel); returns a 0-d float64 tensor per image, summed by the caller.
 torch::Tensor forward(torch::Tensor z, torch::Tensor labels, torch::Tensor idx, torch::Tensor wts,
                       torch::Tensor y_norm, double temperature, int64_t kind, int64_t ignore_index) {
-  const int64_t B = z.size(0), K = z.size(3), M = idx.size(1);
+  const Signatures sg(idx, wts, y_norm);
+  const int64_t B = z.size(0), K = z.size(3), M = sg.M;
   auto out = torch::zeros({B}, torch::kFloat64);
   double* op = out.data_ptr<double>();
-  const int64_t* ip = idx.data_ptr<int64_t>();
-  const float* wp = wts.data_ptr<float>();
-  const float* yn = y_norm.data_ptr<float>();
   const float invT = static_cast<float>(1.0 / temperature);
   for_each_pixel(z, labels, ignore_index, [&](int64_t bi, int64_t, int64_t, int64_t c, const Pixel& p, float* v,
                                               float*) {
     interp(p.a, p.b, p.c, p.d, p.wa, p.wb, p.wc, p.wd, K, v);
-    const int64_t* ic = ip + c * M;
-    const float* wc = wp + c * M;
+    const int64_t* ic = sg.idx(c);
+    const float* wc = sg.w(c);
     double loss;
     if (kind == 1) {
       float sp = 0, dot = 0;
@@ -130,7 +142,7 @@ torch::Tensor forward(torch::Tensor z, torch::Tensor labels, torch::Tensor idx, 
       loss = (sp - dot) / K;
     } else {
       const CosTerms t = cos_terms(kind, v, K, ic, wc, M, invT);
-      loss = 1.0 - t.dot / (t.norm * yn[c]);
+      loss = 1.0 - t.dot / (t.norm * sg.norm[c]);
     }
     op[bi] += loss;   // one task per image: no race
   });
@@ -141,20 +153,18 @@ torch::Tensor forward(torch::Tensor z, torch::Tensor labels, torch::Tensor idx, 
 torch::Tensor backward(torch::Tensor z, torch::Tensor labels, torch::Tensor idx, torch::Tensor wts,
                        torch::Tensor y_norm, double temperature, int64_t kind, int64_t ignore_index,
                        double grad_scale) {
-  const int64_t K = z.size(3), M = idx.size(1);
+  const Signatures sg(idx, wts, y_norm);
+  const int64_t K = z.size(3), M = sg.M;
   auto grad = torch::zeros_like(z);
   float* gp = grad.data_ptr<float>();
   const float* zp = z.data_ptr<float>();
-  const int64_t* ip = idx.data_ptr<int64_t>();
-  const float* wp = wts.data_ptr<float>();
-  const float* yn = y_norm.data_ptr<float>();
   const float invT = static_cast<float>(1.0 / temperature);
   const float s = static_cast<float>(grad_scale);
   for_each_pixel(z, labels, ignore_index, [&](int64_t bi, int64_t, int64_t, int64_t c, const Pixel& p, float* v,
                                               float* g) {
     interp(p.a, p.b, p.c, p.d, p.wa, p.wb, p.wc, p.wd, K, v);
-    const int64_t* ic = ip + c * M;
-    const float* wc = wp + c * M;
+    const int64_t* ic = sg.idx(c);
+    const float* wc = sg.w(c);
     if (kind == 1) {                         // d/dv [softplus(v/T) - y v/T] / K = (sigmoid(v/T) - y) / (T K)
       const float f = s * invT / K;
       for (int64_t k = 0; k < K; ++k) g[k] = f * sigmoid(v[k] * invT);
@@ -162,8 +172,8 @@ torch::Tensor backward(torch::Tensor z, torch::Tensor labels, torch::Tensor idx,
     } else {
       const CosTerms t = cos_terms(kind, v, K, ic, wc, M, invT);
       // d/dp [-p.y / (|p| |y|)] = -y / (|p| |y|) + (p.y) p / (|p|^3 |y|)   (no |p| term where it is clamped)
-      const float a = t.clamped ? 0.f : s * t.dot / (t.norm * t.norm * t.norm * yn[c]);
-      const float b = s / (t.norm * yn[c]);
+      const float a = t.clamped ? 0.f : s * t.dot / (t.norm * t.norm * t.norm * sg.norm[c]);
+      const float b = s / (t.norm * sg.norm[c]);
       for (int64_t k = 0; k < K; ++k) g[k] = a * v[k];
       for (int64_t m = 0; m < M; ++m) g[ic[m]] -= b * wc[m];
       if (kind == 0)
@@ -186,12 +196,10 @@ torch::Tensor backward(torch::Tensor z, torch::Tensor labels, torch::Tensor idx,
 // pixel on the fly: the (B, K, H, W) map is never built. Signatures in the sparse form (idx, wts) as above.
 torch::Tensor scores(torch::Tensor z, int64_t H, int64_t W, torch::Tensor idx, torch::Tensor wts,
                      torch::Tensor y_norm, double temperature) {
-  const int64_t B = z.size(0), K = z.size(3), C = idx.size(0), M = idx.size(1);
+  const Signatures sg(idx, wts, y_norm);
+  const int64_t B = z.size(0), K = z.size(3), C = idx.size(0), M = sg.M;
   auto out = torch::empty({B, C, H, W}, torch::kFloat32);
   float* op = out.data_ptr<float>();
-  const int64_t* ip = idx.data_ptr<int64_t>();
-  const float* wp = wts.data_ptr<float>();
-  const float* yn = y_norm.data_ptr<float>();
   const float invT = static_cast<float>(1.0 / temperature);
   // every pixel is scored: labels of all zeros and no ignore index
   auto labels = torch::zeros({B, H, W}, torch::kInt64);
@@ -203,8 +211,8 @@ torch::Tensor scores(torch::Tensor z, int64_t H, int64_t W, torch::Tensor idx, t
     float* o = op + bi * C * H * W + y * W + x;
     for (int64_t c = 0; c < C; ++c) {
       float dot = 0;
-      for (int64_t m = 0; m < M; ++m) dot += wp[c * M + m] * v[ip[c * M + m]];
-      o[c * H * W] = dot * inv / yn[c];
+      for (int64_t m = 0; m < M; ++m) dot += sg.w(c)[m] * v[sg.idx(c)[m]];
+      o[c * H * W] = dot * inv / sg.norm[c];
     }
   });
   return out;
@@ -217,13 +225,11 @@ torch::Tensor scores(torch::Tensor z, int64_t H, int64_t W, torch::Tensor idx, t
 // One task per row: batch 1 uses every thread too.
 torch::Tensor low_resolution_scores(torch::Tensor z, torch::Tensor idx, torch::Tensor wts, torch::Tensor y_norm,
                                     double temperature) {
-  const int64_t B = z.size(0), K = z.size(1), h = z.size(2), w = z.size(3), C = idx.size(0), M = idx.size(1);
+  const Signatures sg(idx, wts, y_norm);
+  const int64_t B = z.size(0), K = z.size(1), h = z.size(2), w = z.size(3), C = idx.size(0), M = sg.M;
   auto out = torch::empty({B, h, w, C}, torch::kFloat32);
   float* op = out.data_ptr<float>();
   const float* zp = z.data_ptr<float>();
-  const int64_t* ip = idx.data_ptr<int64_t>();
-  const float* wp = wts.data_ptr<float>();
-  const float* yn = y_norm.data_ptr<float>();
   const float invT = static_cast<float>(1.0 / temperature);
   at::parallel_for(0, B * h, 1, [&](int64_t r0, int64_t r1) {
     std::vector<float> p(K * w), ss(w), acc(w);
@@ -241,11 +247,11 @@ torch::Tensor low_resolution_scores(torch::Tensor z, torch::Tensor idx, torch::T
       for (int64_t c = 0; c < C; ++c) {
         std::fill(acc.begin(), acc.end(), 0.f);
         // active properties first, padding (weight 0) after them
-        for (int64_t m = 0; m < M && wp[c * M + m] != 0.f; ++m) {
-          const float* pk = p.data() + ip[c * M + m] * w;
+        for (int64_t m = 0; m < M && sg.w(c)[m] != 0.f; ++m) {
+          const float* pk = p.data() + sg.idx(c)[m] * w;
           for (int64_t x = 0; x < w; ++x) acc[x] += pk[x];
         }
-        const float s = 1.f / yn[c];
+        const float s = 1.f / sg.norm[c];
         for (int64_t x = 0; x < w; ++x) o[x * C + c] = acc[x] * ss[x] * s;
       }
     }

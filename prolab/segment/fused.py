@@ -101,9 +101,9 @@ def _binary(signatures: torch.Tensor) -> bool:
 _sparse_cache: tuple | None = None
 
 
-def sparse_signatures(signatures: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``losses.signature_index`` of a CPU signature tensor as contiguous (idx, float weights, counts), kept for
-    the last tensor seen: inference calls this per batch with the model's buffer. The cache holds the tensor
+def _cached_sparse(signatures: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """(idx, float weights, counts, |y_c|) of ``losses.signature_index``, contiguous on CPU, kept for the last
+    tensor seen: training and inference pass the model's buffer at every step. The cache holds the tensor
     weakly and checks its version counter, so an in-place edit or a new tensor recomputes it."""
     global _sparse_cache
     import weakref
@@ -115,9 +115,21 @@ def sparse_signatures(signatures: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
         if ref() is signatures and signatures._version == version:
             return value
     idx, w, counts = signature_index(signatures.cpu())
-    value = (idx.contiguous(), w.float().contiguous(), counts)
+    # |y_c| clamped at 1: a class without properties has p.y = 0, so its loss is 1 and its score 0 either way
+    value = (idx.contiguous(), w.float().contiguous(), counts, counts.float().clamp_min(1).sqrt().contiguous())
     _sparse_cache = (weakref.ref(signatures), signatures._version, value)
     return value
+
+
+def sparse_signatures(signatures: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``losses.signature_index`` of a signature tensor (idx, float weights, counts), cached (``_cached_sparse``)."""
+    return _cached_sparse(signatures)[:3]
+
+
+def _kernel_signatures(signatures: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """What every C++ kernel takes for the signatures: (idx, weights, |y_c|)."""
+    idx, w, _, y_norm = _cached_sparse(signatures)
+    return idx, w, y_norm
 
 
 class _FusedPropertyLoss(torch.autograd.Function):
@@ -159,7 +171,7 @@ def upsampled_property_loss(z_low: torch.Tensor, labels: torch.Tensor, signature
     """``property_loss`` of the logits bilinearly upsampled to the label size, from the low-resolution logits
     z (B, K, h, w). Fused (no full-resolution K-channel tensor) where ``backend`` names a kernel (C++ on CPU,
     Triton on CUDA); otherwise upsample, then ``property_loss``."""
-    from .losses import _labelled, property_loss, signature_index
+    from .losses import _labelled, property_loss
 
     if kind not in PROPERTY_LOSSES:
         raise ValueError(f"unknown property loss {kind!r}; choose one of cos_sigmoid, bce, cos")
@@ -175,10 +187,8 @@ def upsampled_property_loss(z_low: torch.Tensor, labels: torch.Tensor, signature
 
         return TritonPropertyLoss.apply(z_low, labels, signatures, temperature, kind, ignore_index, int(n_valid))
     if path == "cpu":
-        idx, w, counts = signature_index(signatures.to(z_low.device))
-        y_norm = counts.float().clamp_min(1).sqrt()
-        return _FusedPropertyLoss.apply(z_low, labels, idx.contiguous(), w.float().contiguous(),
-                                        y_norm.contiguous(), temperature, kind, int(n_valid))
+        return _FusedPropertyLoss.apply(z_low, labels, *_kernel_signatures(signatures), temperature, kind,
+                                        int(n_valid))
     up = F.interpolate(z_low, size=labels.shape[1:], mode="bilinear", align_corners=False)
     return property_loss(up, labels, signatures, temperature, kind, ignore_index)
 
@@ -195,11 +205,8 @@ def full_resolution_scores(z_low: torch.Tensor, size: tuple[int, int], signature
         return triton_scores(z_low, size, signatures, temperature)
     if path != "cpu" or not _binary(signatures):
         return None
-    idx, w, counts = sparse_signatures(signatures)
-    # a class with an all-zero signature scores 0, as F.normalize of a zero vector does
-    y_norm = counts.float().sqrt().clamp_min(1e-12)
     z = z_low.detach().permute(0, 2, 3, 1).contiguous().float()
-    return extension().scores(z, int(size[0]), int(size[1]), idx, w, y_norm.contiguous(), float(temperature))
+    return extension().scores(z, int(size[0]), int(size[1]), *_kernel_signatures(signatures), float(temperature))
 
 
 def low_resolution_scores(z_low: torch.Tensor, signatures: torch.Tensor, temperature: float) -> torch.Tensor | None:
@@ -207,10 +214,8 @@ def low_resolution_scores(z_low: torch.Tensor, signatures: torch.Tensor, tempera
     class's active properties; None where the kernel is unavailable or the signatures are not 0/1."""
     if not enabled() or z_low.device.type != "cpu" or not _binary(signatures) or extension() is None:
         return None
-    idx, w, counts = sparse_signatures(signatures)
-    y_norm = counts.float().sqrt().clamp_min(1e-12)
     z = z_low.detach().contiguous().float()          # channels-first, as the head writes it: no copy
-    out = extension().low_resolution_scores(z, idx, w, y_norm.contiguous(), float(temperature))
+    out = extension().low_resolution_scores(z, *_kernel_signatures(signatures), float(temperature))
     return out.permute(0, 3, 1, 2)
 
 
