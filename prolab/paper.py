@@ -10,6 +10,7 @@ The project's record of the paper does not keep table numbers, so sources name t
 Public API
     CITATION, ARXIV_ID, NO_TABLE, cite(where)
     TRAINING                       TrainingSetting of the main results
+    RELEASE_CONFIGS                {dataset: ReleaseConfig}: each dataset's settings in the release's configs
     MAIN_RESULTS                   tuple of MainResult (property-level ProLab vs category-level, mIoU)
     ABLATIONS                      {name: Ablation}: n_properties, loss, embedder, embedding_space, llm, prompt
     FRAMEWORKS                     tuple of FrameworkResult (DeepLabv3+, SegFormer)
@@ -41,14 +42,16 @@ class TrainingSetting:
     """The paper's base training setup (ViT-Adapter-B + UperNet), the one its main results table is for."""
     backbone: str = "ViT-Adapter-B, initialised from DeiT-B/16 (ImageNet-1k), drop_path 0.3"
     decode_head: str = "UperNet, 512 channels, output d = 768 projected on the K-property bank"
-    auxiliary_head: str = "FCN, 256 channels, loss weight 0.4, same property output"
-    iterations: int = 160_000              # ADE20K also at 320k
-    batch_size: int = 16                   # 2 per GPU x 8 GPUs
+    auxiliary_head: str = ("FCN, 256 channels, same property output; loss weight 0.4 in the configs, but the "
+                           "release's cosine loss never applies it: property models train with 1.0")
+    # the ADE20K config named "..._320k_..." inherits schedule_160k and sets no max_iters: it trains 160k
+    iterations: int = 160_000
+    batch_size: int = 16                   # 2 per GPU x 8 GPUs (Cityscapes and BDD: 1 x 8; RELEASE_CONFIGS)
     crop_size: dict[str, int] = field(default_factory=lambda: {
         "ADE20K": 512, "COCO-Stuff-164k": 512, "Pascal Context-59": 512, "Cityscapes": 768, "BDD": 768})
     optimizer: str = "AdamW, lr 6e-5, weight decay 0.01, layer-wise lr decay 0.95"
     schedule: str = "poly, power 1.0, 1500 linear warm-up iterations"
-    precision: str = "fp16"
+    precision: str = "fp16 for ADE20K and COCO-Stuff; fp32 for Pascal Context, Cityscapes and BDD"
     embedder: str = "BAAI/bge-base-en-v1.5 (768-d), attention-mask mean pooling, L2-normalised"
     llm: str = "gpt-3.5-turbo, temperature 0, structured prompt"
     clustering: str = "K-Means (scikit-learn, random_state 0)"
@@ -64,6 +67,52 @@ class TrainingSetting:
 
 
 TRAINING = TrainingSetting()
+
+
+@dataclass(frozen=True)
+class ReleaseConfig:
+    """One dataset's training and test settings as the authors' release configures them (its mmseg 0.x config,
+    with what it inherits). The kit's ``paper`` preset (``prolab.presets``), ``configs/paper_<dataset>.yaml`` and
+    ``configs/mmseg/prolab_<dataset>.py`` are made from these (a test checks they agree)."""
+    config: str                            # the release's config file
+    n_properties: int
+    crop_size: int
+    scale: tuple[int, int]                 # train resize target (long, short), ratio 0.5-2.0; also the test scale
+    slide_stride: int                      # sliding-window test: window = crop_size
+    samples_per_gpu: int
+    gpus: int
+    fp16: bool
+    temperature: float
+    normalize: bool                        # the pixel embedding L2-normalised before the bank
+    iters: int = 160_000
+    note: str = ""
+
+    @property
+    def batch_size(self) -> int:
+        return self.samples_per_gpu * self.gpus
+
+
+RELEASE_CONFIGS_SOURCE = "configs of the authors' release (lambert-x/ProLab, configs/<dataset>/)"
+RELEASE_CONFIGS: dict[str, ReleaseConfig] = {
+    "ade20k_150": ReleaseConfig("configs/ADE20K/upernet_deit_adapter_base_512_320k_ade20k_bge_base.py", 256, 512,
+                                (2048, 512), 341, 2, 8, True, 0.04, False,
+                                note="named 320k, but inherits schedule_160k without max_iters: 160k iterations"),
+    "coco_stuff_171": ReleaseConfig("configs/COCO_Stuff/upernet_deit_adapter_base_512_160k_coco_stuff_bge_base.py",
+                                    256, 512, (2048, 512), 341, 2, 8, True, 0.01, True),
+    "pascal_context_59": ReleaseConfig("configs/Pascal_Context/ (ViT-Adapter-B, 160k)", 128, 512, (2048, 512), 341,
+                                       2, 8, False, 0.04, False),
+    "cityscapes_19": ReleaseConfig("configs/Cityscapes/ (ViT-Adapter-B, 160k)", 32, 768, (2048, 1024), 512, 1, 8,
+                                   False, 0.04, False),
+    "bdd100k_19": ReleaseConfig("configs/BDD/ (ViT-Adapter-B, 160k; shares the Cityscapes property bank)", 32, 768,
+                                (2048, 1024), 512, 1, 8, False, 0.04, False),
+}
+
+
+def release_config(dataset: str) -> ReleaseConfig:
+    try:
+        return RELEASE_CONFIGS[dataset]
+    except KeyError:
+        raise KeyError(f"no release config for {dataset!r}; known: {', '.join(RELEASE_CONFIGS)}") from None
 
 
 # --- main results ---------------------------------------------------------------------------------------------

@@ -97,3 +97,54 @@ def test_full_resolution_scores_equal_upsample_then_score(fused_kernels, monkeyp
     torch.testing.assert_close(fast, m.predict_scores(x, score_resolution="full"), rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="score_resolution"):
         m.predict_scores(x, score_resolution="half")
+
+
+def test_kernel_source_has_no_cpu_dependent_math():
+    """What makes the kernels' bits CPU-independent: no fast-math, no -march=native, FMA contraction off, and no
+    libm transcendental in the source (glibc picks exp/log implementations by CPU at run time)."""
+    import re
+
+    flags = " ".join(fused.CFLAGS + fused.isa_flags())
+    assert "-ffast-math" not in flags and "native" not in flags and "-ffp-contract=off" in flags
+    code = re.sub(r"//[^\n]*", "", fused.SOURCE.read_text())
+    assert not re.search(r"std::(exp|log|log1p|expf|logf|tanh|pow)\s*\(", code)
+
+
+def test_sigmoid_and_softplus_accuracy(fused_kernels):
+    """The kernel's own exp/log (Cephes polynomials) against torch in float64: BCE and cos-sigmoid losses over a
+    wide range of logits agree to float32 precision."""
+    z = torch.linspace(-3.5, 3.5, 7 * 16 * 16).reshape(1, 7, 16, 16).double()
+    lab = torch.randint(0, 3, (1, 16, 16))
+    sig = torch.tensor([[1., 0, 1, 0, 0, 1, 0], [0, 1, 0, 0, 1, 0, 0], [1, 1, 1, 1, 0, 0, 1]])
+    for kind in ("bce", "cos_sigmoid"):
+        ref = property_loss(z, lab, sig.double(), 0.04, kind)
+        out = fused.upsampled_property_loss(z.float(), lab, sig, 0.04, kind, fused=True)
+        torch.testing.assert_close(out.double(), ref, rtol=2e-6, atol=1e-7)
+
+
+@pytest.mark.slow
+def test_instruction_set_does_not_change_the_bits(fused_kernels, tmp_path):
+    """The AVX2 (x86-64-v3) build and the baseline x86-64 build give identical bits for every kernel: the choice of
+    instruction set is a speed choice only (the source has no width-dependent reduction)."""
+    from torch.utils.cpp_extension import load
+
+    if not fused.isa_flags():
+        pytest.skip("this CPU builds the baseline only; nothing to compare")
+    base = load(name="prolab_fused_isa_baseline", sources=[str(fused.SOURCE)], build_directory=str(tmp_path),
+                extra_cflags=list(fused.CFLAGS), extra_ldflags=list(fused.LDFLAGS), verbose=False)
+    v3 = fused.extension()
+    g = torch.Generator().manual_seed(3)
+    B, K, C, h, H = 2, 37, 9, 9, 35
+    z = torch.randn(B, h, h, K, generator=g) * 0.3
+    lab = torch.randint(0, C, (B, H, H), generator=g)
+    lab[:, :3] = 255
+    sig = (torch.rand(C, K, generator=g) < 0.2).float()
+    sig[torch.arange(C), torch.arange(C) % K] = 1
+    idx, w, yn = fused._kernel_signatures(sig)
+    zc = z.permute(0, 3, 1, 2).contiguous()
+    for kind in (0, 1, 2):
+        assert torch.equal(base.forward(z, lab, idx, w, yn, 0.04, kind, 255), v3.forward(z, lab, idx, w, yn, 0.04, kind, 255))
+        assert torch.equal(base.backward(z, lab, idx, w, yn, 0.04, kind, 255, 1e-3),
+                           v3.backward(z, lab, idx, w, yn, 0.04, kind, 255, 1e-3))
+    assert torch.equal(base.scores(z, H, H, idx, w, yn, 0.04), v3.scores(z, H, H, idx, w, yn, 0.04))
+    assert torch.equal(base.low_resolution_scores(zc, idx, w, yn, 0.04), v3.low_resolution_scores(zc, idx, w, yn, 0.04))

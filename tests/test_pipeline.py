@@ -207,4 +207,32 @@ def test_paper_configs_are_valid():
         cfg = load_config(f)
         assert [s.notebook for s in cfg.steps][-2:] == ["05_train_segmentation.ipynb", "06_evaluate.ipynb"]
         train = cfg.steps[-2].parameters
-        assert train["preset"] == "paper" and train["iters"] == 160000 and train["batch_size"] == 16
+        assert train["preset"] == "paper" and train["iters"] == 160000
+
+
+def test_paper_settings_have_one_source():
+    """configs/paper_*.yaml, the paper preset and configs/mmseg/ say what prolab.paper.RELEASE_CONFIGS says."""
+    import ast
+
+    from prolab.paper import RELEASE_CONFIGS
+    from prolab.segment.config import TrainConfig
+
+    for ds, r in RELEASE_CONFIGS.items():
+        cfg = load_config(paths.repo_root() / "configs" / f"paper_{ds}.yaml")
+        nb05 = cfg.steps[-2].parameters
+        given = {k: v for k, v in nb05.items() if k in {"iters", "batch_size", "crop_size", "lr"}}
+        tc = TrainConfig.preset("paper", dataset=ds, **given)
+        assert (tc.crop_size, tuple(tc.scale), tc.batch_size, tc.amp, tc.temperature, tc.normalize, tc.iters) == \
+               (r.crop_size, r.scale, r.batch_size, r.fp16, r.temperature, r.normalize, r.iters), ds
+        assert cfg.parameters.get("n_properties") == r.n_properties, ds
+        # the mmseg config: crop, slide stride, batch per GPU, fp16 or not, T and normalisation (read as text)
+        text = (paths.repo_root() / "configs" / "mmseg" / f"prolab_{ds}.py").read_text()
+        tree = ast.parse(text)
+        names = {t.id: n.value for n in tree.body if isinstance(n, ast.Assign) for t in n.targets
+                 if isinstance(t, ast.Name)}
+        assert ast.literal_eval(names["crop_size"]) == (r.crop_size, r.crop_size), ds
+        assert f"stride=({r.slide_stride}, {r.slide_stride})" in text, ds
+        assert f"train_dataloader = dict(batch_size={r.samples_per_gpu}," in text, ds
+        assert ('type="OptimWrapper"' in text) is (not r.fp16), ds
+        assert ("temperature=0.01" in text and "normalize=True" in text) is (r.temperature == 0.01 and r.normalize), ds
+        assert f"scale=({r.scale[0]}, {r.scale[1]})" in text or r.scale == (2048, 512), ds

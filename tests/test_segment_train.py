@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from prolab import paths
+from prolab.defaults import aux_weight_for
 from prolab.segment import ModelDefaults, SegModel, segmentation_loss
 from prolab.segment.train import TrainConfig, default_property_space, open_split
 
@@ -57,9 +58,13 @@ def test_overfits_a_fixed_batch(cache, mode):
                      0.04, defaults=ModelDefaults(channels=32, aux_channels=16, dropout=0.0)).train()
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3)
     losses = []
-    for _ in range(50):
+    # the release's head (N(0, 0.01) on the layer that makes the embedding or the logits, normalised bank, the
+    # release's aux weight) starts from near-zero outputs and needs more steps on one batch than PyTorch's default
+    # init did (property: 0.65 accuracy after 50 steps, 0.87 after 100; category: loss 4.05 -> 1.69 after 50)
+    for _ in range(100):
         out = model(x)
-        loss = segmentation_loss(out, y, getattr(model, "signatures", None), 0.04, "cos_sigmoid", 0.4)
+        loss = segmentation_loss(out, y, getattr(model, "signatures", None), 0.04, "cos_sigmoid",
+                                 aux_weight_for(mode))
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -102,7 +107,12 @@ def test_resume_after_sigkill_continues_with_the_same_next_loss(cache):
     before = {r["iteration"]: r["loss"] for r in _log("killed")}
     for i, v in before.items():  # the same process-independent sequence as the reference run
         assert v == pytest.approx(ref_loss[i], rel=1e-5, abs=1e-6), i
-    ck = torch.load(paths.checkpoint_path("killed"), weights_only=True)
+    # a kill between keeping the old checkpoint and writing the new one leaves only checkpoint.prev.pt, which
+    # training resumes from (train.train); under load the kill can land there
+    ck_path = paths.checkpoint_path("killed")
+    if not ck_path.exists():
+        ck_path = ck_path.with_name("checkpoint.prev.pt")
+    ck = torch.load(ck_path, weights_only=True)
     saved = int(ck["iteration"])
     assert saved in (3, 6, 9) and saved < 10, saved
     assert not (paths.run_dir("killed") / "model.safetensors").exists()

@@ -26,4 +26,9 @@ train_pipeline = [
     dict(type="PhotoMetricDistortion"),
     dict(type="PackSegInputs"),
 ]
-train_dataloader = dict(batch_size=2, num_workers=4, dataset=dict(pipeline=train_pipeline))  # 2 per GPU x 8
+train_dataloader = dict(batch_size=1, num_workers=4, dataset=dict(pipeline=train_pipeline))  # 1 per GPU x 8, as the release
+
+# fp32, as the release's config (no fp16): a plain OptimWrapper replaces the base's AmpOptimWrapper
+optim_wrapper = dict(_delete_=True, type="OptimWrapper",
+                     optimizer=dict(type="AdamW", lr=6e-5, betas=(0.9, 0.999), weight_decay=0.01),
+                     constructor="ProLabOptimWrapperConstructor", paramwise_cfg=dict(layer_decay=0.95))

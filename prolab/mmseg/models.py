@@ -19,7 +19,9 @@ from mmseg.registry import MODELS
 from .. import paths
 from ..segment.backbones import create_backbone
 from ..segment.losses import segmentation_loss
-from ..segment.model import FCNHead, UPerHead, property_class_scores, property_logits
+from .. import defaults
+from ..segment.model import (FCNHead, UPerHead, init_classifier, prepare_bank, property_class_scores,
+                             property_logits)
 
 MODES = ("property", "category")
 
@@ -58,9 +60,12 @@ class _ProLabHead(BaseDecodeHead):
     """Shared part of the two heads: the output projection, the loss and class recovery."""
 
     def __init__(self, block: nn.Module, num_classes: int, mode: str, property_space: str | None,
-                 temperature: float, normalize: bool, loss: str, loss_weight: float, loss_name: str, **kwargs):
+                 temperature: float, normalize: bool, loss: str, loss_weight: float, loss_name: str,
+                 head_init: str = defaults.HEAD_INIT, normalize_bank: bool = defaults.NORMALIZE_BANK, **kwargs):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
+        if head_init not in defaults.HEAD_INITS:
+            raise ValueError(f"head_init must be one of {', '.join(defaults.HEAD_INITS)}, not {head_init!r}")
         super().__init__(num_classes=num_classes, dropout_ratio=0.0, align_corners=False, init_cfg=None,
                          loss_decode=dict(type="CrossEntropyLoss", loss_weight=loss_weight, avg_non_ignore=True),
                          **kwargs)   # loss_decode: unused (loss_by_feat is the kit's), required by the base
@@ -69,16 +74,20 @@ class _ProLabHead(BaseDecodeHead):
         self.mode, self.temperature, self.normalize = mode, float(temperature), bool(normalize)
         self.loss_kind, self.loss_weight, self.loss_name = loss, float(loss_weight), loss_name
         self.onehot_warmup = False                # set by ProLabOneHotWarmupHook
+        self.head_init = head_init
+        self.score = "cos" if loss == "cos" else "sigmoid"   # as SegModel: a `cos`-trained head scores cos(z, y_c)
         if mode == "property":
             space = load_space(property_space, num_classes)
-            self.register_buffer("bank", torch.as_tensor(space.bank, dtype=torch.float32))
+            # the release normalises the bank's rows at load (normalize_bank)
+            self.register_buffer("bank", prepare_bank(space.bank, normalize_bank))
             self.register_buffer("signatures", torch.as_tensor(space.signatures, dtype=torch.float32))
             self.property_names = list(space.property_names)
             out_dim = self.bank.shape[1]
         else:
             self.signatures = None
             out_dim = num_classes
-        self.classifier = nn.Conv2d(block.out_channels, out_dim, 1)
+        # mmseg's conv_seg init, N(0, 0.01) and zero bias, made here because the kit's layer replaces conv_seg
+        self.classifier = init_classifier(nn.Conv2d(block.out_channels, out_dim, 1), head_init)
 
     def project(self, x):
         if self.mode == "property":
@@ -87,7 +96,7 @@ class _ProLabHead(BaseDecodeHead):
 
     def class_scores(self, logits):
         if self.mode == "property":
-            return property_class_scores(logits, self.signatures, self.temperature)
+            return property_class_scores(logits, self.signatures, self.temperature, self.score)
         return logits
 
     def loss_by_feat(self, seg_logits, batch_data_samples) -> dict:
@@ -116,7 +125,8 @@ class ProLabUPerHead(_ProLabHead):
                          property_space, temperature, normalize, loss, loss_weight, "loss_prolab",
                          in_channels=in_channels, channels=channels, in_index=list(range(len(in_channels))),
                          input_transform="multiple_select", **kwargs)
-        self.warmup_classifier = nn.Conv2d(channels, num_classes, 1) if mode == "property" else None
+        self.warmup_classifier = (init_classifier(nn.Conv2d(channels, num_classes, 1), self.head_init)
+                                  if mode == "property" else None)
 
     def forward(self, inputs):
         x = self.block(list(self._transform_inputs(inputs)))
@@ -128,12 +138,17 @@ class ProLabUPerHead(_ProLabHead):
 @MODELS.register_module()
 class ProLabFCNHead(_ProLabHead):
     """The auxiliary head: one 3x3 conv block on the ``in_index`` feature map, the same output and loss as the
-    decode head (weighted by ``loss_weight``, 0.4 in the paper). Off during the one-hot warm-up, as in the kit."""
+    decode head, weighted by ``loss_weight``; None (the default) is the release's effective weight,
+    ``defaults.aux_weight_for(mode)``: 1.0 for property heads (the release's configs say 0.4, but its cosine loss
+    never applies loss_weight), 0.4 for category heads (mmseg's cross-entropy applies it). Off during the one-hot
+    warm-up, as in the kit."""
 
     def __init__(self, in_channels: int, channels: int, num_classes: int, in_index: int = 2,
                  mode: str = "property", property_space: str | None = None, temperature: float = 0.04,
-                 normalize: bool = False, loss: str = "cos_sigmoid", loss_weight: float = 0.4, dropout: float = 0.1,
-                 **kwargs):
+                 normalize: bool = False, loss: str = "cos_sigmoid", loss_weight: float | None = None,
+                 dropout: float = 0.1, **kwargs):
+        if loss_weight is None:
+            loss_weight = defaults.aux_weight_for(mode)
         super().__init__(FCNHead(in_channels, channels, dropout), num_classes, mode, property_space, temperature,
                          normalize, loss, loss_weight, "loss_prolab", in_channels=in_channels, channels=channels,
                          in_index=in_index, **kwargs)

@@ -25,16 +25,17 @@ from ..files import atomic_write_json, atomic_write_text, environment_info, read
 
 AXES: dict[str, type] = {"n_properties": int, "embedder": str, "method": str, "loss": str, "temperature": float,
                          "prompt": str, "llm": str, "mode": str, "separate": bool, "iters": int,
-                         "onehot_warmup_iters": int, "normalize": bool, "unseen": str}
-# training settings as axes; None = the grid's `train` section (or the preset) decides. Left out of a cell's
-# hash while None, so grids written before these axes existed keep their cells
-TRAIN_AXES = ("iters", "onehot_warmup_iters", "normalize", "unseen")
+                         "onehot_warmup_iters": int, "normalize": bool, "unseen": str, "lr": float,
+                         "head_init": str, "normalize_bank": bool, "aux_weight": float}
+# training settings as axes; None = the grid's `train` section (or the preset) decides
+TRAIN_AXES = ("iters", "onehot_warmup_iters", "normalize", "unseen", "lr", "head_init", "normalize_bank",
+              "aux_weight")
 # the stage whose validation rules check each axis's values (prolab.validation): one set of rules for the
 # CLI flags, the notebook parameters and the grid
 AXIS_STAGE = {"n_properties": "properties", "embedder": "properties", "method": "properties", "separate": "properties",
               "loss": "train",
               "temperature": "train", "mode": "train", "prompt": "describe", "llm": "describe",
-              "iters": "train", "onehot_warmup_iters": "train", "normalize": "train", "unseen": "train"}
+              **{a: "train" for a in TRAIN_AXES}}
 DEFAULT_BASE = {"n_properties": None, "embedder": defaults.EMBEDDER, "method": defaults.METHOD,
                 "loss": defaults.LOSS, "temperature": defaults.TEMPERATURE, "prompt": defaults.PROMPT,
                 "llm": defaults.LLM, "mode": "property", "separate": False,
@@ -75,10 +76,31 @@ class GridConfig:
             for axis, params in variants:
                 for seed in self.seeds:
                     cell = {"axis": axis, **params, **combo, "seed": seed}
-                    key = {k: v for k, v in cell.items() if k != "axis" and not (k in TRAIN_AXES and v is None)}
-                    cell["cell"] = stable_hash({"dataset": dataset_id(self.dataset), "train": self.train, **key}, 12)
+                    key = {k: v for k, v in cell.items() if k != "axis" and k not in TRAIN_AXES}
+                    # the resolved training config (preset, `train` section, the cell's settings): a changed
+                    # preset re-runs exactly the cells whose settings it changes
+                    cell["cell"] = stable_hash({"dataset": dataset_id(self.dataset), **key,
+                                                "config": resolved_config(self, cell)}, 12)
                     out.append(cell)
         return out
+
+
+def cell_config(cfg: GridConfig, cell: dict[str, Any], **extra):
+    """The training config of a grid cell: the demo preset, the grid's ``train`` section, then the cell's own
+    settings (mode, loss, T, seed and the training axes it sets)."""
+    from ..segment.config import TrainConfig
+
+    over = {a: cell[a] for a in TRAIN_AXES if cell.get(a) is not None}
+    return TrainConfig.preset("demo", mode=cell["mode"], loss=cell["loss"], temperature=cell["temperature"],
+                              seed=cell["seed"], dataset=cfg.dataset, **{**cfg.train, **over, **extra})
+
+
+def resolved_config(cfg: GridConfig, cell: dict[str, Any]) -> dict:
+    """What of a cell's training config decides its numbers (no names, paths or logging settings)."""
+    from ..segment.config import RESUME_FREE
+
+    return {k: v for k, v in cell_config(cfg, cell).to_dict().items()
+            if k not in RESUME_FREE | {"property_space", "dataset"}}
 
 
 def load_grid(path: str | Path, dataset: str | None = None) -> GridConfig:
@@ -214,9 +236,7 @@ def run_cell(cfg: GridConfig, cell: dict[str, Any], progress: bool = True) -> tu
         space_path = str(built.path)
     run_name = f"{cfg.name}-{cell['cell']}"
     t0 = time.time()
-    res = train(TrainConfig.preset("demo", run_name=run_name, mode=cell["mode"], loss=cell["loss"],
-                                 temperature=cell["temperature"], seed=cell["seed"], property_space=space_path,
-                                 dataset=cfg.dataset, **{**cfg.train, **over}), progress=progress)
+    res = train(cell_config(cfg, cell, run_name=run_name, property_space=space_path), progress=progress)
     seconds = time.time() - t0
     summary, _, _ = evaluate_runs([run_name], progress=False)
     metrics = summary.iloc[0].to_dict()

@@ -22,7 +22,8 @@ L2-normalises every row of the bank (``F.normalize(bank, dim=1)``) before z = e 
 the release's property space besides the checkpoint, and its bank rows are normalised here as the release does.
 
 Sources (public repositories, read through the search index): lambert-x/ProLab
-``configs/ADE20K/upernet_deit_adapter_base_512_320k_ade20k_bge_base.py`` (the 49.0 mIoU model: 320k iterations),
+``configs/ADE20K/upernet_deit_adapter_base_512_320k_ade20k_bge_base.py`` (the 49.0 mIoU model; named 320k, it
+inherits ``schedule_160k`` and sets no ``max_iters``, so it trains 160k iterations: ``paper.RELEASE_CONFIGS``),
 ``mmseg_custom/models/backbones/vit_adapter.py``, ``mmseg_custom/models/decode_heads/uper_head_cluster_embed.py``
 and ``fcn_head_cluster_embed.py``, ``mmseg_custom/models/segmentors/encoder_decoder_cluster_embed.py``;
 czczup/ViT-Adapter ``segmentation/mmseg_custom/models/backbones/base/vit.py`` and ``adapter_modules.py``;
@@ -453,9 +454,15 @@ def release_to_run(checkpoint, property_space, run_name: str, dataset: str = "ad
     space_path = unit.save(run / "property_space.safetensors",
                            extra_meta={"release_checkpoint": source})
 
+    from .. import defaults
+    from ..paper import RELEASE_CONFIGS
+
+    rc = RELEASE_CONFIGS["ade20k_150"]
+    # the auxiliary weight the release's property models effectively train with (its cosine loss ignores 0.4)
     overrides = dict(mode="property", loss="cos_sigmoid", backbone="vit_adapter_base", pretrained="none",
-                     channels=int(channels), aux_weight=0.4 if has_aux else 0.0, temperature=0.04, normalize=False,
-                     layer_decay=0.95, iters=320_000, crop_size=512, scale=(2048, 512))
+                     channels=int(channels), aux_weight=defaults.aux_weight_for("property") if has_aux else 0.0,
+                     temperature=rc.temperature, normalize=rc.normalize, layer_decay=0.95, iters=rc.iters,
+                     crop_size=rc.crop_size, scale=rc.scale)
     overrides.update(config_overrides)
     cfg = TrainConfig.preset("paper", run_name=run_name, dataset=dataset,
                              data_root=None if data_root is None else str(data_root),

@@ -4,7 +4,8 @@ The authors ship, per dataset, ``{property name: ["class: description", ...], ..
 cluster of description embeddings) lists its member descriptions, each prefixed by the class it describes.
 
 - ``read_partition``: parse and validate the file; release class spellings (``"bed "``, ``"Traffic Light"``,
-  ``"windowpane, window"``, ``"pottedplant"``) are matched to ours and kept (``release_names``);
+  ``"windowpane, window"``, ``"pottedplant"``, ADE20K's ``"storage tank"`` for mmseg's ``tank``) are matched to ours
+  and kept (``release_names``);
 - ``partition_space``: the PropertySpace whose signatures are that partition (class c has property k iff one of
   its descriptions is a member of k) and whose bank is the mean of each property's member embeddings (the
   description after the colon is embedded, L2-normalised, as the kit embeds its own descriptions), i.e. what a
@@ -50,12 +51,29 @@ def _squash(key: str) -> str:
     return key.replace(" ", "")
 
 
+def known_aliases(dataset: str | Path | None, class_names: list[str]) -> dict[str, str]:
+    """The names the kit already knows ``dataset``'s classes under, ``{other name: our class name}``: the dataset's
+    prompt names (``prolab.describe.senses.prompt_names``, ``prompt_names/<dataset>.json``: ADE20K ``tank`` is
+    "storage tank", the spelling the authors' ADE20K files use), limited to the classes of ``class_names``.
+    ``{}`` without a dataset or for one without a prompt-name file."""
+    if dataset is None:
+        return {}
+    from ..describe.senses import prompt_names
+
+    ours = {class_key(n): n for n in class_names}
+    return {prompt: ours[class_key(name)] for name, prompt in prompt_names(dataset).items()
+            if class_key(name) in ours}
+
+
 class _ClassMatcher:
     """Release class name -> our class index: equal ``class_key`` (case, spaces, ``_-./`` ignored, stripped),
-    else equal with no separators at all (``pottedplant``), else the first comma-separated part of a fuller name
-    that matches (``windowpane, window``); ``aliases`` ({release name: our name}) come first."""
+    else equal with no separators at all (``pottedplant``), else a name the kit knows the class under (``known``,
+    ``known_aliases``: ``storage tank`` -> ``tank``), each rule tried on the whole name and then on the first
+    comma-separated part of a fuller name that matches (``windowpane, window``); ``aliases`` ({release name: our
+    name}, the user's) come first."""
 
-    def __init__(self, class_names: list[str], aliases: dict[str, str] | None = None):
+    def __init__(self, class_names: list[str], aliases: dict[str, str] | None = None,
+                 known: dict[str, str] | None = None):
         self.class_names = class_names
         self.key = {}
         self.squashed: dict[str, set[int]] = {}
@@ -67,12 +85,17 @@ class _ClassMatcher:
             if class_key(ours) not in self.key:
                 raise ValueError(f"alias {release!r} -> {ours!r}: {ours!r} is not one of the classes")
             self.aliases[class_key(release)] = self.key[class_key(ours)]
+        # tried after the class names themselves, so a known name that is another class's own name never wins
+        self.known: dict[str, set[int]] = {}
+        for other, ours in (known or {}).items():
+            if class_key(ours) in self.key:
+                self.known.setdefault(_squash(class_key(other)), set()).add(self.key[class_key(ours)])
 
     def _one(self, name: str) -> set[int]:
         k = class_key(name)
         if k in self.key:
             return {self.key[k]}
-        return set(self.squashed.get(_squash(k), ()))
+        return set(self.squashed.get(_squash(k), ()) or self.known.get(_squash(k), ()))
 
     def __call__(self, name: str) -> int | None:
         k = class_key(name)
@@ -89,14 +112,17 @@ class _ClassMatcher:
         return next(iter(found)) if found else None
 
 
-def read_partition(path: str | Path, class_names: list[str], aliases: dict[str, str] | None = None) -> dict:
+def read_partition(path: str | Path, class_names: list[str], aliases: dict[str, str] | None = None,
+                   dataset: str | Path | None = None) -> dict:
     """Parse and validate a release partition file against ``class_names`` (ours, in label order).
 
     Returns ``{"file", "path", "sha256" (of the file's bytes, full), "class_names", "property_names" (file order),
     "members" (per property: [(class index, description), ...] in file order), "release_names" ({our name:
     the release's first spelling}), "duplicates_dropped" (repeated entries within one property)}``.
-    Entries are split on the first ": " (descriptions may hold colons). ``aliases`` maps release names that no
-    rule matches to ours."""
+    Entries are split on the first ": " (descriptions may hold colons). Class names are matched as
+    ``_ClassMatcher`` says: ``aliases`` ({release name: our name}) first, then our spellings, then, with
+    ``dataset`` (the registered name ``class_names`` come from), the names the kit knows its classes under
+    (``known_aliases``: the prompt-name table, e.g. ADE20K's "storage tank")."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"release partition file not found: {path}")
@@ -108,7 +134,7 @@ def read_partition(path: str | Path, class_names: list[str], aliases: dict[str, 
     if not isinstance(data, dict) or not data:
         raise ValueError(f"{path}: expected a non-empty mapping {{property name: [\"class: description\", ...]}}, "
                          f"got {type(data).__name__}{' (empty)' if isinstance(data, dict) else ''}")
-    match = _ClassMatcher(list(class_names), aliases)
+    match = _ClassMatcher(list(class_names), aliases, known_aliases(dataset, list(class_names)))
     property_names, members, release_names, unknown = [], [], {}, {}
     dropped = 0
     for prop, entries in data.items():
@@ -136,9 +162,12 @@ def read_partition(path: str | Path, class_names: list[str], aliases: dict[str, 
     if unknown:
         cls, (prop, entry) = next(iter(unknown.items()))
         more = f" (and {len(unknown) - 1} more: {sorted(unknown)[:10]})" if len(unknown) > 1 else ""
+        known = f" and the names in prolab/describe/prompt_names/{dataset_key(dataset)}.json" \
+            if known_aliases(dataset, list(class_names)) else ""
         raise ValueError(f"{path}: class {cls!r} (property {prop!r}, entry {entry!r:.160}) matches none of the "
                          f"{len(class_names)} classes{more}; classes are matched ignoring case, spaces and "
-                         "_-./ separators (pass aliases for other spellings)")
+                         f"_-./ separators{known}; map other spellings to a class with --aliases "
+                         f"'{cls.strip()}=<class>' (aliases={{{cls.strip()!r}: <class>}} in Python)")
     return {"file": path.name, "path": str(path), "sha256": hashlib.sha256(raw).hexdigest(),
             "class_names": list(class_names), "property_names": property_names, "members": members,
             "release_names": release_names, "duplicates_dropped": dropped}
@@ -152,13 +181,15 @@ def partition_space(path: str | Path, dataset: str, embedder="all-MiniLM-L6-v2",
     """The PropertySpace of ``dataset`` (registered name, dataset YAML or class list) given by a release
     partition: signatures and description -> property table from the file, bank = per property the mean of its
     members' L2-normalised embeddings under ``embedder`` (a name, or an ``Embedder`` already loaded).
-    Classes the file never mentions get an all-zero signature (listed in ``notes["classes_without_properties"]``)."""
+    Classes the file never mentions get an all-zero signature (listed in ``notes["classes_without_properties"]``).
+    Release class spellings are matched as ``read_partition`` says (``aliases`` first, then the dataset's known
+    names)."""
     from ..properties.collisions import find_collisions, property_usage
     from ..properties.embedcache import EmbeddingCache
     from ..properties.embedders import make_embedder
 
     class_names = load_class_names(dataset)
-    part = read_partition(path, class_names, aliases)
+    part = read_partition(path, class_names, aliases, dataset=dataset)
     # descriptions in class order (PropertySpace's convention), file order within a class
     flat = sorted(((c, i, d, k) for k, rows in enumerate(part["members"]) for i, (c, d) in enumerate(rows)),
                   key=lambda t: (t[0], t[3], t[1]))
@@ -225,10 +256,11 @@ def kit_reference(dataset: str) -> Path | None:
 
 def partition_command(partition: str | Path, dataset: str, embedder: str = defaults.EMBEDDER,
                       embedder_kind: str = defaults.EMBEDDER_KIND, out_root: str | Path | None = None,
-                      release_export: str | Path | None = None):
+                      release_export: str | Path | None = None, aliases: dict[str, str] | None = None):
     """`prolab properties --release_partition`: build and save the space, yield the lines to print (the report,
-    against the kit's default space when its file exists)."""
-    space = partition_space(partition, dataset, embedder=embedder, embedder_kind=embedder_kind)
+    against the kit's default space when its file exists). ``aliases``: {release name: our class name} for
+    spellings no rule matches."""
+    space = partition_space(partition, dataset, embedder=embedder, embedder_kind=embedder_kind, aliases=aliases)
     yield f"{space}\n  -> {save_partition_space(space, out_root)}"
     ref_path = kit_reference(dataset)
     reference = PropertySpace.load(ref_path) if ref_path else None

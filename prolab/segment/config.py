@@ -29,7 +29,9 @@ class TrainConfig:
     backbone: str = defaults.BACKBONE
     pretrained: str | None = "offline"
     channels: int = 512
-    aux_weight: float = 0.4
+    aux_weight: float | None = None        # None: the release's effective weight for the mode (defaults.aux_weight_for)
+    head_init: str = defaults.HEAD_INIT    # release: N(0, 0.01), zero bias on the embedding layer; pytorch: default
+    normalize_bank: bool = defaults.NORMALIZE_BANK  # L2-normalise the property bank's rows at load (the release)
     crop_size: int = 512
     scale: tuple[int, int] = (2048, 512)
     batch_size: int = 16                   # total over all processes
@@ -58,6 +60,10 @@ class TrainConfig:
         if not isinstance(self.unseen, str):
             raise ValueError(f"training config: unseen = {self.unseen!r}: must be class names, comma-separated "
                              "(bus,boat) or a list")
+        if self.aux_weight is None or (isinstance(self.aux_weight, str) and self.aux_weight.strip().lower() in
+                                       ("none", "", "auto")):
+            # resolved now, so the identity, the checkpoint and config.json record the number that was used
+            self.aux_weight = defaults.aux_weight_for(self.mode) if self.mode in defaults.MODES else 0.4
         if isinstance(self.pretrained, str) and self.pretrained.strip().lower() in ("none", ""):
             self.pretrained = None  # "none" from a flag or a notebook parameter: random initialisation
         from ..validation import validate
@@ -101,8 +107,10 @@ class TrainConfig:
         the preset's value, so notebook parameters left at None never override it silently."""
         if name not in defaults.PRESETS:
             raise ValueError(f"preset = {name!r}: must be one of {', '.join(defaults.PRESETS)}")
+        from ..presets import preset_values
+
         given = {k: v for k, v in overrides.items() if v is not None}
-        return cls(**{**defaults.PRESETS[name], **given})
+        return cls(**{**preset_values(name, given.get("dataset")), **given})
 
     @classmethod
     def demo(cls, **overrides) -> "TrainConfig":
@@ -111,7 +119,9 @@ class TrainConfig:
 
     def preset_changes(self, name: str) -> dict:
         """What preset ``name`` sets that differs from the paper's field defaults (printed at start)."""
-        return {k: v for k, v in defaults.PRESETS[name].items() if getattr(TrainConfig(), k, None) != v}
+        from ..presets import preset_values
+
+        return {k: v for k, v in preset_values(name, self.dataset).items() if getattr(TrainConfig(), k, None) != v}
 
     def to_dict(self) -> dict:
         return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v) for f in fields(self)}
@@ -153,7 +163,12 @@ HELP = {
     "backbone": "timm model name of the encoder",
     "pretrained": "encoder weights: offline (packaged ImageNet weights), hub, a file path, or none",
     "channels": "width of the decode head (channels)",
-    "aux_weight": "weight of the auxiliary head's loss",
+    "aux_weight": "weight of the auxiliary head's loss; none = the release's effective weight: 1.0 for property "
+                  "and name_embedding (its cosine loss ignores loss_weight), 0.4 for category (cross-entropy)",
+    "head_init": "initialisation of the layer that makes the pixel embedding / logits (main and auxiliary "
+                 "head): release = N(0, 0.01) weights, zero bias (mmseg's decode heads); pytorch = nn.Conv2d's "
+                 "default",
+    "normalize_bank": "L2-normalise every row of the property bank at load, as the release does (true/false)",
     "crop_size": "training crop side in pixels (square)",
     "scale": "resize target LONG SHORT in pixels, for training (before random scaling and cropping) and evaluation",
     "batch_size": "images per iteration, total over all processes",

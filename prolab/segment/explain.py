@@ -222,8 +222,8 @@ def _check_model(model, space) -> None:
     # the model's space, or one that extends it with classes assigned to the same bank (properties.assign)
     m = model.signatures.shape[0]
     if model.signatures.shape[1] != k or c < m or not np.array_equal(
-            model.signatures.cpu().numpy() > 0.5, np.asarray(space.signatures)[:m] > 0) or not np.allclose(
-            model.bank.cpu().numpy(), np.asarray(space.bank), atol=1e-6):
+            model.signatures.cpu().numpy() > 0.5, np.asarray(space.signatures)[:m] > 0) or not model.has_bank(
+            np.asarray(space.bank)):
         raise ValueError(f"the property space ({c} classes x {k} properties) is not the one this model was "
                          f"trained with (signatures {tuple(model.signatures.shape)} differ), nor that space with "
                          "classes added by properties.assign.add_classes; load it with "

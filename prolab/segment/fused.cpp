@@ -13,6 +13,8 @@
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <vector>
 
 namespace {
@@ -39,11 +41,65 @@ Taps taps(int64_t n_out, int64_t n_in) {
   return t;
 }
 
-// arguments clamped to +-80 so exp never overflows: built with -ffast-math, inf is not handled. At |x| = 80 the
-// results differ from the exact ones by less than 1e-34.
+// Portable arithmetic. The kernels are built without -ffast-math and without -march=native, with
+// -ffp-contract=off (no fused multiply-add on any CPU), and they call no libm transcendental: glibc picks its
+// exp/log implementation at run time by CPU (FMA or not), which can change the last bit. exp and log below are
+// fixed polynomials in plain float operations (Cody-Waite range reduction; the minimax coefficients of the
+// Cephes library's expf/logf, about 1 ulp), so every IEEE-754 machine computes the same bits. Loops over pixels
+// still vectorise (no reductions are reordered).
 inline float clamp80(float x) { return x > 80.f ? 80.f : (x < -80.f ? -80.f : x); }
-inline float sigmoid(float x) { return 1.f / (1.f + std::exp(-clamp80(x))); }
-inline float softplus(float x) { return x > 20.f ? x : std::log1p(std::exp(clamp80(x))); }
+
+// e^x for |x| <= 80 (callers clamp): x = n ln2 + r, |r| <= ln2 / 2, e^x = 2^n e^r
+inline float pexp(float x) {
+  const float magic = 12582912.f;                       // 1.5 * 2^23: adding it rounds to an integer
+  const float fn = (x * 1.44269504088896341f + magic) - magic;
+  const float r = (x - fn * 0.693359375f) - fn * -2.12194440e-4f;
+  const float r2 = r * r;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  const float er = (p * r2 + r) + 1.f;
+  const int32_t bits = (static_cast<int32_t>(fn) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, sizeof scale);
+  return er * scale;
+}
+
+// log(x) for x in [1, 2] (all that softplus needs): x = 2^e m with m in [sqrt(1/2), sqrt(2))
+inline float plog_1_2(float x) {
+  float e = 0.f;
+  if (x > 1.41421356f) { x = 0.5f * x; e = 1.f; }
+  const float f = x - 1.f, z = f * f;
+  float p = 7.0376836292e-2f;
+  p = p * f - 1.1514610310e-1f;
+  p = p * f + 1.1676998740e-1f;
+  p = p * f - 1.2420140846e-1f;
+  p = p * f + 1.4249322787e-1f;
+  p = p * f - 1.6668057665e-1f;
+  p = p * f + 2.0000714765e-1f;
+  p = p * f - 2.4999993993e-1f;
+  p = p * f + 3.3333331174e-1f;
+  float y = f * z * p;
+  y = y + e * -2.12194440e-4f;
+  y = y - 0.5f * z;
+  return (f + y) + e * 0.693359375f;
+}
+
+// log(1 + u) for u in [0, 1], accurate for small u: log(w) u / (w - 1) with w = 1 + u rounded (Goldberg)
+inline float plog1p(float u) {
+  const float w = 1.f + u;
+  return w == 1.f ? u : plog_1_2(w) * (u / (w - 1.f));
+}
+
+inline float sigmoid(float x) { return 1.f / (1.f + pexp(-clamp80(x))); }
+// softplus(x) = max(x, 0) + log(1 + e^-|x|)
+inline float softplus(float x) {
+  const float a = x < 0.f ? -x : x;
+  return (x > 0.f ? x : 0.f) + (a > 80.f ? 0.f : plog1p(pexp(-a)));
+}
 
 // v[k] = interpolated logit of one pixel
 inline void interp(const float* a, const float* b, const float* c, const float* d, float wa, float wb, float wc,
@@ -58,12 +114,24 @@ struct CosTerms {
   bool clamped;
 };
 
+// sum_k v[k]^2 in a fixed order that does not depend on the vector width: 8 running sums (lane j takes
+// k = j mod 8), the tail added to lanes 0, 1, ..., then the lanes pairwise. The compiler may map the 8 lanes onto
+// any vector width without reassociating anything, so the bits are the same on every machine.
+inline float sum_squares(const float* v, int64_t K) {
+  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t k = 0;
+  for (; k + 8 <= K; k += 8)
+    for (int j = 0; j < 8; ++j) acc[j] += v[k + j] * v[k + j];
+  for (int j = 0; k < K; ++k, ++j) acc[j] += v[k] * v[k];
+  return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+
 inline CosTerms cos_terms(int64_t kind, float* v, int64_t K, const int64_t* ic, const float* wc, int64_t M,
                           float invT) {
   if (kind == 0)
     for (int64_t k = 0; k < K; ++k) v[k] = sigmoid(v[k] * invT);
-  float ss = 0, dot = 0;
-  for (int64_t k = 0; k < K; ++k) ss += v[k] * v[k];
+  float dot = 0;
+  const float ss = sum_squares(v, K);
   for (int64_t m = 0; m < M; ++m) dot += wc[m] * v[ic[m]];
   if (kind == 0) {
     const float n = std::sqrt(ss);
@@ -136,9 +204,11 @@ torch::Tensor forward(torch::Tensor z, torch::Tensor labels, torch::Tensor idx, 
     const float* wc = sg.w(c);
     double loss;
     if (kind == 1) {
-      float sp = 0, dot = 0;
-      for (int64_t k = 0; k < K; ++k) sp += softplus(v[k] * invT);
-      for (int64_t m = 0; m < M; ++m) dot += wc[m] * v[ic[m]] * invT;
+      float dot = 0;
+      for (int64_t m = 0; m < M; ++m) dot += wc[m] * v[ic[m]] * invT;   // before v is overwritten
+      for (int64_t k = 0; k < K; ++k) v[k] = softplus(v[k] * invT);      // vectorised, then summed in order
+      float sp = 0;
+      for (int64_t k = 0; k < K; ++k) sp += v[k];
       loss = (sp - dot) / K;
     } else {
       const CosTerms t = cos_terms(kind, v, K, ic, wc, M, invT);

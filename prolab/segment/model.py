@@ -20,7 +20,29 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .. import defaults
 from .backbones import create_backbone
+
+
+def init_classifier(conv: nn.Conv2d, head_init: str = defaults.HEAD_INIT) -> nn.Conv2d:
+    """Initialise the 1x1 conv that makes the pixel embedding (or the category logits). ``release``: weights
+    from N(0, 0.01) and zero bias, mmseg's ``BaseDecodeHead`` init of ``conv_seg``, which the release's heads
+    inherit; at step 0 it keeps z/T near unit scale, where PyTorch's default puts most sigmoids in saturation.
+    ``pytorch``: ``nn.Conv2d``'s own (kaiming-uniform) init, left as it is."""
+    if head_init not in defaults.HEAD_INITS:
+        raise ValueError(f"head_init must be one of {', '.join(defaults.HEAD_INITS)}, not {head_init!r}")
+    if head_init == "release":
+        nn.init.normal_(conv.weight, mean=0.0, std=0.01)
+        if conv.bias is not None:
+            nn.init.zeros_(conv.bias)
+    return conv
+
+
+def prepare_bank(bank, normalize_bank: bool = defaults.NORMALIZE_BANK) -> torch.Tensor:
+    """The frozen (K, d) property bank as the head uses it: float32, rows L2-normalised when ``normalize_bank``
+    (the release normalises every row at load, so all properties share the temperature T)."""
+    bank = torch.as_tensor(bank, dtype=torch.float32)
+    return F.normalize(bank, dim=1) if normalize_bank else bank
 
 
 class BatchNorm2d(nn.BatchNorm2d):
@@ -87,12 +109,15 @@ class ModelDefaults:
     aux_index: int = 2                    # which backbone map feeds the auxiliary head
     use_aux: bool = True
     dropout: float = 0.1
+    head_init: str = defaults.HEAD_INIT   # init of the embedding layers (classifier, aux_classifier, warm-up)
+    normalize_bank: bool = defaults.NORMALIZE_BANK
 
 
 class SegModel(nn.Module):
     def __init__(self, n_classes: int, mode: str = "property", bank: torch.Tensor | None = None,
                  signatures: torch.Tensor | None = None, temperature: float = 0.04, normalize: bool = False,
-                 defaults: ModelDefaults = ModelDefaults(), name_bank: torch.Tensor | None = None):
+                 defaults: ModelDefaults = ModelDefaults(), name_bank: torch.Tensor | None = None,
+                 loss: str = "cos_sigmoid"):
         super().__init__()
         if mode not in ("property", "category", "name_embedding"):
             raise ValueError(f"mode must be 'property', 'category' or 'name_embedding', not {mode!r}")
@@ -102,13 +127,16 @@ class SegModel(nn.Module):
             raise ValueError(f"name_embedding mode needs the class-name embeddings ({n_classes} x d), got "
                              f"{None if name_bank is None else tuple(name_bank.shape)}")
         self.mode, self.n_classes, self.temperature, self.normalize = mode, n_classes, temperature, normalize
+        # how classes are recovered: a model trained with the plain `cos` loss never saw sigmoid(z/T), so it is
+        # scored as the release scores it, cos(z, y_c); the sigmoid losses score cos(sigmoid(z/T), y_c)
+        self.score = "cos" if loss == "cos" else "sigmoid"
         self.defaults = defaults
         self.backbone = create_backbone(defaults.backbone, defaults.pretrained)
         chans = self.backbone.feature_info.channels()
         self.decode = UPerHead(chans, defaults.channels, dropout=defaults.dropout)
         self.aux = FCNHead(chans[defaults.aux_index], defaults.aux_channels, defaults.dropout) if defaults.use_aux else None
         if mode == "property":
-            bank = torch.as_tensor(bank, dtype=torch.float32)
+            bank = prepare_bank(bank, defaults.normalize_bank)
             sig = torch.as_tensor(signatures, dtype=torch.float32)
             if sig.shape != (n_classes, bank.shape[0]):
                 raise ValueError(f"signatures {tuple(sig.shape)} do not fit {n_classes} classes x {bank.shape[0]} properties")
@@ -120,10 +148,21 @@ class SegModel(nn.Module):
             out_dim = self.name_bank.shape[1]
         else:
             out_dim = n_classes
-        self.classifier = nn.Conv2d(defaults.channels, out_dim, 1)
-        self.aux_classifier = nn.Conv2d(defaults.aux_channels, out_dim, 1) if self.aux is not None else None
+        init = defaults.head_init
+        self.classifier = init_classifier(nn.Conv2d(defaults.channels, out_dim, 1), init)
+        self.aux_classifier = (init_classifier(nn.Conv2d(defaults.aux_channels, out_dim, 1), init)
+                               if self.aux is not None else None)
         # one-hot warm-up: a temporary C-way classifier on the same decoder, used before switching to properties
-        self.warmup_classifier = nn.Conv2d(defaults.channels, n_classes, 1) if mode == "property" else None
+        self.warmup_classifier = (init_classifier(nn.Conv2d(defaults.channels, n_classes, 1), init)
+                                  if mode == "property" else None)
+
+    def has_bank(self, bank) -> bool:
+        """Whether ``bank`` (a space's raw (K, d) bank) is the one this model holds, as the model prepares it."""
+        mine = getattr(self, "bank", None)
+        if mine is None:
+            return False
+        theirs = prepare_bank(bank, self.defaults.normalize_bank)
+        return tuple(mine.shape) == tuple(theirs.shape) and torch.allclose(mine.cpu(), theirs, atol=1e-6)
 
     # -- property logits --------------------------------------------------------------------------------------
     def to_property_logits(self, e: torch.Tensor) -> torch.Tensor:
@@ -158,14 +197,15 @@ class SegModel(nn.Module):
 
     # -- inference --------------------------------------------------------------------------------------------
     def class_scores(self, logits: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W) class scores. Property mode: cosine between sigmoid(z/T) and each signature;
+        """(B, C, H, W) class scores. Property mode: cosine between sigmoid(z/T) (z itself for a model trained
+        with the plain ``cos`` loss) and each signature;
         name_embedding mode: cosine between the pixel embedding and each class name's embedding; category mode:
         the logits themselves."""
         if self.mode == "category":
             return logits
         if self.mode == "name_embedding":
             return torch.einsum("bdhw,cd->bchw", F.normalize(logits, dim=1), self.name_bank)
-        return property_class_scores(logits, self.signatures, self.temperature)
+        return property_class_scores(logits, self.signatures, self.temperature, self.score)
 
     @torch.no_grad()
     def predict_scores(self, images: torch.Tensor, size=None, score_resolution: str = "feature",
@@ -186,7 +226,7 @@ class SegModel(nn.Module):
             # contiguous: bilinear upsampling of a channels-last view is slower
             scores = F.interpolate(self._low_resolution_scores(logits).contiguous(), size=size, mode="bilinear",
                                    align_corners=False)
-        elif self.mode == "property":
+        elif self.mode == "property" and self.score == "sigmoid":
             from .fused import full_resolution_scores
 
             scores = full_resolution_scores(logits, size, self.signatures, self.temperature)
@@ -216,7 +256,7 @@ class SegModel(nn.Module):
 
     def _low_resolution_scores(self, logits: torch.Tensor) -> torch.Tensor:
         """``class_scores`` at the logits' resolution for inference: the fused sparse kernel where it runs."""
-        if self.mode == "property":
+        if self.mode == "property" and self.score == "sigmoid":
             from .fused import low_resolution_scores
 
             fast = low_resolution_scores(logits, self.signatures, self.temperature)
@@ -237,9 +277,13 @@ def property_logits(x: torch.Tensor, conv: nn.Conv2d, bank: torch.Tensor, normal
     return F.conv2d(x, weight, bias)
 
 
-def property_class_scores(logits: torch.Tensor, signatures: torch.Tensor, temperature: float) -> torch.Tensor:
-    """s_c = cos(sigmoid(z / T), y_c) for every pixel: (B, K, H, W) logits -> (B, C, H, W)."""
-    p = torch.sigmoid(logits / temperature)
+def property_class_scores(logits: torch.Tensor, signatures: torch.Tensor, temperature: float,
+                          score: str = "sigmoid") -> torch.Tensor:
+    """s_c = cos(sigmoid(z / T), y_c) for every pixel: (B, K, H, W) logits -> (B, C, H, W). ``score="cos"``:
+    s_c = cos(z, y_c), for models trained with the plain cosine loss (the release scores them so)."""
+    if score not in ("sigmoid", "cos"):
+        raise ValueError(f"score must be 'sigmoid' or 'cos', not {score!r}")
+    p = torch.sigmoid(logits / temperature) if score == "sigmoid" else logits
     p = F.normalize(p, dim=1)
     y = F.normalize(signatures.to(p.dtype), dim=1)
     return torch.einsum("bkhw,ck->bchw", p, y)

@@ -143,6 +143,29 @@ def name_bank_for(cfg: TrainConfig, class_names: list[str]) -> np.ndarray:
     return x / np.clip(np.linalg.norm(x, axis=1, keepdims=True), 1e-12, None)
 
 
+SATURATED = 4.0   # |z/T| above which sigmoid'(z/T) = p(1 - p) < 0.018: the property barely learns
+
+
+@torch.no_grad()
+def saturation(out: dict, temperature: float) -> dict[str, float]:
+    """How saturated the property sigmoids are on this batch, per head, from the logits at the head's own
+    (quarter) resolution: the std of z/T, the fraction of |z/T| > 4 and the mean p(1 - p) (the factor that
+    scales every gradient through the sigmoid; its maximum is 0.25). Property heads only: {} otherwise."""
+    if out.get("kind") != "property":
+        return {}
+    row = {}
+    for key, prefix in (("logits", "sat"), ("aux_logits", "aux_sat")):
+        z = out.get(key)
+        if z is None:
+            continue
+        u = z.detach().float() / temperature
+        p = torch.sigmoid(u)
+        row[f"{prefix}_std"] = round(float(u.std()), 4)
+        row[f"{prefix}_frac"] = round(float((u.abs() > SATURATED).float().mean()), 4)
+        row[f"{prefix}_grad"] = round(float((p * (1 - p)).mean()), 5)
+    return row
+
+
 @dataclass
 class TrainResult:
     run_dir: Path
@@ -179,10 +202,11 @@ def build_model(cfg: TrainConfig, class_names: list[str]):
     elif cfg.mode == "name_embedding":
         names = torch.from_numpy(name_bank_for(cfg, class_names))
     md = ModelDefaults(backbone=cfg.backbone, pretrained=cfg.pretrained, channels=cfg.channels,
-                       aux_channels=max(32, cfg.channels // 2), use_aux=cfg.aux_weight > 0)
+                       aux_channels=max(32, cfg.channels // 2), use_aux=cfg.aux_weight > 0,
+                       head_init=cfg.head_init, normalize_bank=cfg.normalize_bank)
     model = SegModel(len(class_names), cfg.mode, None if space is None else torch.from_numpy(space.bank),
                      None if space is None else torch.from_numpy(space.signatures.astype(np.float32)),
-                     cfg.temperature, cfg.normalize, md, name_bank=names)
+                     cfg.temperature, cfg.normalize, md, name_bank=names, loss=cfg.loss)
     return model, space
 
 
@@ -322,6 +346,8 @@ def train(cfg: TrainConfig, progress: bool = True, stop_after: int | None = None
             value /= world
         row = {"iteration": it + 1, "loss": float(value), "lr": lr_now,
                "phase": "one-hot" if warm else cfg.mode, "seconds": round(time.perf_counter() - t0, 3)}
+        if (it + 1) % cfg.log_interval == 0 or it + 1 == stop:
+            row.update(saturation(out, cfg.temperature))
         log.append(row)
         bar.update()
         if rank == 0:

@@ -1,9 +1,14 @@
 # The paper's network and schedule (method.md 4b; the release's ViT-Adapter-B configs), shared by the dataset
 # configs in configs/mmseg/: the kit's ViT-Adapter-B (DeiT-B/16 initialisation from timm with pretrained="hub",
-# or a weights file), UPerNet 512 + FCN 256 auxiliary head (map index 2, weight 0.4), the ProLab output over a
-# kit property space (T = 0.04, embedding not normalised), AdamW 6e-5, weight decay 0.01, layer decay 0.95,
-# 1500 linear warm-up iterations from 1e-6, poly decay (power 1) to 0 over 160k iterations, batch 2 per GPU x 8
-# GPUs (set in each dataset config, with the crop), fp16 with an initial loss scale of 512, sliding-window test.
+# or a weights file), UPerNet 512 + FCN 256 auxiliary head (map index 2), the ProLab output over a kit property
+# space (T = 0.04, embedding not normalised; COCO-Stuff's config changes both), AdamW 6e-5, weight decay 0.01,
+# layer decay 0.95, 1500 linear warm-up iterations from 1e-6, poly decay (power 1) to 0 over 160k iterations,
+# fp16 with an initial loss scale of 512 (the configs of Pascal Context, Cityscapes and BDD train in fp32), batch and
+# crop per dataset config (prolab.paper.RELEASE_CONFIGS), sliding-window test.
+# As the release's heads: the embedding layer drawn from N(0, 0.01) with zero bias (head_init="release"), the bank's
+# rows L2-normalised at load (normalize_bank=True), and the auxiliary weight the release effectively uses
+# (loss_weight=None: 1.0 for property heads, whose cosine loss ignores the 0.4 of the release's configs; 0.4 for
+# category heads, through mmseg's cross-entropy).
 _base_ = ["./runtime.py"]
 
 mode = "property"                 # "category": the same network with one-hot supervision (the paper's baseline)
@@ -23,7 +28,7 @@ model = dict(
                      temperature=0.04, normalize=False, loss="cos_sigmoid", loss_weight=1.0),
     auxiliary_head=dict(type="ProLabFCNHead", in_channels=768, in_index=2, channels=256, dropout=0.1,
                         num_classes=num_classes, mode=mode, property_space=property_space, temperature=0.04,
-                        loss="cos_sigmoid", loss_weight=0.4),
+                        loss="cos_sigmoid", loss_weight=None),
     train_cfg=dict(),
     test_cfg=dict(mode="slide", crop_size=(512, 512), stride=(341, 341)))
 
@@ -36,3 +41,4 @@ param_scheduler = [
 ]
 train_cfg = dict(type="IterBasedTrainLoop", max_iters=iters, val_interval=16000)
 env_cfg = dict(cudnn_benchmark=True)
+
