@@ -156,10 +156,19 @@ def environment_info() -> dict[str, Any]:
             versions[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
             continue
-    return {
+    info = {
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "machine": platform.machine(),
         "cpu_count": os.cpu_count(),
         "versions": versions,
     }
+    if "torch" in sys.modules:
+        import torch
+
+        # CPU results depend on both: ATen's kernels are chosen by the CPU's vector capability, and some of its
+        # reductions (gradients summed over threads) by the thread count; `prolab verify` re-runs with the same
+        # thread count (OMP_NUM_THREADS) and says when the capability differs
+        info["torch_threads"] = torch.get_num_threads()
+        info["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+    return info
