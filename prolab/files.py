@@ -163,9 +163,11 @@ def environment_info() -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "versions": versions,
     }
-    if "torch" in sys.modules:
+    try:
         import torch
-
+    except ImportError:
+        torch = None
+    if torch is not None:
         # CPU results depend on both: ATen's kernels are chosen by the CPU's vector capability, and some of its
         # reductions (gradients summed over threads) by the thread count; `prolab verify` re-runs with the same
         # thread count (OMP_NUM_THREADS) and says when the capability differs

@@ -370,10 +370,16 @@ def scratch_checkout(dest: Path, leave_out: str) -> Path:
     return dest
 
 
-def rerun_environment(root: Path, cache: Path) -> tuple[dict[str, str], str]:
-    """The re-run's environment variables (scratch root, empty cache) and a line saying where kernels come
-    from."""
+def rerun_environment(root: Path, cache: Path, recorded: dict[str, Any] | None = None) -> tuple[dict[str, str], str]:
+    """The re-run's environment variables (scratch root, empty cache, the recorded thread count) and lines
+    saying where kernels come from and how many threads run."""
     env = dict(os.environ, PROLAB_ROOT=str(root), PROLAB_CACHE=str(cache))
+    threads = (recorded or {}).get("torch_threads")
+    if threads:   # some of ATen's CPU reductions depend on the thread count: re-run with the recorded one
+        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(int(threads))
+        thread_line = f"{int(threads)} torch thread(s), as recorded"
+    else:
+        thread_line = "thread count not recorded: the machine's default (numbers may differ with another count)"
     kernels = paths.extensions_dir()          # the caller's, read before PROLAB_CACHE changes
     if os.environ.get("PROLAB_EXTENSIONS") or (kernels.is_dir() and any(kernels.iterdir())):
         env["PROLAB_EXTENSIONS"] = str(kernels)
@@ -381,7 +387,7 @@ def rerun_environment(root: Path, cache: Path) -> tuple[dict[str, str], str]:
     else:
         env.pop("PROLAB_EXTENSIONS", None)
         said = "compiled kernels built again in the empty cache"
-    return env, said
+    return env, f"{said}\n  {thread_line}"
 
 
 def grid_config(grid_json: dict[str, Any]) -> dict[str, Any]:
@@ -456,7 +462,7 @@ def rerun(folder: Path, scratch: Path, say: Callable[[str], None] = print) -> Pa
         commands.append(py + ["prolab.pipeline.label_sets", *args])
         what = "python -m prolab.pipeline.label_sets " + " ".join(args)
     root = scratch_checkout(scratch / "repo", name)
-    env, kernels = rerun_environment(root, scratch / "cache")
+    env, kernels = rerun_environment(root, scratch / "cache", environment_of(folder))
     say(f"re-running {what}\n  in a scratch copy of the checkout: {root}\n  with an empty PROLAB_CACHE: "
         f"{scratch / 'cache'}\n  {kernels}")
     out = root / "results" / name
