@@ -190,7 +190,22 @@ def _add_properties(sub: argparse._SubParsersAction) -> None:
                            "{property: [\"class: description\", ...]}) instead of clustering; the bank is the mean "
                            "of each property's member embeddings under --embedder; prints its statistics and its "
                            "agreement with the kit's default space when that exists", "none: cluster the descriptions"))
+    p.add_argument("--aliases", action="append", default=None, metavar="RELEASE=CLASS",
+                   help=_h("with --release_partition: read the partition file's class spelling RELEASE as the "
+                           "dataset's class CLASS, where no rule matches (the release's known spellings, e.g. "
+                           "ADE20K 'storage tank', are matched already); repeatable", "none"))
     p.set_defaults(func=_run_properties)
+
+
+def _aliases(items: list[str] | None) -> dict[str, str]:
+    """``--aliases RELEASE=CLASS`` items as a mapping; an item without '=' is an error that names it."""
+    out = {}
+    for item in items or []:
+        name, sep, ours = item.partition("=")
+        if not sep or not name.strip() or not ours.strip():
+            raise ValueError(f"--aliases {item!r}: expected RELEASE=CLASS, e.g. --aliases 'storage tank=tank'")
+        out[name.strip()] = ours.strip()
+    return out
 
 
 def _run_properties(a: argparse.Namespace) -> int:
@@ -201,6 +216,9 @@ def _run_properties(a: argparse.Namespace) -> int:
     from .validation import validate
 
     validate("properties", vars(a))
+    aliases = _aliases(a.aliases)
+    if aliases and not a.release_partition:
+        raise ValueError("--aliases applies to --release_partition (the partition file's class spellings)")
     if a.release_partition:  # the space the authors' partition file defines, instead of clustering
         from .release.partition import partition_command
 
@@ -213,7 +231,8 @@ def _run_properties(a: argparse.Namespace) -> int:
                              + ", ".join(given or ["the other datasets"]))
         _say_dataset(a.dataset[0])
         for line in partition_command(_here(a.release_partition), a.dataset[0], a.embedder, a.embedder_kind,
-                                      out_root=a.out_root, release_export=a.release_export):
+                                      out_root=a.out_root, release_export=a.release_export,
+                                      aliases=aliases or None):
             print(line, flush=True)
         return 0
     if a.descriptor_file and len(a.dataset) > 1:

@@ -365,6 +365,29 @@ def test_cli_refuses_clustering_flags(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
+def test_cli_aliases_reach_the_reader(tmp_path, capsys, monkeypatch):
+    """`--aliases RELEASE=CLASS` maps a spelling no rule knows; a malformed item or --aliases without
+    --release_partition is refused with a message naming it."""
+    from prolab import cli
+
+    seen = {}
+
+    def fake(partition, dataset, embedder, embedder_kind, out_root=None, release_export=None, aliases=None):
+        seen["aliases"] = aliases
+        yield "ok"
+
+    monkeypatch.setattr("prolab.release.partition.partition_command", fake)
+    f = _write(tmp_path, {"p": ["zeppelin: floats"]}, "z.json")
+    assert cli.main(["properties", "--dataset", "cityscapes_19", "--release_partition", str(f),
+                     "--aliases", "zeppelin=car", "--aliases", "lamp post = pole"]) == 0
+    assert seen["aliases"] == {"zeppelin": "car", "lamp post": "pole"}
+    assert cli.main(["properties", "--dataset", "cityscapes_19", "--release_partition", str(f),
+                     "--aliases", "zeppelin"]) == 2
+    assert "'zeppelin'" in capsys.readouterr().err
+    assert cli.main(["properties", "--dataset", "cityscapes_19", "--aliases", "zeppelin=car"]) == 2
+    assert "--release_partition" in capsys.readouterr().err
+
+
 def test_cli_help_states_default_once():
     import argparse
 
