@@ -238,6 +238,35 @@ def training_curves(logs: dict[str, list[dict]], smooth: int = 5, title: str = "
     return fig
 
 
+SATURATION = (("sat_std", "std of z / T"), ("sat_frac", "share of |z / T| > 4 (saturated)"),
+              ("sat_grad", "mean p (1 - p)  (at most 0.25)"))
+
+
+def saturation_curves(logs: dict[str, list[dict]], title: str = "Saturation of the property sigmoids"):
+    """The saturation the training log records at each logging interval (``segment.train.saturation``), main
+    head solid, auxiliary head dashed, one line per run that has a property head; runs without one (category
+    supervision) are named in the title instead."""
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.2))
+    without = []
+    for name, rows in logs.items():
+        rows = [r for r in rows if "sat_std" in r]
+        if not rows:
+            without.append(name)
+            continue
+        it = [r["iteration"] for r in rows]
+        for ax, (key, label) in zip(axes, SATURATION):
+            line, = ax.plot(it, [r[key] for r in rows], label=f"{name}, main head")
+            if f"aux_{key}" in rows[0]:
+                ax.plot(it, [r.get(f"aux_{key}") for r in rows], ls="--", color=line.get_color(),
+                        label=f"{name}, auxiliary head")
+            ax.set_title(label, fontsize=10)
+            ax.set_xlabel("iteration")
+    axes[0].legend(fontsize=8)
+    fig.suptitle(title + (f" (no sigmoid in: {', '.join(without)})" if without else ""))
+    fig.tight_layout()
+    return fig
+
+
 def prediction_grid(images, labels, predictions: dict, palette, ignore_index: int = IGNORE_INDEX,
                     class_names: list[str] | None = None):
     """Rows = samples; columns = image, ground truth, then one column per model's prediction. With

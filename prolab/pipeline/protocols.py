@@ -68,14 +68,18 @@ def budget_gaps(runs: pd.DataFrame, metric: str = "mIoU") -> pd.DataFrame:
 
 
 SETTING_AXES = {"temperature": "T = {:g}", "normalize": "L2-normalised pixel embedding",
-                "onehot_warmup_iters": "one-hot warm-up of {:d} iterations", "mode": "{}"}
+                "onehot_warmup_iters": "one-hot warm-up of {:d} iterations", "mode": "{}",
+                "head_init": "embedding layer with {} init (not the release's N(0, 0.01))",
+                "normalize_bank": "raw K-Means centres as the bank (rows not L2-normalised)",
+                "aux_weight": "auxiliary weight {:g} (the configs' value; the release trains with 1.0)",
+                "lr": "lr {:g}"}
 
 
 def _setting_value(axis: str, value):
     """A grid value as read back from CSV (1.0 for True, 30.0 for 30) in its own type."""
     if axis == "onehot_warmup_iters":
         return int(float(value))
-    if axis == "temperature":
+    if axis in ("temperature", "aux_weight", "lr"):
         return float(value)
     return value
 

@@ -123,7 +123,21 @@ def _bench(name: str) -> str:
     return "```\n" + f.read_text(encoding="utf-8").strip() + "\n```\n"
 
 
+def _claims() -> str:
+    from .claims import markdown
+
+    return markdown()
+
+
+def _lr_init() -> str:
+    from .claims import lr_init_table
+
+    return lr_init_table().to_markdown(index=False) + "\n\n(`results/lr_init_grid/runs.csv`)\n"
+
+
 RENDER = {
+    "claims": _claims,
+    "lr-init": _lr_init,
     "demo-times": _demo_times,
     "grid-times": _grid_times,
     "grid-results": _grid_results,
@@ -140,6 +154,7 @@ RENDER = {
     "bench-retrieval": lambda: _bench("retrieval.txt"),
     "bench-properties": lambda: _bench("properties.txt"),
     "bench-heads": lambda: _bench("heads_cpu.txt"),
+    "bench-kernel-build": lambda: _bench("kernel_build.txt"),
     "bench-heads-before": lambda: _bench("heads_cpu_before.txt"),
     "bench-throughput": lambda: _bench("throughput.txt"),
     "bench-scoring": lambda: _bench("scoring.txt"),

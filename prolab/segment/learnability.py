@@ -224,3 +224,27 @@ def _resolve(space: PropertySpace, properties) -> list[int]:
                 raise ValueError(f"property index {j} is not in 0..{space.n_properties - 1}")
             out.add(j)
     return sorted(out)
+
+
+@torch.no_grad()
+def initial_saturation(cfg, inits=("release", "pytorch"), n_images: int = 4) -> pd.DataFrame:
+    """How saturated a property model's sigmoids are before any training, for each initialisation of the layer
+    that makes the pixel embedding (``head_init``): the first training batch of ``cfg`` (its first ``n_images``
+    augmented crops) through a fresh model, main and auxiliary head. Columns as the training log's
+    ``sat_std`` / ``sat_frac`` / ``sat_grad`` (std of z/T, share of |z/T| > 4, mean p(1 - p))."""
+    from ..datasets.transforms import AugmentDefaults, TrainTransform
+    from .data import _Batches, open_split
+    from .train import build_model, saturation
+
+    ds = open_split(cfg, "train")
+    aug = TrainTransform(AugmentDefaults(scale=tuple(cfg.scale), crop_size=(cfg.crop_size, cfg.crop_size)))
+    batches = _Batches(ds, aug, cfg.batch_size, cfg.seed)
+    images = torch.stack([batches[(0, j)][0] for j in range(min(n_images, cfg.batch_size))])
+    rows = []
+    for init in inits:
+        torch.manual_seed(cfg.seed)
+        model, _ = build_model(replace(cfg, head_init=init, mode="property"), ds.class_names)
+        model.train()
+        sat = saturation(model(images), cfg.temperature)
+        rows.append({"head_init": init, **sat})
+    return pd.DataFrame(rows)
