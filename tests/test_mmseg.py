@@ -12,6 +12,7 @@ pytestmark = pytest.mark.mmseg
 mmseg = pytest.importorskip("mmseg", reason="`make mmseg` installs mmsegmentation")
 
 from prolab import paths  # noqa: E402
+from prolab.defaults import aux_weight_for  # noqa: E402
 
 TINY = "configs/mmseg/prolab_tiny_synthetic.py"
 PAPER = [f"configs/mmseg/{m}_{d}.py" for d in ("ade20k_150", "coco_stuff_171", "pascal_context_59", "cityscapes_19",
@@ -59,8 +60,43 @@ def test_tiny_config_trains_evaluates_and_resumes(cache, tmp_path):
     assert again.iter == 5 and count.iters == [3, 4]   # the second run trained iterations 4 and 5 only
 
 
+@pytest.mark.parametrize("head_init,normalize_bank", [("release", True), ("pytorch", False)])
+def test_plugin_and_kit_start_alike(cache, head_init, normalize_bank):
+    """Built fresh, both front ends hold the same bank (rows L2-normalised at load, or the raw centres) and
+    initialise their embedding layers the same way (the release's N(0, 0.01) with zero bias, or PyTorch's)."""
+    from mmengine.config import Config
+
+    from prolab.properties import PropertySpace
+    from prolab.segment import ModelDefaults, SegModel
+
+    import prolab.mmseg.plugin  # noqa: F401
+
+    cfg = Config.fromfile(str(paths.repo_root() / TINY))
+    cfg.model.backbone.pretrained = None
+    for head in (cfg.model.decode_head, cfg.model.auxiliary_head):
+        head.head_init, head.normalize_bank = head_init, normalize_bank
+    mm = prolab.mmseg.plugin.build_model(cfg)
+    space = PropertySpace.load(paths.resolve(cfg.property_space))
+    kit = SegModel(18, "property", torch.as_tensor(space.bank), torch.as_tensor(space.signatures), 0.04,
+                   defaults=ModelDefaults(pretrained=None, channels=64, aux_channels=32, head_init=head_init,
+                                          normalize_bank=normalize_bank))
+    raw = torch.as_tensor(space.bank)
+    want = torch.nn.functional.normalize(raw, dim=1) if normalize_bank else raw
+    for bank in (kit.bank, mm.decode_head.bank, mm.auxiliary_head.bank):
+        torch.testing.assert_close(bank, want)
+    assert mm.auxiliary_head.loss_weight == 1.0       # the release's effective auxiliary weight (property)
+    for conv in (kit.classifier, kit.aux_classifier, mm.decode_head.classifier, mm.auxiliary_head.classifier,
+                 mm.decode_head.warmup_classifier):
+        std, bias = float(conv.weight.std()), float(conv.bias.abs().max())
+        if head_init == "release":
+            assert 0.009 < std < 0.011 and bias == 0.0
+        else:   # kaiming-uniform with a = sqrt(5): std 1 / sqrt(3 fan_in), bias nonzero
+            assert std == pytest.approx((3 * conv.weight.shape[1]) ** -0.5, rel=0.1) and bias > 0
+
+
 def test_plugin_and_kit_model_agree(cache):
-    """Same weights, same inputs: the same total loss (main + 0.4 auxiliary) and the same predicted classes."""
+    """Same weights, same inputs: the same total loss (main + the release's auxiliary weight, 1.0 for property
+    heads) and the same predicted classes."""
     from mmengine.config import Config
     from mmengine.structures import PixelData
     from mmseg.structures import SegDataSample
@@ -93,7 +129,7 @@ def test_plugin_and_kit_model_agree(cache):
         s.gt_sem_seg = PixelData(data=labels[i][None])
         samples.append(s)
     kit.train(), mm.train()
-    ref = segmentation_loss(kit(x), labels, kit.signatures, 0.04, "cos_sigmoid", 0.4)
+    ref = segmentation_loss(kit(x), labels, kit.signatures, 0.04, "cos_sigmoid", aux_weight_for("property"))
     losses = mm.loss(x, samples)
     total = sum(v for k, v in losses.items() if "loss" in k)
     torch.testing.assert_close(total, ref, rtol=1e-5, atol=1e-6)

@@ -41,7 +41,13 @@ def test_budget_table_and_gaps():
     assert t.loc["category (one-hot, cross-entropy)", "300 iters"] == "not run"
     g = budget_gaps(runs)
     assert g["iters"].tolist() == [100] and g["property - category"].tolist() == [-4.0]
-    assert g["standard error"].iloc[0] == pytest.approx(((1 / 3) + (1 / 3)) ** 0.5, abs=0.01)
+    # paired by seed: both modes gain the same +seed, so every per-seed difference is -4 and the standard error 0
+    # (unpaired, the seeds' spread would give sqrt(1/3 + 1/3))
+    assert g["standard error"].iloc[0] == pytest.approx(0.0) and g["seeds paired"].iloc[0] == 3
+    runs.loc[(runs["mode"] == "property") & (runs["seed"] == 2), "mIoU"] += 3       # seed 2: -1 instead of -4
+    g = budget_gaps(runs)
+    assert g["property - category"].iloc[0] == pytest.approx(-3.0)
+    assert g["standard error"].iloc[0] == pytest.approx(round(3 ** 0.5 / 3 ** 0.5, 2))   # sd(-4, -4, -1) / sqrt(3)
     assert len(plot_budget(runs).axes) == 1
 
 

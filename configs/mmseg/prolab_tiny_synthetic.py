@@ -19,7 +19,7 @@ model = dict(
     decode_head=dict(type="ProLabUPerHead", in_channels=[24, 32, 96, 320], channels=64, num_classes=num_classes,
                      mode="property", property_space=property_space, temperature=0.04, loss="cos_sigmoid"),
     auxiliary_head=dict(type="ProLabFCNHead", in_channels=96, in_index=2, channels=32, num_classes=num_classes,
-                        mode="property", property_space=property_space, temperature=0.04, loss_weight=0.4),
+                        mode="property", property_space=property_space, temperature=0.04),  # weight: the release's 1.0
     train_cfg=dict(),
     test_cfg=dict(mode="whole"))
 

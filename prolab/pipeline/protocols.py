@@ -53,23 +53,25 @@ def budget_table(runs: pd.DataFrame, meta: dict | None = None, metric: str = "mI
 
 
 def budget_gaps(runs: pd.DataFrame, metric: str = "mIoU") -> pd.DataFrame:
-    """Property minus category mIoU at each length (difference of seed means, and its standard error)."""
+    """Property minus category mIoU at each length, paired by seed (``claims.paired``: the mean of the per-seed
+    differences and its standard error)."""
+    from .claims import paired
+
     rows = []
     for i in sorted(int(i) for i in runs["iters"].dropna().unique()):
-        p = runs[(runs["mode"] == "property") & (runs["iters"] == i)][metric]
-        c = runs[(runs["mode"] == "category") & (runs["iters"] == i)][metric]
-        if len(p) and len(c):
-            se = np.sqrt((p.var(ddof=1) / len(p) if len(p) > 1 else np.nan) +
-                         (c.var(ddof=1) / len(c) if len(c) > 1 else np.nan))
-            rows.append({"iters": i, "property - category": round(p.mean() - c.mean(), 2),
-                         "standard error": None if np.isnan(se) else round(float(se), 2),
-                         "runs (property, category)": f"{len(p)}, {len(c)}"})
+        at = runs["iters"] == i
+        d = paired(runs, (runs["mode"] == "property") & at, (runs["mode"] == "category") & at, "property",
+                   "category", metric)
+        if d.n:
+            rows.append({"iters": i, "property - category": round(d.mean, 2),
+                         "standard error": None if np.isnan(d.se) else round(d.se, 2),
+                         "seeds paired": d.n})
     return pd.DataFrame(rows)
 
 
 SETTING_AXES = {"temperature": "T = {:g}", "normalize": "L2-normalised pixel embedding",
                 "onehot_warmup_iters": "one-hot warm-up of {:d} iterations", "mode": "{}",
-                "head_init": "embedding layer with {} init (not the release's N(0, 0.01))",
+                "head_init": "embedding layer with the {} init",
                 "normalize_bank": "raw K-Means centres as the bank (rows not L2-normalised)",
                 "aux_weight": "auxiliary weight {:g} (the configs' value; the release trains with 1.0)",
                 "lr": "lr {:g}"}
@@ -86,9 +88,11 @@ def _setting_value(axis: str, value):
 
 def settings_table(runs: pd.DataFrame, metric: str = "mIoU") -> pd.DataFrame:
     """One row per setting of a one-at-a-time grid (``configs/grid_settings.yaml``): the base property run,
-    each varied setting, category supervision; mean ± std over seeds and the difference of the seed means to
-    category supervision (with its standard error)."""
-    cat = runs[runs["mode"] == "category"][metric]
+    each varied setting, category supervision; mean ± std over seeds and the difference to category supervision
+    paired by seed (mean of the per-seed differences, with its standard error)."""
+    from .claims import paired
+
+    cat = runs["mode"] == "category"
     rows = []
     for axis in dict.fromkeys(runs["axis"]):
         grp = runs[runs["axis"] == axis]
@@ -97,18 +101,18 @@ def settings_table(runs: pd.DataFrame, metric: str = "mIoU") -> pd.DataFrame:
                      if axis == "base" else SETTING_AXES.get(axis, f"{axis} = {{}}").format(
                          MODE_LABEL.get(value, value) if axis == "mode" else _setting_value(axis, value)))
             x = r[metric]
-            se = np.sqrt(x.var(ddof=1) / len(x) + cat.var(ddof=1) / len(cat)) if len(x) > 1 and len(cat) > 1 else np.nan
+            d = paired(runs, runs.index.isin(r.index), cat, "setting", "category", metric)
             rows.append({"setting": label, metric: _fmt(x), "runs": len(x),
-                         "- category": "" if axis == "mode" or not len(cat) else f"{x.mean() - cat.mean():+.2f}",
-                         "standard error": "" if axis == "mode" or np.isnan(se) else f"{se:.2f}"})
+                         "- category": "" if axis == "mode" or not d.n else f"{d.mean:+.2f}",
+                         "standard error": "" if axis == "mode" or np.isnan(d.se) else f"{d.se:.2f}"})
     return pd.DataFrame(rows)
 
 
 def budget_verdict(budget_runs: pd.DataFrame, settings_runs: pd.DataFrame | None = None,
                    metric: str = "mIoU") -> str:
     """The answer to "is it the budget, the settings or a defect?" in words, computed from the two grids: the
-    property - category gap at each length (difference of seed means ± its standard error; "level" within two
-    standard errors), whether it shrinks as training gets longer, whether each mode improves with length, and
+    property - category gap at each length (paired by seed: mean difference ± its standard error; "level" within
+    two standard errors), whether it shrinks as training gets longer, whether each mode improves with length, and
     which property settings, if any, reach category supervision."""
     gaps = budget_gaps(budget_runs, metric)
     if gaps.empty:

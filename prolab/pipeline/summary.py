@@ -130,9 +130,10 @@ def _claims() -> str:
 
 
 def _lr_init() -> str:
-    from .claims import lr_init_table
+    from .claims import lr_init_summary, lr_init_table
 
-    return lr_init_table().to_markdown(index=False) + "\n\n(`results/lr_init_grid/runs.csv`)\n"
+    return (lr_init_table().to_markdown(index=False) + "\n\n" + lr_init_summary() +
+            " (`prolab.pipeline.claims` on `results/lr_init_grid/runs.csv`)\n")
 
 
 RENDER = {
