@@ -431,6 +431,16 @@ def _run_grid(a: argparse.Namespace) -> int:
             print(f"  {c['cell']}  {c['axis']:>12s} = {str(c.get(c['axis'], '')) if c['axis'] != 'base' else '':<24} "
                   f"seed {c['seed']}" + (f"  ({crossed})" if crossed else ""))
         return 0
+    from filelock import FileLock
+
+    from .pipeline.gridrows import set_aside_stale_rows
+
+    out = grid_dir(cfg)
+    if out.is_dir():
+        with FileLock(str(out / ".write.lock")):   # the lock run_grid and the other shards write under
+            moved = set_aside_stale_rows(out, {c["cell"] for c in cells})
+        if moved:
+            print(f"{moved} rows of settings this grid no longer makes moved to {out / 'runs.stale.csv'}")
     runs = run_grid(cfg, shard=shard)
     from .datasets import dataset_key
 
