@@ -374,6 +374,9 @@ def rerun_environment(root: Path, cache: Path, recorded: dict[str, Any] | None =
     """The re-run's environment variables (scratch root, empty cache, the recorded thread count) and lines
     saying where kernels come from and how many threads run."""
     env = dict(os.environ, PROLAB_ROOT=str(root), PROLAB_CACHE=str(cache))
+    # the notebooks' kernels import this very package (not whatever an editable install elsewhere points at)
+    here = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join([here] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
     threads = (recorded or {}).get("torch_threads")
     if threads:   # some of ATen's CPU reductions depend on the thread count: re-run with the recorded one
         env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(int(threads))
