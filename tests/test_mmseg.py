@@ -87,7 +87,7 @@ def test_plugin_and_kit_start_alike(cache, head_init, normalize_bank):
     assert mm.auxiliary_head.loss_weight == 1.0       # the release's effective auxiliary weight (property)
     for conv in (kit.classifier, kit.aux_classifier, mm.decode_head.classifier, mm.auxiliary_head.classifier,
                  mm.decode_head.warmup_classifier):
-        std, bias = float(conv.weight.std()), float(conv.bias.abs().max())
+        std, bias = float(conv.weight.detach().std()), float(conv.bias.detach().abs().max())
         if head_init == "release":
             assert 0.009 < std < 0.011 and bias == 0.0
         else:   # kaiming-uniform with a = sqrt(5): std 1 / sqrt(3 fan_in), bias nonzero
