@@ -98,6 +98,14 @@ def _tally(pairs: list[Paired], holds_if: int = 1) -> str:
     return f"{ahead} for, {against} against, {level} level (of {len(pairs)} paired comparisons)"
 
 
+def _overall(pairs: list[Paired]) -> str:
+    """One word for several paired comparisons that each should come out ahead."""
+    ahead, behind = any(p.sign > 0 for p in pairs), any(p.sign < 0 for p in pairs)
+    if ahead and not behind:
+        return "holds" if all(p.sign > 0 for p in pairs) else "holds where resolved"
+    return "mixed" if ahead else "does not hold" if behind else "not resolved"
+
+
 def property_vs_category() -> Claim:
     c = Claim("property >= category", "property-level supervision beats category-level on five benchmarks "
                                       "(e.g. ADE20K 49.0 vs 48.4)")
@@ -126,11 +134,7 @@ def property_vs_category() -> Claim:
             pairs.append(p)
             c.evidence.append(f"{grid} (base setting): {p.text()}")
     if pairs:
-        holds = sum(p.sign > 0 for p in pairs)
-        fails = sum(p.sign < 0 for p in pairs)
-        c.verdict = (("holds" if holds and not fails else "does not hold" if fails and not holds else
-                      "mixed" if holds and fails else "not resolved") +
-                     f" at CPU scale: {_tally(pairs)}")
+        c.verdict = f"{_overall(pairs)} at CPU scale: {_tally(pairs)}"
     return c
 
 
@@ -226,9 +230,7 @@ def _axis_claim(name: str, paper: str, axis: str, order: list, labels: dict) -> 
         p = paired(runs, masks[a], masks[b], labels[a], labels[b])
         pairs.append(p)
         c.evidence.append(p.text())
-    signs = [p.sign for p in pairs]
-    c.verdict = ("holds" if all(s > 0 for s in signs) else "does not hold" if any(s < 0 for s in signs) else
-                 "not resolved") + f": {_tally(pairs)}"
+    c.verdict = f"{_overall(pairs)}: {_tally(pairs)}"
     return c
 
 
