@@ -284,6 +284,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                            metavar="BOOL", help=text)
         else:
             kind = {"int": int, "float": float}.get(str(f.type).removesuffix(" | None"), str)
+            if str(f.type).endswith(" | None") and kind is not str:   # "none" = unset: the preset's or the default
+                kind = (lambda base: lambda v: None if v.strip().lower() == "none" else base(v))(kind)
             p.add_argument(f"--{f.name}", type=kind, default=None, help=text)
     p.add_argument("--force", action="store_true",
                    help=_h("train again even if a finished run with identical inputs exists (it is moved aside)",

@@ -1,4 +1,5 @@
 import subprocess
+import pytest
 import sys
 
 
@@ -32,3 +33,22 @@ def test_describe_flags_match_notebook_parameters():
     for flag in ("--dataset", "--backend", "--llm", "--prompt", "--concurrency", "--max_attempts", "--llm_temperature",
                  "--max_tokens", "--repeat_penalty", "--seed", "--base_url", "--api_key_env"):
         assert flag in r.stdout
+
+
+def test_train_flags_for_the_release_head_parse_to_their_types():
+    """--aux_weight takes a number or none (the release's effective weight for the mode); --head_init and
+    --normalize_bank reach the config; the demo preset's init and the paper preset's differ as documented."""
+    import argparse
+
+    from prolab import cli
+
+    p = argparse.ArgumentParser()
+    cli._add_train(p.add_subparsers())
+    cfg = lambda *argv: cli._train_config(p.parse_args(["train", *argv]))  # noqa: E731
+    assert cfg("--aux_weight", "none", "--mode", "category").aux_weight == 0.4
+    assert cfg("--aux_weight", "none").aux_weight == 1.0 and cfg("--aux_weight", "0.7").aux_weight == 0.7
+    c = cfg("--head_init", "release", "--normalize_bank", "false")
+    assert (c.head_init, c.normalize_bank) == ("release", False)
+    assert cfg().head_init == "pytorch" and cfg("--preset", "paper").head_init == "release"
+    with pytest.raises(ValueError, match="head_init"):
+        cfg("--head_init", "xavier")
