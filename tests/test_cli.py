@@ -1,6 +1,7 @@
 import subprocess
-import pytest
 import sys
+
+import pytest
 
 
 def _prolab(*args, **kw):
