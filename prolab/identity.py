@@ -16,6 +16,7 @@ it), so a new file cannot silently escape the identity.
 from __future__ import annotations
 
 import hashlib
+import threading
 from pathlib import Path
 
 _PACKAGE = Path(__file__).resolve().parent
@@ -100,6 +101,21 @@ def code_text(path: Path) -> str:
     return "\n".join(line.rstrip() for line in text.splitlines() if line.strip())
 
 
+# CPython 3.11's ast.parse is not thread-safe ("AST constructor recursion depth mismatch" when two threads parse
+# at once, e.g. two grid shards in one process); reading a file's code text is cached by (path, mtime, size)
+_lock = threading.Lock()
+_texts: dict[tuple[str, int, int], str] = {}
+
+
+def _cached_text(f: Path) -> str:
+    st = f.stat()
+    key = (str(f), st.st_mtime_ns, st.st_size)
+    with _lock:
+        if key not in _texts:
+            _texts[key] = code_text(f)
+        return _texts[key]
+
+
 def code_hash(*parts: str) -> str:
     """Content hash of the package's code and packaged data (.py, .json and kernel sources, as ``code_text``
     reads them) under the given parts (folders or files relative to ``prolab/``); all of the package when none
@@ -108,6 +124,6 @@ def code_hash(*parts: str) -> str:
     for f in _files(parts):
         h.update(str(f.relative_to(_PACKAGE)).encode())
         h.update(b"\0")
-        h.update(code_text(f).encode())
+        h.update(_cached_text(f).encode())
         h.update(b"\0")
     return h.hexdigest()[:16]

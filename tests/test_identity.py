@@ -77,3 +77,22 @@ def test_code_text_keeps_strings_that_are_not_docstrings(tmp_path):
     f.write_text('"""module doc"""\nx = "# not a comment"  # a comment\n\n\ndef g():\n    """doc\n    more"""\n'
                  '    return "s"\n')
     assert identity.code_text(f) == 'x = "# not a comment"\ndef g():\n    return "s"'
+
+
+def test_code_hash_from_several_threads_at_once(monkeypatch):
+    """Two grid shards in one process hash the code at the same time (ast.parse is not thread-safe in 3.11)."""
+    import threading
+
+    monkeypatch.setattr(identity, "_texts", {})
+    out, errors = [], []
+
+    def work():
+        try:
+            out.append(identity.code_hash(*identity.GRID_CODE))
+        except Exception as e:  # noqa: BLE001 - collected and asserted below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert not errors and len(set(out)) == 1 and len(out) == 4

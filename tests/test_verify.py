@@ -221,7 +221,9 @@ def test_grid_times_and_code_are_not_compared_but_a_missing_row_is(tmp_path, cap
 def test_a_changed_loss_in_a_curve_fails(tmp_path, capsys):
     other = _copy("unseen_grid", tmp_path)
     curves = pd.read_csv(other / "curves.csv")
-    curves.loc[5, "loss"] += 1e-7
+    runs = pd.read_csv(other / "runs.csv")
+    cell = runs.loc[(runs["axis"] == "base") & (runs["seed"] == 0), "cell"].iloc[0]
+    curves.loc[curves.index[(curves["cell"] == cell) & (curves["iteration"] == 6)][0], "loss"] += 1e-7
     curves.to_csv(other / "curves.csv", index=False)
     assert main(["verify", str(RESULTS / "unseen_grid"), "--against", str(other)]) == 1
     assert "curves.csv | base seed 0 iteration 6 | loss" in capsys.readouterr().out
