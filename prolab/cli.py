@@ -237,6 +237,10 @@ def _run_properties(a: argparse.Namespace) -> int:
         return 0
     if a.descriptor_file and len(a.dataset) > 1:
         raise ValueError("--descriptor_file applies to one dataset; pass a single --dataset")
+    from .datasets import dataset_key
+
+    for ds in a.dataset:   # every destination first: a refused one must not come after spaces were built
+        paths.guard_kit_folder(ds, dataset_key(ds), a.out_root or (a.unseen or None), "properties")
     for ds in a.dataset:
         _say_dataset(ds)
         out_root = a.out_root or (str(paths.cache_root() / "spaces") if a.unseen else None)
@@ -428,6 +432,9 @@ def _run_grid(a: argparse.Namespace) -> int:
     print(f"grid {cfg.name}: {len(cells)} runs ({len(cells) // max(1, len(cfg.seeds))} settings x "
           f"{len(cfg.seeds)} seeds) on {cfg.dataset}")
     if a.check:
+        if shard is not None:
+            cells = cells[shard[0]::shard[1]]   # the runs this shard would make
+            print(f"shard {shard[0]}/{shard[1]}: {len(cells)} of them")
         for c in cells:
             crossed = ", ".join(f"{k} = {c[k]}" for k in cfg.cross)
             print(f"  {c['cell']}  {c['axis']:>12s} = {str(c.get(c['axis'], '')) if c['axis'] != 'base' else '':<24} "

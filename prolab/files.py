@@ -174,3 +174,47 @@ def environment_info() -> dict[str, Any]:
         info["torch_threads"] = torch.get_num_threads()
         info["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
     return info
+
+
+class FolderBusyError(RuntimeError):
+    """Another process is writing the folder (its lock is held)."""
+
+
+class folder_lock:
+    """Hold ``<folder>.lock`` (a sibling, so a folder moved aside or swapped in keeps its lock) while writing
+    ``folder``: one writer per run, grid or results folder. A second writer stops at once with the holder's pid
+    (``<folder>.lock.owner``), rather than mixing its files with the first one's. The kernel releases the lock of
+    a killed process; a stale owner file is overwritten by the next holder."""
+
+    def __init__(self, folder: str | os.PathLike, what: str = "folder"):
+        self.folder, self.what = Path(folder), what
+        self.path = self.folder.with_name(self.folder.name + ".lock")
+        self.owner = self.folder.with_name(self.folder.name + ".lock.owner")
+        self._lock = None
+
+    def __enter__(self) -> "folder_lock":
+        import socket
+
+        from filelock import FileLock, Timeout
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(self.path), timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            try:
+                holder = self.owner.read_text(encoding="utf-8").strip()
+            except OSError:
+                holder = "another process"
+            raise FolderBusyError(f"{self.what} {self.folder} is being written by {holder or 'another process'}; "
+                                  "wait for it to finish, or use another name") from None
+        self._lock = lock
+        atomic_write_text(self.owner, f"pid {os.getpid()} on {socket.gethostname()} since {utc_now()}\n")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        try:
+            self.owner.unlink(missing_ok=True)   # before the release: never the next holder's file
+        finally:
+            self._lock.release()
+            self._lock = None

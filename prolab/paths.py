@@ -61,12 +61,93 @@ def portable(path: str | os.PathLike) -> str:
     return str(p)
 
 
-def slug(text: str) -> str:
-    """File-name-safe form of a model or dataset name: ``Qwen/Qwen2.5 1.5B`` -> ``qwen-qwen2.5-1.5b``."""
-    s = re.sub(r"[^a-z0-9.+_-]+", "-", str(text).strip().lower()).strip("-.")
+MAX_NAME = 120   # characters of a path component the kit builds (file systems allow 255 bytes; suffixes follow)
+
+
+def slug(text: str, what: str = "name") -> str:
+    """The one function that turns a name (run, grid, dataset, model, property space, class) into a path
+    component: ``Qwen/Qwen2.5 1.5B`` -> ``qwen-qwen2.5-1.5b``. Nothing it returns can leave the folder it is
+    joined to (no separators, no ``.``/``..``); empty and over-long names are refused here, with ``what`` and the
+    name in the message, not later as ``File name too long``. Names that differ only in case share a component:
+    writers that must tell them apart check ``claim`` or the owner recorded in the folder."""
+    if not isinstance(text, str):
+        raise ValueError(f"{what} {text!r}: must be a string")
+    s = re.sub(r"[^a-z0-9.+_-]+", "-", text.strip().lower()).strip("-.")
     if not s:
-        raise ValueError(f"cannot build a file name from {text!r}")
+        raise ValueError(f"{what} {text!r}: cannot build a file name from it (empty once separators and dots are "
+                         "dropped); give a name with letters or digits")
+    if len(s) > MAX_NAME:
+        raise ValueError(f"{what} {text[:40]!r}... is {len(s)} characters long as a file name; at most {MAX_NAME}")
     return s
+
+
+def component(text: str, what: str = "name") -> str:
+    """A name used *verbatim* as part of a file name (a prompt's name): letters, digits, ``._+-``, not starting
+    with a dot, at most ``MAX_NAME`` characters; anything else is refused (``slug`` would silently rename it)."""
+    if not isinstance(text, str) or not re.fullmatch(r"[A-Za-z0-9_+-][A-Za-z0-9._+-]*", text) \
+            or len(text) > MAX_NAME:
+        raise ValueError(f"{what} {str(text)[:60]!r}: must be letters, digits, '.', '_', '+' or '-' (no path "
+                         f"separators, not starting with a dot), at most {MAX_NAME} characters")
+    return text
+
+
+def claim(folder: Path, name: str, what: str) -> None:
+    """Record which ``name`` owns ``folder`` (``.owner`` inside it) and refuse another name that maps to the same
+    folder (``hcol`` and ``HCOL``): they would overwrite each other's files."""
+    from .files import atomic_write_text
+
+    marker = Path(folder) / ".owner"
+    if marker.is_file():
+        owner = marker.read_text(encoding="utf-8").strip()
+        if owner and owner != name:
+            raise ValueError(f"{what} {name!r}: its folder {folder} belongs to {what} {owner!r} (the names differ only "
+                             f"in case or punctuation, so they share it); give {name!r} another name")
+        return
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    atomic_write_text(marker, name + "\n")
+
+
+def kit_folders() -> set[str]:
+    """Names of the folders the kit ships under ``descriptors/`` and ``properties/``: the registered datasets,
+    the class lists committed beside them (``descriptors/<name>.txt``) and ``prompts``/``cache``."""
+    from .datasets import DATASETS
+
+    names = {slug(d) for d in DATASETS} | {"prompts", "cache"}
+    return names | {slug(f.stem) for f in (repo_root() / "descriptors").glob("*.txt")}
+
+
+def guard_kit_folder(dataset, key: str, out_root, area: str) -> None:
+    """Committed folders are written only on purpose: a user's class list or dataset YAML whose name is one of
+    ``kit_folders`` (``cityscapes_19.txt``, ``new_classes.txt`` from elsewhere) would overwrite the kit's
+    files under ``<area>/<name>/``; it may only when ``out_root`` names the folder to write. The registered
+    dataset itself and the kit's own class-list file (``descriptors/<name>.txt``) write there as always."""
+    if out_root is not None or str(dataset) == key:
+        return
+    name = slug(key, "dataset")
+    if name not in kit_folders():
+        return
+    own = repo_root() / "descriptors" / f"{key}.txt"
+    if own.is_file() and resolve(dataset).resolve() == own.resolve():
+        return
+    raise ValueError(f"dataset {str(dataset)!r} is named {key!r}, like the kit's folder {area}/{name}/: writing "
+                     f"there would overwrite the kit's files. Rename the file (e.g. my_{key}), or pass --out_root to "
+                     "write elsewhere on purpose")
+
+
+def guard_case_collision(folder: Path, key: str) -> None:
+    """Two datasets whose names differ only in case (``hcol``, ``HCOL``) map to one folder: refuse the second
+    one (the sidecars beside the descriptor files record which dataset wrote them)."""
+    import json
+
+    for meta in sorted(Path(folder).glob("*.meta.json")):
+        try:
+            owner = json.loads(meta.read_text(encoding="utf-8")).get("dataset")
+        except (OSError, ValueError):
+            continue
+        if isinstance(owner, str) and owner != key:
+            raise ValueError(f"dataset {key!r}: its folder {folder} holds the descriptors of dataset {owner!r} "
+                             f"({meta.name}); the names differ only in case or punctuation, so they would overwrite "
+                             f"each other: give {key!r} another name")
 
 
 # --- stage 1: descriptions ---------------------------------------------------------------------------------
@@ -85,13 +166,13 @@ def call_cache_path() -> Path:
 
 
 def descriptor_name(llm: str, prompt_tag: str) -> str:
-    return f"{slug(llm)}__{prompt_tag}"
+    return f"{slug(llm, 'model')}__{component(prompt_tag, 'prompt tag')}"
 
 
 def descriptor_path(dataset: str, llm: str, prompt_tag: str, root: Path | None = None) -> Path:
     """``descriptors/<dataset>/<llm>__<prompt-name>-<prompt-id>.json`` (release format)."""
     base = Path(root) if root is not None else repo_root() / "descriptors"
-    return base / slug(dataset) / f"{descriptor_name(llm, prompt_tag)}.json"
+    return base / slug(dataset, "dataset") / f"{descriptor_name(llm, prompt_tag)}.json"
 
 
 def descriptor_meta_path(descriptor_file: Path) -> Path:
@@ -123,7 +204,7 @@ def datasets_dir() -> Path:
 
 def run_dir(run_name: str) -> Path:
     """Checkpoints and logs of one training run: ``~/.cache/prolab/runs/<run_name>/``."""
-    return cache_root() / "runs" / slug(run_name)
+    return cache_root() / "runs" / slug(run_name, "run_name")
 
 
 def checkpoint_path(run_name: str) -> Path:
@@ -138,9 +219,13 @@ def models_dir() -> Path:
 
 # --- results -----------------------------------------------------------------------------------------------
 
-def results_dir(run_name: str = "") -> Path:
-    base = repo_root() / "results"
-    return base / slug(run_name) if run_name else base
+def results_root() -> Path:
+    return repo_root() / "results"
+
+
+def results_dir(run_name: str) -> Path:
+    """``results/<name>/`` of a pipeline run or grid; an empty name is refused (it would be ``results/`` itself)."""
+    return results_root() / slug(run_name, "results name")
 
 
 def notebooks_dir() -> Path:

@@ -112,7 +112,12 @@ def load_class_names(dataset_or_path: str | Path, normalize: bool = True) -> lis
             dataset_info(key)  # raises the "unknown dataset" error with the registered names
         raw = _read_list(path)
         source = str(path)
-    names = [normalize_class_name(n) for n in raw] if normalize else list(raw)
+    names = []
+    for i, n in enumerate(raw):
+        try:
+            names.append(normalize_class_name(n) if normalize else n)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{source}: class {i}: {e}") from None
     seen: dict[str, int] = {}
     for i, n in enumerate(names):
         if n in seen:
@@ -147,3 +152,30 @@ def palette(dataset: str) -> list[list[int]]:
         return np.random.default_rng(0).integers(0, 256, size=(n, 3)).tolist()
     f = _LISTS / Path(DATASETS[dataset].class_file).with_suffix(".palette.json").name
     return json.loads(f.read_text()) if f.exists() else []
+
+
+def class_list_hash(class_names) -> str:
+    """Hash of class names *in label order*: what binds a property space, a run or a converted checkpoint to the
+    class list it was made for (label i means class i)."""
+    from ..files import stable_hash
+
+    return stable_hash([str(c) for c in class_names], 12)
+
+
+def check_same_classes(made_for, given, what: str, source: str) -> None:
+    """Refuse to use ``what`` (made for the classes ``made_for``) with the classes ``given`` by ``source``
+    unless they are the same names in the same order; the message says what differs."""
+    made_for, given = list(made_for), list(given)
+    if made_for == given:
+        return
+    missing = [c for c in made_for if c not in given]
+    extra = [c for c in given if c not in made_for]
+    if missing or extra:
+        detail = (f"missing from it: {missing[:5]}" if missing else "") + ("; " if missing and extra else "") + \
+                 (f"not in {what}: {extra[:5]}" if extra else "")
+    else:
+        moved = [f"{c!r} is label {i}, was {made_for.index(c)}" for i, c in enumerate(given) if made_for[i] != c]
+        detail = "the same classes in another order: " + ", ".join(moved[:4]) + (" ..." if len(moved) > 4 else "")
+    raise ValueError(f"{what} was made for {len(made_for)} classes (class hash {class_list_hash(made_for)}); {source} "
+                     f"gives {len(given)} (class hash {class_list_hash(given)}): {detail}. Its labels would be scored "
+                     "under the wrong names: use the class list it was made with, or make it again")

@@ -47,12 +47,14 @@ class LayoutError(ValueError):
     """The folders on disk do not match the expected layout."""
 
 
-def guard_train_folder(folder: Path, train_folder: Path, split: str, dataset: str, allow: bool, fix: str) -> None:
+def guard_train_folder(folder: Path, train_folder: Path, split: str, dataset: str, allow: bool, fix: str,
+                       what: str = "images") -> None:
     """Refuse to evaluate split ``split`` from the training folder itself (a missing ``{split}`` placeholder
-    would otherwise make ``--split test`` silently score the training images)."""
+    would otherwise make ``--split test`` silently score the training images, or score the split's images
+    against the training label maps of the same file names)."""
     if allow or Path(folder).resolve() != Path(train_folder).resolve():
         return
-    raise LayoutError(f"{dataset}: the {split!r} split's images are the training folder {folder}: its numbers would "
+    raise LayoutError(f"{dataset}: the {split!r} split's {what} are the training folder {folder}: its numbers would "
                       f"measure fitting, not generalisation. {fix[0].upper() + fix[1:]}; or, to score the "
                       "training images on purpose, pass --allow_train_folder to `prolab evaluate` "
                       "(allow_train_folder=True in evaluate_runs)")
@@ -228,6 +230,7 @@ class SegmentationDataset:
         stamp = paths.cache_root() / "checked" / f"{h.hexdigest()[:24]}.json"
         if stamp.exists():
             return {"samples": len(self.pairs), "cached": True}
+        labelled = False
         for img_path, ann_path in tqdm(self.pairs, desc=f"checking {self.name} {self.split or ''}".rstrip(),
                                        unit="file", disable=not progress):
             size = _decode(img_path, self.name, "image", lambda im: im.size, full=False)
@@ -235,7 +238,13 @@ class SegmentationDataset:
             if raw.shape[:2] != (size[1], size[0]):
                 raise LayoutError(f"{self.name}: size mismatch: image {img_path} is {size[0]}x{size[1]}, "
                                   f"label {ann_path} is {raw.shape[1]}x{raw.shape[0]}")
-            self._labels(raw, ann_path)
+            labels = self._labels(raw, ann_path)   # validates every file
+            labelled = labelled or bool((labels < len(self.class_names)).any())
+        if self.pairs and not labelled:   # training on it would "converge" at loss 0 and report rc 0
+            raise LayoutError(f"{self.name}: no pixel of the {len(self.pairs)} label maps of split "
+                              f"{self.split or '?'} belongs to a class: every value maps to ignore "
+                              f"({self.ignore_index}). Check the label_map / ignore_index of the dataset "
+                              f"(e.g. {self.pairs[0][1]})")
         atomic_write_json(stamp, {"dataset": self.name, "samples": len(self.pairs), "root": str(self.root)})
         return {"samples": len(self.pairs), "cached": False}
 

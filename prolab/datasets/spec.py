@@ -91,9 +91,10 @@ class DatasetSpec:
         from .layouts import SegmentationDataset, guard_train_folder, spec_layout
 
         if split != "train":
-            guard_train_folder(self.folder(split)[0], self.folder("train")[0], split, f"{self.source}",
-                               allow_train_folder, fix="give img_dir and ann_dir a {split} placeholder (and "
-                                                       "list the split folders under 'splits')")
+            fix = "give img_dir and ann_dir a {split} placeholder (and list the split folders under 'splits')"
+            for i, what in ((0, "images"), (1, "label maps")):   # labels too: same file names, training labels
+                guard_train_folder(self.folder(split)[i], self.folder("train")[i], split, f"{self.source}",
+                                   allow_train_folder, fix=fix, what=what)
         img, ann = self.folder(split)
         ds = SegmentationDataset(self.data_root, spec_layout(self, img, ann), list(self.class_names), "",
                                  transform, self.label_map, self.ignore_index, name=self.name)

@@ -65,6 +65,8 @@ def _validate(d: dict, source: str) -> Prompt:
     for field in ("name", "template"):
         if not isinstance(d.get(field), str) or not d[field].strip():
             raise ValueError(f"prompt file {source}: field {field!r} is missing or empty")
+    # the name becomes part of descriptor file names: a path component, verbatim (no "../", no "/")
+    paths.component(d["name"], f"prompt file {source}: name")
     fields = [f for _, f, _, _ in string.Formatter().parse(d["template"]) if f is not None]
     if fields != ["class_name"]:
         raise ValueError(f"prompt file {source}: the template must contain {{class_name}} exactly once "

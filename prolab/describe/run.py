@@ -46,6 +46,11 @@ def describe_dataset(dataset: str, backend: str | Backend = "replay", llm: str |
     """
     class_names = load_class_names(dataset)
     dataset_key = _dataset_key(dataset)
+    # where the file goes is checked before any model call: never a kit folder by accident, never a folder
+    # that another dataset (same name up to case) writes
+    paths.guard_kit_folder(dataset, dataset_key, out_root, "descriptors")
+    paths.guard_case_collision(paths.descriptor_path(dataset_key, "x", "x", root=paths.resolve(out_root)
+                                                     if out_root else None).parent, dataset_key)
     names = resolve_prompt_names(dataset, class_names, prompt_names)
     prompt = load_prompt(prompt) if isinstance(prompt, str) else prompt
     if isinstance(backend, str):

@@ -82,9 +82,10 @@ class _ProLabHead(BaseDecodeHead):
             self.register_buffer("bank", prepare_bank(space.bank, normalize_bank))
             self.register_buffer("signatures", torch.as_tensor(space.signatures, dtype=torch.float32))
             self.property_names = list(space.property_names)
+            self.space_classes = list(space.class_names)   # checked against the dataset's by ProLabClassCheckHook
             out_dim = self.bank.shape[1]
         else:
-            self.signatures = None
+            self.signatures, self.space_classes = None, None
             out_dim = num_classes
         # mmseg's conv_seg init, N(0, 0.01) and zero bias, made here because the kit's layer replaces conv_seg
         self.classifier = init_classifier(nn.Conv2d(block.out_channels, out_dim, 1), head_init)

@@ -13,13 +13,13 @@ STANDIN = _install_standins()
 
 from .checkpoint import allow_mmengine_checkpoints  # noqa: E402
 from .datasets import ProLabSyntheticDataset  # noqa: E402
-from .hooks import ProLabOneHotWarmupHook  # noqa: E402
+from .hooks import ProLabClassCheckHook, ProLabOneHotWarmupHook  # noqa: E402
 from .models import ProLabBackbone, ProLabFCNHead, ProLabUPerHead  # noqa: E402
 from .optim import ProLabOptimWrapperConstructor  # noqa: E402
 
 allow_mmengine_checkpoints()
 
-__all__ = ["ProLabBackbone", "ProLabUPerHead", "ProLabFCNHead", "ProLabOneHotWarmupHook", "ProLabSyntheticDataset",
+__all__ = ["ProLabBackbone", "ProLabUPerHead", "ProLabFCNHead", "ProLabOneHotWarmupHook", "ProLabClassCheckHook", "ProLabSyntheticDataset",
            "ProLabOptimWrapperConstructor", "STANDIN", "allow_mmengine_checkpoints", "build_model"]
 
 

@@ -24,6 +24,9 @@ def build_runner(config: str, work_dir: str | None = None, resume: bool = False,
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     cfg.launcher = launcher
+    hooks = list(cfg.get("custom_hooks") or [])
+    if not any(h.get("type") in ("ProLabClassCheckHook", "prolab.mmseg.hooks.ProLabClassCheckHook") for h in hooks):
+        cfg.custom_hooks = hooks + [dict(type="ProLabClassCheckHook")]   # a config's own hook list keeps the check
     cfg.work_dir = work_dir or cfg.get("work_dir") or str(Path("results/_scratch/mmseg") / Path(config).stem)
     cfg.resume = bool(resume)
     return Runner.from_cfg(cfg)

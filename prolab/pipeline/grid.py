@@ -36,6 +36,8 @@ AXIS_STAGE = {"n_properties": "properties", "embedder": "properties", "method": 
               "loss": "train",
               "temperature": "train", "mode": "train", "prompt": "describe", "llm": "describe",
               **{a: "train" for a in TRAIN_AXES}}
+# training settings each cell sets (cell_config): a grid's `train` section may not hold them
+CELL_SET = ("mode", "loss", "temperature", "seed", "dataset", "run_name", "property_space")
 DEFAULT_BASE = {"n_properties": None, "embedder": defaults.EMBEDDER, "method": defaults.METHOD,
                 "loss": defaults.LOSS, "temperature": defaults.TEMPERATURE, "prompt": defaults.PROMPT,
                 "llm": defaults.LLM, "mode": "property", "separate": False,
@@ -116,8 +118,9 @@ def load_grid(path: str | Path, dataset: str | None = None) -> GridConfig:
     path = paths.resolve(path)
     raw = read_yaml_mapping(path, "grid config", {"name", "dataset", "base", "vary", "seeds", "train", "cross"})
     for key in ("name", "dataset"):
-        if not isinstance(raw.get(key), str):
-            raise ValueError(f"{path}: {key!r} must be a string")
+        if not isinstance(raw.get(key), str) or not raw[key].strip():
+            raise ValueError(f"{path}: {key!r} must be a non-empty string")
+    paths.slug(raw["name"], f"{path}: grid name")   # it names results/<name>/: refused now, not at the first write
     if dataset is not None:
         raw = {**raw, "dataset": str(dataset), "name": f"{raw['name']}_{dataset_key(dataset)}"}
     if is_spec_path(raw["dataset"]):
@@ -165,6 +168,13 @@ def load_grid(path: str | Path, dataset: str | None = None) -> GridConfig:
     seeds = raw.get("seeds", [0])
     check("seeds", seeds, Rule(list, item=int, min=0), where=str(path))
     train = raw.get("train") or {}
+    if not isinstance(train, dict):
+        raise ValueError(f"{path}: 'train' must map training settings to values")
+    # what every cell sets itself: in `train` it would clash with the cell's value (or silently win over it)
+    per_cell = sorted(k for k in train if k in CELL_SET or (k in AXES and k not in TRAIN_AXES))
+    if per_cell:
+        raise ValueError(f"{path}: train: {per_cell} are set by each cell (axes go under 'base' or 'vary', seeds "
+                         "under 'seeds'; the grid names runs and builds their property spaces)")
     try:
         TrainConfig.preset("demo", **{**train, "dataset": raw["dataset"]})
     except (TypeError, ValueError) as e:

@@ -175,7 +175,7 @@ def fill(text: str) -> str:
 
 
 def documents() -> list[Path]:
-    return [paths.repo_root() / "README.md", paths.results_dir() / "README.md"]
+    return [paths.repo_root() / "README.md", paths.results_root() / "README.md"]
 
 
 def main() -> None:

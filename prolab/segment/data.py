@@ -21,9 +21,10 @@ def open_split(cfg: TrainConfig, split: str, transform=None, allow_train_folder:
             raise ValueError("dataset='custom' needs img_dir, ann_dir and classes")
         sub = lambda p, s: str(paths.resolve(p)).replace("{split}", s)  # noqa: E731
         if split != "train":
-            guard_train_folder(sub(cfg.img_dir, split), sub(cfg.img_dir, "train"), split, "custom data",
-                               allow_train_folder, fix=f"put {{split}} in --img_dir and --ann_dir (e.g. "
-                                                       f"images/{{split}}; now {cfg.img_dir!r})")
+            for d, what in ((cfg.img_dir, "images"), (cfg.ann_dir, "label maps")):
+                guard_train_folder(sub(d, split), sub(d, "train"), split, "custom data", allow_train_folder,
+                                   fix=f"put {{split}} in --img_dir and --ann_dir (e.g. images/{{split}}; now "
+                                       f"{cfg.img_dir!r} and {cfg.ann_dir!r})", what=what)
         ds = custom_dataset(sub(cfg.img_dir, split), sub(cfg.ann_dir, split), paths.resolve(cfg.classes),
                             cfg.img_suffix, cfg.seg_map_suffix, cfg.ignore_index, transform=transform)
         ds.split = split

@@ -94,9 +94,26 @@ def load_trained(run_name: str, device: str = "cpu") -> tuple[SegModel, TrainCon
     from .train import build_model
 
     ds = open_split(cfg, "train")
+    check_run_classes(run_name, ds.class_names, f"dataset {cfg.dataset}")
     model, _ = build_model(replace(cfg, pretrained=None), ds.class_names)
-    model.load_state_dict(state)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:   # a run from before classes.json, whose class list changed since
+        first = str(e).split("\n")[1].strip() if "\n" in str(e) else str(e)
+        raise ValueError(f"run {run_name!r}: its weights do not fit the model its config builds now ({first}); "
+                         f"has the class list of dataset {cfg.dataset} changed since it was trained?") from None
     return model.to(device).eval(), cfg, ds.class_names
+
+
+def check_run_classes(run_name: str, class_names, source: str) -> None:
+    """Refuse to score or load a run with a class list other than the one it was trained on (``classes.json``,
+    written by ``train``: names in label order)."""
+    from ..datasets.classes import check_same_classes
+    from ..files import read_json
+
+    f = paths.run_dir(run_name) / "classes.json"
+    if f.is_file():
+        check_same_classes(read_json(f)["class_names"], class_names, f"run {run_name!r}", source)
 
 
 # --- a run's identity: reuse only what the same inputs made ---------------------------------------------------

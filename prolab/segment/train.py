@@ -19,7 +19,8 @@ from ..progress import tqdm
 
 from .. import paths
 from ..defaults import IGNORE_INDEX
-from ..files import (atomic_write_bytes, atomic_write_json, canonical_safetensors, clean_stale_temps,
+from ..datasets.classes import check_same_classes, class_list_hash
+from ..files import (atomic_write_bytes, atomic_write_json, canonical_safetensors, clean_stale_temps, folder_lock,
                      environment_info)
 from .config import RESUME_FREE, TrainConfig
 from .data import _Batches, _Keys, eval_split, open_split  # noqa: F401  (eval_split: re-exported)
@@ -121,9 +122,7 @@ def load_space_for(cfg: TrainConfig, class_names: list[str]):
         root = paths.repo_root()
         cfg.property_space = str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
     space = PropertySpace.load(path)
-    if space.class_names != class_names:
-        raise ValueError(f"property space {Path(path).name} is for classes {space.class_names[:3]}..., "
-                         f"not the dataset's {class_names[:3]}...")
+    check_same_classes(space.class_names, class_names, f"property space {Path(path).name}", f"dataset {cfg.dataset}")
     leaked = sorted(set(held) - set(space.notes.get("unseen", [])))
     if leaked:  # the protocol: unseen classes reach the bank only by assignment, never by clustering
         raise ValueError(f"property space {Path(path).name} was clustered with the descriptions of {leaked}, which "
@@ -215,7 +214,15 @@ def train(cfg: TrainConfig, progress: bool = True, stop_after: int | None = None
     fingerprint, code) decides: a finished run with the same identity is reused, an unfinished one resumed
     from its checkpoint; a run of the same name with another identity is moved aside (kept) and training
     starts afresh, as it does with ``force`` or ``resume=False``. ``stop_after`` ends this process's work
-    after that iteration (tests)."""
+    after that iteration (tests). The run folder is locked meanwhile: a second process training the same
+    run_name stops with the first one's pid instead of writing into (or moving) its folder."""
+    if int(os.environ.get("RANK", "0")) != 0:   # rank 0 owns the folder; the other ranks write nothing there
+        return _train(cfg, progress, stop_after, force)
+    with folder_lock(paths.run_dir(cfg.run_name), "run"):
+        return _train(cfg, progress, stop_after, force)
+
+
+def _train(cfg: TrainConfig, progress: bool, stop_after: int | None, force: bool) -> TrainResult:
     from ..datasets.transforms import AugmentDefaults, TrainTransform
 
     world, rank, local_rank = _dist_info()
@@ -263,7 +270,11 @@ def train(cfg: TrainConfig, progress: bool = True, stop_after: int | None = None
             print(f"run {cfg.run_name}: {', '.join(changed)} changed since it was trained: training afresh; the "
                   f"previous run is kept at {replaced}", flush=True)
         run.mkdir(parents=True, exist_ok=True)
+        paths.claim(run, cfg.run_name, "run_name")   # Run and run would share the folder
         atomic_write_json(identity_path(cfg.run_name), identity)
+        # the classes in label order: evaluate and load_trained refuse a class list edited since
+        atomic_write_json(run / "classes.json", {"class_names": list(ds.class_names),
+                                                 "hash": class_list_hash(ds.class_names)})
         clean_stale_temps(run)  # half-written checkpoints of a killed run
     if world > 1:
         torch.distributed.barrier()

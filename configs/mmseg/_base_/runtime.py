@@ -5,7 +5,7 @@ default_scope = "mmseg"
 
 val_cfg = dict(type="ValLoop")
 test_cfg = dict(type="TestLoop")
-custom_hooks = [dict(type="ProLabOneHotWarmupHook", iters=0)]
+custom_hooks = [dict(type="ProLabOneHotWarmupHook", iters=0), dict(type="ProLabClassCheckHook")]
 default_hooks = dict(
     timer=dict(type="IterTimerHook"),
     logger=dict(type="LoggerHook", interval=50, log_metric_by_epoch=False),
