@@ -16,9 +16,12 @@ from typing import Any
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Write to a temporary file in the same folder, fsync, then rename: a kill never leaves half a file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # the writer's pid is in the name, so clean_stale_temps can tell a dead writer's leftovers from live ones
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # the writer's pid is in the name, so clean_stale_temps can tell a dead writer's leftovers from live ones
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", suffix=".tmp", dir=path.parent)
+    except OSError as e:   # an unwritable folder, a file where a folder should be: say which file
+        raise OSError(e.errno, f"cannot write {path}: {e.strerror}") from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -28,6 +31,10 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions
         os.replace(tmp, path)
+    except OSError as e:   # ENOSPC, EDQUOT...: the message names the file (the old one is untouched)
+        Path(tmp).unlink(missing_ok=True)
+        raise OSError(e.errno, f"cannot write {path}: {e.strerror} (the previous file, if any, is unchanged)") \
+            from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

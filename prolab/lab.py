@@ -2,10 +2,13 @@
 
 A student steps through ``notebooks/`` in JupyterLab; JupyterLab saves (and autosaves) the outputs, the kernel's
 language_info and widget state into the files, and git then lists every notebook as modified. With this hook a
-save of a notebook in the kit's ``notebooks/`` folder keeps what the student wrote (sources, cell tags,
-parameters) and drops what a run adds, so the file is byte-identical to the committed one until its sources are
-edited. The committed files carry the kernel's own kernelspec and language_info (JupyterLab marks a notebook
-modified on open when they differ from what the kernel reports). Executed copies with outputs are what ``prolab run`` writes under ``results/<run_name>/``.
+save of one of the kit's own notebooks (``KIT_NOTEBOOKS`` in ``notebooks/``) keeps what the student wrote
+(sources, cell tags, parameters) and drops what a run adds, so the file is byte-identical to the committed one
+until its sources are edited. Any other notebook, in ``notebooks/`` too (``Untitled.ipynb``,
+``05_train_segmentation-Copy1.ipynb``), is the student's own and is saved as it is, outputs included. The
+committed files carry the kernel's own kernelspec and language_info (JupyterLab marks a notebook modified on open
+when they differ from what the kernel reports). Executed copies with outputs are what ``prolab run`` writes under
+``results/<run_name>/``.
 
 ``make lab`` starts JupyterLab with it:
 ``jupyter lab --ContentsManager.pre_save_hook=prolab.lab.strip_outputs_on_save``.
@@ -22,10 +25,19 @@ RUN_CELL_METADATA = ("execution", "scrolled", "collapsed", "trusted")
 RUN_NOTEBOOK_METADATA = ("widgets",)
 
 
+# The kit's own notebooks, the pipeline's steps in order (configs/demo.yaml runs them all; a test checks that the
+# config, the committed notebooks/ and this list agree). Only these are stripped: a user's notebook beside them
+# (a JupyterLab copy, Untitled.ipynb) holds their work and outputs.
+KIT_NOTEBOOKS = ("00_prolab_in_60_lines.ipynb", "01_prompt_design.ipynb", "02_llm_retrieval.ipynb",
+                 "03_embedding_clustering.ipynb", "04_property_space.ipynb", "05_train_segmentation.ipynb",
+                 "06_evaluate.ipynb", "07_ablation_tables.ipynb", "08_what_properties_buy.ipynb")
+
+
 def is_kit_notebook(path: str | Path, root_dir: str | Path) -> bool:
-    """True for an .ipynb directly in the kit's notebooks/ folder (``path`` relative to the server's root)."""
+    """True for one of the kit's own notebooks (``KIT_NOTEBOOKS``) in its notebooks/ folder (``path`` relative
+    to the server's root); False for any other file, a user's notebook in notebooks/ included."""
     full = (Path(root_dir) / path).resolve()
-    return full.suffix == ".ipynb" and full.parent == paths.notebooks_dir().resolve()
+    return full.name in KIT_NOTEBOOKS and full.parent == paths.notebooks_dir().resolve()
 
 
 def strip_run_state(nb: dict, language_info: dict | None = None) -> dict:
@@ -48,7 +60,8 @@ def strip_run_state(nb: dict, language_info: dict | None = None) -> dict:
 
 def strip_outputs_on_save(model: dict, path: str, contents_manager, **kwargs) -> None:
     """jupyter_server pre-save hook (``ContentsManager.pre_save_hook``): strips run state from the kit's own
-    notebooks; any other file (a copy saved elsewhere, your own notebooks) is saved as it is."""
+    notebooks (``KIT_NOTEBOOKS``); any other file (a copy, ``Untitled.ipynb``, your own notebooks in notebooks/ or
+    elsewhere) is saved as it is."""
     if model.get("type") != "notebook" or not isinstance(model.get("content"), dict):
         return
     root = getattr(contents_manager, "root_dir", ".")

@@ -31,9 +31,26 @@ def resolve(path: str | os.PathLike) -> Path:
     return p if p.is_absolute() else repo_root() / p
 
 
+_usable: set[Path] = set()
+
+
 def cache_root() -> Path:
+    """``$PROLAB_CACHE``, else ``~/.cache/prolab``; created on first use, with an error that names the variable
+    when it cannot be (``/proc/none``, a path under a regular file). Set but empty is refused, not read as unset."""
     env = os.environ.get("PROLAB_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "prolab"
+    if env is not None and not env.strip():
+        raise ValueError("PROLAB_CACHE is set but empty: unset it (the cache is then ~/.cache/prolab) or name a folder")
+    root = Path(env).expanduser() if env else Path.home() / ".cache" / "prolab"
+    if root not in _usable:
+        where = f"PROLAB_CACHE={env}" if env else "the default cache (set PROLAB_CACHE to use another folder)"
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise OSError(e.errno, f"{where}: cannot create the cache folder {root}: {e.strerror}") from None
+        if not os.access(root, os.W_OK | os.X_OK):
+            raise PermissionError(f"{where}: the cache folder {root} is not writable")
+        _usable.add(root)
+    return root
 
 
 def extensions_dir() -> Path:

@@ -284,3 +284,57 @@ def test_an_empty_class_name_names_its_file(tmp_path):
     f.write_text(json.dumps(["road", "  ", "sky"]))
     with pytest.raises(ValueError, match=r"c\.json: class 1: empty class name"):
         load_class_names(f)
+
+
+# -- low: the cache and writes ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("value", ["/proc/none/prolab", "FILE/sub"])
+def test_an_unusable_cache_is_named(tmp_path, monkeypatch, value):
+    (tmp_path / "FILE").write_text("x")
+    monkeypatch.setenv("PROLAB_CACHE", value.replace("FILE", str(tmp_path / "FILE")))
+    with pytest.raises(OSError, match="PROLAB_CACHE=.*cannot create the cache folder"):
+        paths.cache_root()
+
+
+def test_an_empty_cache_variable_is_not_read_as_unset(monkeypatch):
+    monkeypatch.setenv("PROLAB_CACHE", "")
+    with pytest.raises(ValueError, match="PROLAB_CACHE is set but empty"):
+        paths.cache_root()
+
+
+def test_a_failed_write_names_the_file_and_keeps_the_old_one(tmp_path, monkeypatch):
+    import errno
+
+    from prolab.files import atomic_write_text
+
+    f = atomic_write_text(tmp_path / "a.json", "old")
+
+    def full(fd, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", lambda fd: full(fd, b""))
+    with pytest.raises(OSError, match=r"cannot write .*a\.json: No space left on device"):
+        atomic_write_text(f, "new")
+    assert f.read_text() == "old" and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_a_data_root_that_is_a_file_says_so(tmp_path):
+    from prolab.datasets.layouts import LayoutError, open_dataset
+
+    (tmp_path / "root").write_text("")
+    with pytest.raises(LayoutError, match="is a file, not a folder"):
+        open_dataset("cityscapes_19", tmp_path / "root", "val")
+
+
+def test_a_space_where_classes_have_no_property_is_refused(tmp_path):
+    from prolab.properties import PropertySpace
+    from prolab.segment.train import TrainConfig, load_space_for
+
+    src = next((REPO / "properties" / "synthetic_outdoor").glob("*k24.safetensors"))
+    space = PropertySpace.load(src)
+    space.signatures = space.signatures.copy()
+    space.signatures[:16] = 0
+    bad = space.save(tmp_path / "bad.safetensors")
+    cfg = TrainConfig.demo(property_space=str(bad))
+    with pytest.raises(ValueError, match=r"bad\.safetensors: 16 classes have no property"):
+        load_space_for(cfg, list(space.class_names))

@@ -130,7 +130,8 @@ class SegmentationDataset:
                  name: str = "dataset"):
         self.root = Path(root).expanduser()
         if not self.root.is_dir():
-            raise LayoutError(f"{name}: data root {self.root} does not exist")
+            raise LayoutError(f"{name}: data root {self.root} " + ("is a file, not a folder" if self.root.exists()
+                                                                   else "does not exist"))
         self.layout, self.class_names, self.split, self.transform, self.name = layout, class_names, split, transform, name
         self.ignore_index = ignore_index
         self.ignore_hint = "pass --ignore_index {value}"  # how to declare an 'unlabelled' value (a YAML says where)

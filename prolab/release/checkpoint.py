@@ -39,7 +39,10 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import re
+import shutil
+import sys
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -401,21 +404,17 @@ def release_to_run(checkpoint, property_space, run_name: str, dataset: str = "ad
     The space is copied into the run folder with its bank rows L2-normalised, as the release's segmentor
     normalises them. ``data_root`` is where the dataset lies (the run records it, as training does).
     ``config_overrides`` go to the recorded ``TrainConfig`` (e.g. ``crop_size``/``scale`` for a quick test).
-    An existing run folder is refused unless ``force`` (then it is moved aside, nothing deleted).
+    An existing run folder is refused unless ``force`` (then it is moved aside, nothing deleted, once the new
+    run is complete). The run is written to ``<run>.partial-<pid>`` beside it, checked, and renamed into place, so
+    a failure leaves nothing behind; ``<run>.lock`` keeps two conversions into one run apart.
 
     Written: ``model.safetensors`` (metadata: config, identity), ``config.json``, ``identity.json`` (its
     ``code`` part names the checkpoint, so `prolab train` never takes the folder for its own finished run),
-    ``property_space.safetensors/.json`` and ``release.json`` (source, sha256, what the conversion did)."""
-    import numpy as np
-    from safetensors.torch import save
-
+    ``classes.json`` (the dataset's classes in label order), ``property_space.safetensors/.json`` and
+    ``release.json`` (source, sha256, what the conversion did)."""
     from .. import paths
-    from ..files import atomic_write_bytes, atomic_write_json, canonical_safetensors, environment_info, stable_hash
+    from ..files import folder_lock
     from ..properties import PropertySpace
-    from ..segment.config import TrainConfig
-    from ..segment.data import open_split
-    from ..segment.runs import identity_path, run_identity, set_aside
-    from ..segment.train import build_model
 
     if isinstance(checkpoint, (str, Path)):
         checkpoint = load_release_checkpoint(checkpoint)
@@ -440,22 +439,106 @@ def release_to_run(checkpoint, property_space, run_name: str, dataset: str = "ad
                          "PropertySpace.from_release of the bank file its config names)")
 
     run = paths.run_dir(run_name)
-    if run.exists() and any(run.iterdir()):
-        if not force:
-            raise FileExistsError(f"run folder {run} exists: pick another run_name or pass force=True (it is then "
-                                  "moved aside, not deleted)")
-        set_aside(run_name)
-    run.mkdir(parents=True, exist_ok=True)
+    _refuse_existing(run, force)   # before any work; checked again under the lock
+    # <run>.lock, the lock `prolab train` holds on a run folder too: two writers never mix their files; a second
+    # one stops at once, naming the holder's pid
+    with folder_lock(run, "run"):
+        _refuse_existing(run, force)
+        # everything is written to a staging folder beside the run and moved into place only once it is
+        # complete and checked: a failure never leaves a half-made run (nor blocks a retry)
+        stage = run.with_name(f"{run.name}.partial-{os.getpid()}")
+        _remove_stale_stages(run)
+        stage.mkdir()
+        try:
+            details = _write_run(stage, run, run_name, state, report, source, meta, space, channels, has_aux,
+                                 dataset, data_root, config_overrides)
+            _validate_staged(stage)
+            _swap_in(stage, run, run_name)
+        except BaseException:
+            shutil.rmtree(stage, ignore_errors=True)
+            raise
+    return ReleaseRun(run, run / "model.safetensors", run / "property_space.safetensors", details)
+
+
+def _refuse_existing(run: Path, force: bool) -> None:
+    if run.exists() and any(run.iterdir()) and not force:
+        raise FileExistsError(f"run folder {run} exists: pick another run name or pass --force (force=True in "
+                              "Python; the old run is then moved aside, not deleted)")
+
+
+def _remove_stale_stages(run: Path) -> None:
+    """Staging folders of this run left by killed conversions (only called under the run's lock, so none of
+    them belongs to a conversion still running)."""
+    pattern = re.compile(re.escape(run.name) + r"\.partial-\d+")
+    for p in run.parent.iterdir() if run.parent.is_dir() else ():
+        if pattern.fullmatch(p.name) and p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+
+
+RUN_FILES = ("model.safetensors", "config.json", "identity.json", "classes.json", "release.json",
+             "property_space.safetensors", "property_space.json")
+
+
+def _validate_staged(stage: Path) -> None:
+    """The staged run is complete and readable: every file, the property space (its checksums), the weights'
+    header and the JSON files."""
+    from safetensors import safe_open
+
+    from ..files import read_json
+    from ..properties import PropertySpace
+
+    missing = [n for n in RUN_FILES if not (stage / n).is_file()]
+    if missing:
+        raise RuntimeError(f"the converted run in {stage} lacks {missing}")
+    PropertySpace.load(stage / "property_space.safetensors")
+    with safe_open(str(stage / "model.safetensors"), framework="pt") as f:
+        if not list(f.keys()):
+            raise RuntimeError(f"{stage / 'model.safetensors'} holds no tensors")
+    for n in ("config.json", "identity.json", "classes.json", "release.json"):
+        read_json(stage / n)
+
+
+def _swap_in(stage: Path, run: Path, run_name: str) -> None:
+    """Move the staged run into place; an old run (``force``) is set aside (kept) only now, right before."""
+    from ..segment.runs import set_aside
+
+    aside = None
+    if run.exists():
+        if any(run.iterdir()):
+            aside = set_aside(run_name)
+        else:
+            run.rmdir()
+    try:
+        os.replace(stage, run)
+    except OSError:
+        if aside is not None and not run.exists():   # put the old run back
+            os.replace(aside, run)
+        raise
+    if aside is not None:
+        log.info("the previous run %s was moved to %s", run, aside)
+
+
+def _write_run(stage: Path, run: Path, run_name: str, state, report, source, meta, space, channels, has_aux,
+               dataset, data_root, config_overrides) -> dict:
+    """Write the run's files into ``stage``; the paths recorded in them are the final ones (under ``run``)."""
+    import numpy as np
+    from safetensors.torch import save
+
+    from .. import defaults
+    from ..datasets.classes import class_list_hash
+    from ..files import atomic_write_bytes, atomic_write_json, canonical_safetensors, environment_info, stable_hash
+    from ..paper import RELEASE_CONFIGS
+    from ..segment.config import TrainConfig
+    from ..segment.data import open_split
+    from ..segment.runs import run_identity
+    from ..segment.train import build_model
 
     bank = space.bank.astype(np.float32)
     norms = np.linalg.norm(bank, axis=1, keepdims=True)
     unit = replace(space, bank=(bank / np.clip(norms, 1e-12, None)).astype(np.float32),
                    notes={**space.notes, "bank_rows_l2_normalised": "as the release's segmentor does"})
-    space_path = unit.save(run / "property_space.safetensors",
-                           extra_meta={"release_checkpoint": source})
-
-    from .. import defaults
-    from ..paper import RELEASE_CONFIGS
+    staged_space = unit.save(stage / "property_space.safetensors", extra_meta={"release_checkpoint": source})
+    space_path = run / staged_space.name
 
     rc = RELEASE_CONFIGS["ade20k_150"]
     # the auxiliary weight the release's property models effectively train with (its cosine loss ignores 0.4)
@@ -468,7 +551,9 @@ def release_to_run(checkpoint, property_space, run_name: str, dataset: str = "ad
                              data_root=None if data_root is None else str(data_root),
                              property_space=str(space_path), **overrides)
     ds = open_split(cfg, "train")
-    model, loaded_space = build_model(replace(cfg, pretrained=None), ds.class_names)
+    # built from the staged copy of the space (the recorded config names its final place)
+    model, loaded_space = build_model(replace(cfg, pretrained=None, property_space=str(staged_space)),
+                                      ds.class_names)
     full = dict(state)
     full["bank"] = torch.from_numpy(unit.bank.copy())
     full["signatures"] = torch.from_numpy(unit.signatures.astype(np.float32))
@@ -485,19 +570,21 @@ def release_to_run(checkpoint, property_space, run_name: str, dataset: str = "ad
     identity = run_identity(cfg, loaded_space, ds)
     identity["code"] = f"release checkpoint sha256:{source['sha256'] or 'unknown'}"
     identity["id"] = stable_hash({k: identity[k] for k in ("config", "property_space", "dataset", "code")})
-    atomic_write_json(identity_path(run_name), identity)
-    atomic_write_json(run / "config.json", {**cfg.to_dict(), "environment": environment_info(), "world_size": 1,
-                                            "device": "cpu", "made_by": "prolab.release.checkpoint.release_to_run"})
+    atomic_write_json(stage / "identity.json", identity)
+    # the classes in label order, as `prolab train` records them: evaluate and load_trained refuse a list edited since
+    atomic_write_json(stage / "classes.json", {"class_names": list(ds.class_names),
+                                               "hash": class_list_hash(ds.class_names)})
+    atomic_write_json(stage / "config.json", {**cfg.to_dict(), "environment": environment_info(), "world_size": 1,
+                                              "device": "cpu", "made_by": "prolab.release.checkpoint.release_to_run"})
     details = {**source, "meta": _meta_summary(meta), "conversion": report.to_dict(),
                "filled": {k: why for k, why in OURS_ONLY.items()},
                "bank_row_norms_before": [float(norms.min()), float(norms.max())],
                "paper_miou": {"ade20k_150": 49.0}.get(cfg.dataset)}
-    atomic_write_json(run / "release.json", details)
-    weights = run / "model.safetensors"
-    atomic_write_bytes(weights, canonical_safetensors(save(
+    atomic_write_json(stage / "release.json", details)
+    atomic_write_bytes(stage / "model.safetensors", canonical_safetensors(save(
         {k: v.contiguous().cpu() for k, v in model.state_dict().items()},
         metadata={"config": json.dumps(cfg.to_dict()), "identity": identity["id"]})))
-    return ReleaseRun(run, weights, space_path, details)
+    return details
 
 
 def save_release_state(state: Mapping[str, torch.Tensor], path: str | Path, meta: Mapping | None = None) -> Path:
@@ -518,22 +605,56 @@ def main(argv: list[str] | None = None) -> int:
 
     from ..properties import PropertySpace
 
-    ap = argparse.ArgumentParser(prog="python -m prolab.release.checkpoint", description=main.__doc__)
+    class Parser(argparse.ArgumentParser):
+        def error(self, message):   # one line and status 2, like the errors cli() reports (argparse adds usage)
+            self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+    ap = Parser(prog="python -m prolab.release.checkpoint", description=main.__doc__)
     ap.add_argument("checkpoint", help="the release's mmseg 0.x checkpoint (.pth, read with weights_only=True)")
     ap.add_argument("bank", help="the embedding bank it was trained with: the release's .pth bank file or a kit "
                                  ".safetensors property space (d must equal the checkpoint's head width, 768)")
     ap.add_argument("--run_name", required=True, help="name of the run to write (<PROLAB_CACHE>/runs/<run_name>/)")
     ap.add_argument("--dataset", default="ade20k_150", help="registered dataset (default: ade20k_150)")
     ap.add_argument("--data_root", required=True, help="where the dataset lies (its mmseg layout), as for `prolab train`")
-    ap.add_argument("--force", action="store_true", help="move an existing run of that name aside (default: off)")
+    ap.add_argument("--force", action="store_true", help="move an existing run of that name aside (kept) once the "
+                                                          "new one is written and checked (default: off)")
     a = ap.parse_args(argv)
-    bank = Path(a.bank)
-    space = PropertySpace.load(bank) if bank.suffix == ".safetensors" else PropertySpace.from_release(bank, a.dataset)
+    bank = Path(a.bank).expanduser()
+    if not bank.is_file():
+        raise FileNotFoundError(f"embedding bank {bank} does not exist (give the release's .pth bank file or a kit "
+                                ".safetensors property space)")
+    if bank.suffix == ".safetensors":
+        space = PropertySpace.load(bank)
+    else:
+        try:
+            space = PropertySpace.from_release(bank, a.dataset)
+        except ValueError:   # names the file already
+            raise
+        except Exception as e:  # noqa: BLE001 - torch.load's unpickling, zip and I/O errors (e.g. a bare KeyError)
+            raise ValueError(f"cannot read {bank} as the release's embedding bank file ({type(e).__name__}: "
+                             f"{(str(e).splitlines() or [''])[0][:200]})") from None
     run = release_to_run(a.checkpoint, space, a.run_name, a.dataset, a.data_root, a.force)
     print(f"run {a.run_name} written to {run.run_dir}; score it with:\n  prolab evaluate --run_name {a.run_name} "
           "--split val --inference slide   (the paper reports 49.0 mIoU on ADE20K val)")
     return 0
 
 
+# what bad input (files, names, folders) raises: one line and exit status 2, as `prolab`'s own commands do
+EXPECTED_ERRORS = (ValueError, FileNotFoundError, OSError, RuntimeError, KeyError)
+
+
+def cli(argv: list[str] | None = None) -> int:
+    """:func:`main` as a command (``python -m prolab.release.checkpoint``): an expected error is printed as one
+    line ``error: ...`` on stderr with exit status 2, not a traceback. (``main`` itself raises, for callers.)"""
+    from ..redact import redact
+
+    try:
+        return main(argv)
+    except EXPECTED_ERRORS as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e  # KeyError's str() adds quotes
+        print(f"error: {' '.join(redact(msg).split())}", file=sys.stderr)
+        return 2
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(cli())

@@ -97,12 +97,17 @@ class _ClassMatcher:
             return {self.key[k]}
         return set(self.squashed.get(_squash(k), ()) or self.known.get(_squash(k), ()))
 
-    def __call__(self, name: str) -> int | None:
+    def is_alias(self, name: str) -> bool:
+        """Whether ``name`` is one of the user's alias spellings."""
+        return class_key(name) in self.aliases
+
+    def __call__(self, name: str, parts: bool = True) -> int | None:
+        """Our class index of release class ``name`` (None: no class); ``parts=False`` tries only the whole name."""
         k = class_key(name)
         if k in self.aliases:
             return self.aliases[k]
         found = self._one(name)
-        for part in name.split(",") if not found and "," in name else ():
+        for part in name.split(",") if parts and not found and "," in name else ():
             found = self._one(part) if part.strip() else set()
             if found:  # a fuller name lists its main name first ("screen door, screen")
                 break
@@ -118,8 +123,13 @@ def read_partition(path: str | Path, class_names: list[str], aliases: dict[str, 
 
     Returns ``{"file", "path", "sha256" (of the file's bytes, full), "class_names", "property_names" (file order),
     "members" (per property: [(class index, description), ...] in file order), "release_names" ({our name:
-    the release's first spelling}), "duplicates_dropped" (repeated entries within one property)}``.
-    Entries are split on the first ": " (descriptions may hold colons). Class names are matched as
+    the release's first spelling}), "duplicates_dropped" (how many repeated entries within one property were
+    dropped), "duplicate_entries"}``.
+    Entries are split on the first ": " (descriptions may hold colons), or on a later one where the text before it
+    is a class whose name holds ": " itself; an entry that reads both ways (classes ``sky`` and ``sky: blue``,
+    entry ``sky: blue: ...``) is an error unless ``aliases`` name exactly one of the two spellings. Blank
+    property names are refused; repeated entries are dropped and listed (``duplicate_entries``: [(property,
+    entry), ...]). Class names are matched as
     ``_ClassMatcher`` says: ``aliases`` ({release name: our name}) first, then our spellings, then, with
     ``dataset`` (the registered name ``class_names`` come from), the names the kit knows its classes under
     (``known_aliases``: the prompt-name table, e.g. ADE20K's "storage tank")."""
@@ -136,8 +146,11 @@ def read_partition(path: str | Path, class_names: list[str], aliases: dict[str, 
                          f"got {type(data).__name__}{' (empty)' if isinstance(data, dict) else ''}")
     match = _ClassMatcher(list(class_names), aliases, known_aliases(dataset, list(class_names)))
     property_names, members, release_names, unknown = [], [], {}, {}
-    dropped = 0
+    duplicates = []
     for prop, entries in data.items():
+        if not prop.strip():   # a blank name would be a property no report or bank row can name
+            raise ValueError(f"{path}: property {prop!r} has a blank name; give every property a name (its entries: "
+                             f"{entries!r:.120})")
         if not isinstance(entries, list) or not entries:
             raise ValueError(f"{path}: property {prop!r} must map to a non-empty list of \"class: description\" "
                              f"strings, got {entries!r:.120}")
@@ -146,14 +159,19 @@ def read_partition(path: str | Path, class_names: list[str], aliases: dict[str, 
             cls, sep, desc = entry.partition(": ") if isinstance(entry, str) else ("", "", "")
             if not sep or not cls.strip() or not desc.strip():
                 raise ValueError(f"{path}: property {prop!r}: entry {entry!r:.160} is not \"class: description\"")
-            c = match(cls)
-            if c is None:
+            readings = _readings(entry, match)
+            if len(readings) > 1:   # the user's alias of one spelling decides; otherwise nothing may guess
+                readings = [r for r in readings if match.is_alias(r[1])] or readings
+            if len(readings) > 1:
+                raise ValueError(_ambiguous(path, prop, entry, readings, class_names))
+            if not readings:
                 unknown.setdefault(cls, (prop, entry))
                 continue
+            c, cls, desc = readings[0]
             release_names.setdefault(class_names[c], cls)
             row = (c, desc.strip())
             if row in seen:
-                dropped += 1
+                duplicates.append((prop, entry))
                 continue
             seen.add(row)
             rows.append(row)
@@ -170,7 +188,30 @@ def read_partition(path: str | Path, class_names: list[str], aliases: dict[str, 
                          f"'{cls.strip()}=<class>' (aliases={{{cls.strip()!r}: <class>}} in Python)")
     return {"file": path.name, "path": str(path), "sha256": hashlib.sha256(raw).hexdigest(),
             "class_names": list(class_names), "property_names": property_names, "members": members,
-            "release_names": release_names, "duplicates_dropped": dropped}
+            "release_names": release_names, "duplicates_dropped": len(duplicates), "duplicate_entries": duplicates}
+
+
+def _readings(entry: str, match: _ClassMatcher) -> list[tuple[int, str, str]]:
+    """Every way to read ``entry`` as "class: description": (class index, release class, description) for each
+    ": " whose left part names a class and whose right part is not blank. The first split uses every matching
+    rule; a later one only whole names (a class whose own name holds ": "), so a description's text is never
+    taken for a class by a looser rule."""
+    out, pos, first = [], entry.find(": "), True
+    while pos != -1:
+        cls, desc = entry[:pos], entry[pos + 2:]
+        if cls.strip() and desc.strip():
+            c = match(cls, parts=first)
+            if c is not None:
+                out.append((c, cls, desc))
+        pos, first = entry.find(": ", pos + 1), False
+    return out
+
+
+def _ambiguous(path: Path, prop: str, entry: str, readings, class_names: list[str]) -> str:
+    ways = " or as ".join(f"class {class_names[c]!r} with description {d.strip()!r:.60}" for c, _, d in readings)
+    fixes = " or ".join(f"--aliases '{r.strip()}={class_names[c]}'" for c, r, _ in readings)
+    return (f"{path}: property {prop!r}: entry {entry!r:.160} is ambiguous: it reads as {ways}; say which class the "
+            f"file means with {fixes} (aliases={{release spelling: class}} in Python)")
 
 
 # -- the space -------------------------------------------------------------------------------------------------
@@ -213,6 +254,8 @@ def partition_space(path: str | Path, dataset: str, embedder="all-MiniLM-L6-v2",
     empty = space.signatures.sum(1) == 0
     space.notes["classes_without_properties"] = [c for c, e in zip(class_names, empty) if e]
     space.notes["duplicates_dropped"] = part["duplicates_dropped"]
+    if part["duplicate_entries"]:   # reported by partition_report_lines
+        space.notes["duplicate_examples"] = [f"{p}: {e}" for p, e in part["duplicate_entries"][:5]]
     space.notes["collisions"] = [[class_names[c] for c in g] for g in find_collisions(space.signatures)
                                  if not empty[g[0]]]
     space.notes["usage"] = property_usage(space)
@@ -326,7 +369,8 @@ def partition_report(space: PropertySpace, reference: PropertySpace | None = Non
 
     Keys: classes, properties, descriptions, unique_signatures (distinct rows over all classes), collisions
     (groups of classes with the same non-empty signature), classes_without_properties, properties_per_class and
-    descriptions_per_class ({mean, min, max}). With a reference: reference (what it is), neighbour_k,
+    descriptions_per_class ({mean, min, max}), duplicates_dropped and duplicate_examples (repeated entries of a
+    partition file, ``read_partition``). With a reference: reference (what it is), neighbour_k,
     neighbour_overlap (``neighbourhood_overlap``) and neighbour_classes, ARI and matched_overlap (Hungarian) of
     the description -> property assignments (None unless both spaces hold the same descriptions),
     class_similarity_correlation and matched_property_jaccard (``analysis.agreement``)."""
@@ -341,6 +385,8 @@ def partition_report(space: PropertySpace, reference: PropertySpace | None = Non
         "classes_without_properties": [c for c, e in zip(space.class_names, empty) if e],
         "properties_per_class": _spread(y.sum(1)),
         "descriptions_per_class": _spread(np.bincount(space.desc_class, minlength=space.n_classes)),
+        "duplicates_dropped": int(space.notes.get("duplicates_dropped") or 0),
+        "duplicate_examples": list(space.notes.get("duplicate_examples") or []),
     }
     if reference is None:
         return out
@@ -387,6 +433,10 @@ def partition_report_lines(report: dict[str, Any]) -> list[str]:
              f"properties per class: mean {ppc['mean']}, min {ppc['min']}, max {ppc['max']}",
              f"descriptions per class: mean {dpc['mean']}, min {dpc['min']}, max {dpc['max']}"]
     lines += [f"collision: {' = '.join(g)}" for g in report["collisions"]]
+    if report.get("duplicates_dropped"):
+        ex = report.get("duplicate_examples") or []
+        lines.append(f"duplicate entries dropped: {report['duplicates_dropped']} (the same class and description "
+                     f"twice in one property){', e.g. ' + '; '.join(repr(e) for e in ex[:3]) if ex else ''}")
     if report["classes_without_properties"]:
         w = report["classes_without_properties"]
         lines.append(f"classes without properties ({len(w)}): {', '.join(w[:12])}{' ...' if len(w) > 12 else ''}")

@@ -123,6 +123,10 @@ def load_space_for(cfg: TrainConfig, class_names: list[str]):
         cfg.property_space = str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
     space = PropertySpace.load(path)
     check_same_classes(space.class_names, class_names, f"property space {Path(path).name}", f"dataset {cfg.dataset}")
+    empty = [c for c, row in zip(space.class_names, np.asarray(space.signatures)) if not row.any()]
+    if empty:   # such a class has no target and can never be recovered: cos(p, 0) is undefined
+        raise ValueError(f"property space {Path(path).name}: {len(empty)} classes have no property ({empty[:5]}"
+                         f"{' ...' if len(empty) > 5 else ''}); build it again (prolab properties)")
     leaked = sorted(set(held) - set(space.notes.get("unseen", [])))
     if leaked:  # the protocol: unseen classes reach the bank only by assignment, never by clustering
         raise ValueError(f"property space {Path(path).name} was clustered with the descriptions of {leaked}, which "
