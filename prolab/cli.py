@@ -493,6 +493,22 @@ def _version() -> str:
         return "prolab (not installed)"
 
 
+EXPECTED_ERRORS = (FileNotFoundError, ValueError, KeyError, LookupError, RuntimeError, OSError)
+
+
+def entry_point(func, prog: str, *args) -> int:
+    """Run the ``main`` of a ``python -m prolab.<module>`` tool as ``prolab`` runs its commands: an expected
+    error (bad input, a missing file, a busy folder) is one line on stderr and exit status 2, not a traceback."""
+    from .redact import redact
+
+    try:
+        return func(*args) or 0
+    except EXPECTED_ERRORS as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"{prog}: error: {redact(msg)}", file=sys.stderr)
+        return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="prolab", description=__doc__)
     parser.add_argument("--version", action="version", version=_version(), help="print the version and exit")
@@ -513,7 +529,7 @@ def main(argv: list[str] | None = None) -> int:
         args.parameters_file = [_here(f) for f in args.parameters_file]
     try:
         return args.func(args)
-    except (FileNotFoundError, ValueError, KeyError, LookupError, RuntimeError, OSError) as e:
+    except EXPECTED_ERRORS as e:
         from .redact import redact
 
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e  # KeyError's str() adds quotes

@@ -338,3 +338,15 @@ def test_a_space_where_classes_have_no_property_is_refused(tmp_path):
     cfg = TrainConfig.demo(property_space=str(bad))
     with pytest.raises(ValueError, match=r"bad\.safetensors: 16 classes have no property"):
         load_space_for(cfg, list(space.class_names))
+
+
+# -- every entry point: one line, exit 2 ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("argv", [["prolab.mmseg.train", "no_such_config.py"],
+                                  ["prolab.datasets.example", "/proc/none/x"],
+                                  ["prolab.describe.report", "no_such_file.json"]])
+def test_module_entry_points_fail_in_one_line(argv, tmp_path):
+    r = subprocess.run([sys.executable, "-m", *argv], capture_output=True, text=True, cwd=tmp_path,
+                       env={**os.environ, "PYTHONPATH": str(REPO), "PROLAB_CACHE": str(tmp_path / "c")})
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert "error:" in r.stderr.strip().splitlines()[-1]   # argparse's usage line may come before it

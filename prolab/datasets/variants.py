@@ -60,4 +60,6 @@ if __name__ == "__main__":
 
     if len(sys.argv) != 2:
         raise SystemExit("usage: python -m prolab.datasets.variants DIR")
-    print(write_coarse_variant(sys.argv[1]))
+    from prolab.cli import entry_point
+
+    sys.exit(entry_point(lambda: print(write_coarse_variant(sys.argv[1])), "python -m prolab.datasets.variants"))

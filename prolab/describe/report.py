@@ -69,4 +69,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from prolab.cli import entry_point
+
+    raise SystemExit(entry_point(main, "python -m prolab.describe.report"))

@@ -55,4 +55,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from prolab.cli import entry_point
+
+    raise SystemExit(entry_point(main, "python -m prolab.mmseg.train"))

@@ -341,4 +341,6 @@ def markdown() -> str:
 
 
 if __name__ == "__main__":
-    print(markdown())
+    from prolab.cli import entry_point
+
+    raise SystemExit(entry_point(lambda: print(markdown()), "python -m prolab.pipeline.claims"))

@@ -110,4 +110,6 @@ def load_label_sets(folder: str = "results/label_sets") -> pd.DataFrame:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from prolab.cli import entry_point
+
+    raise SystemExit(entry_point(main, "python -m prolab.pipeline.label_sets"))

@@ -188,4 +188,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from prolab.cli import entry_point
+
+    raise SystemExit(entry_point(main, "python -m prolab.pipeline.summary"))
