@@ -474,12 +474,27 @@ def _add_verify(sub: argparse._SubParsersAction) -> None:
                            "a temporary folder, removed"))
     p.add_argument("--all", action="store_true", help=_h("print every compared value, not only the summary "
                                                           "metrics and the differences", "off"))
+    p.add_argument("--restamp", action="store_true",
+                   help=_h("grid folders: re-run --cells sample cells with the current code and, only if every "
+                           "value is identical, re-stamp the rows' code hash (proof in restamps.json)", "off"))
+    p.add_argument("--cells", type=int, default=1, help=_h("with --restamp: how many cells to re-run", "1"))
+    p.add_argument("--grid_config", default=None,
+                   help=_h("with --restamp: the grid YAML that made the folder (needed for a grid on a dataset "
+                           "YAML)", "the config grid.json records"))
+    p.add_argument("--dataset", default=None, help=_h("with --restamp --grid_config: the grid's --dataset", "none"))
     p.set_defaults(func=_run_verify)
 
 
 def _run_verify(a: argparse.Namespace) -> int:
     from .pipeline.verify import verify
 
+    if a.restamp:
+        from .pipeline.restamp import restamp
+
+        return restamp(_here(a.results_dir), a.cells, keep=_here(a.keep), grid_file=_here(a.grid_config),
+                       dataset=_here(a.dataset) if a.dataset and a.dataset.endswith((".yaml", ".yml")) else a.dataset)
+    if a.cells != 1 or a.grid_config or a.dataset:
+        raise ValueError("--cells, --grid_config and --dataset apply with --restamp only")
     return verify(_here(a.results_dir), tolerance=a.tolerance, against=_here(a.against),
                   keep=_here(a.keep), show_all=a.all)
 
