@@ -1,10 +1,17 @@
 """The pipeline runner: execute the notebooks in order with papermill, parameters from a YAML config.
 
-Each executed notebook, the resolved config and the environment go to ``results/<run_name>/``.
+Each executed notebook, the resolved config and the environment go to ``results/<run_name>/``. Every parameter
+of every step is checked before anything runs (``prolab.validation.NOTEBOOK_RULES``). The folder is replaced
+only by a finished run: the run works in ``results/<run_name>/`` (the notebooks are given, record and publish
+paths inside it, and training runs in the cache keep the property space's path), while the last finished run
+waits beside it, copied to ``results/.<run_name>.previous/``; a run that ends in an error puts that copy back,
+byte for byte, and a finished one drops it. A killed run leaves both: the next run resumes the unfinished
+folder and keeps the copy until it finishes. One writer per folder (``results/<run_name>.lock``).
 """
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -14,12 +21,9 @@ from .. import paths
 from ..files import (atomic_write_json, clean_stale_temps, environment_info, read_json, read_yaml_mapping,
                      stable_hash, utc_now)
 from ..redact import redact, redact_obj
-from ..validation import RULES, unknown_names, validate
+from ..validation import ValidationError, check, fail, notebook_rules, unknown_names
 
-# which stage's validation rules check a notebook's parameters (prolab.validation)
-NOTEBOOK_STAGE = {"01_prompt_design": "describe", "02_llm_retrieval": "describe",
-                  "03_embedding_clustering": "properties", "04_property_space": "properties",
-                  "05_train_segmentation": "train", "06_evaluate": "evaluate"}
+STEP_KEYS = ("notebook", "parameters")   # what a step of a run config may say
 
 
 class PipelineError(RuntimeError):
@@ -47,7 +51,10 @@ def parse_overrides(pairs: list[str] | None = None, files: list[str] | None = No
 
     out: dict[str, Any] = {}
     for f in files or []:
-        out.update(read_yaml_mapping(paths.resolve(f), "parameters file"))
+        try:
+            out.update(read_yaml_mapping(paths.resolve(f), "parameters file"))
+        except ValueError as e:   # a YAML parser's message spans lines: the error is one
+            raise ValueError(f"-f {f}: " + " ".join(str(e).split())) from None
     for pair in pairs or []:
         name, sep, value = pair.partition("=")
         if not sep or not name.strip():
@@ -55,7 +62,7 @@ def parse_overrides(pairs: list[str] | None = None, files: list[str] | None = No
         try:
             out[name.strip()] = yaml.safe_load(value) if value.strip() else ""
         except yaml.YAMLError as e:
-            raise ValueError(f"-p {pair!r}: the value is not valid YAML ({e})") from None
+            raise ValueError(f"-p {pair!r}: the value is not valid YAML ({' '.join(str(e).split())})") from None
     # a dataset YAML named relative to where the command runs: the notebooks run in notebooks/, so pass it on
     # as an absolute path
     from ..datasets.spec import is_spec_path
@@ -66,55 +73,94 @@ def parse_overrides(pairs: list[str] | None = None, files: list[str] | None = No
     return out
 
 
+def _shown(value: Any, limit: int = 80) -> str:
+    """A config value in an error message: its repr, one line, cut at ``limit`` characters."""
+    r = repr(value)
+    return r if len(r) <= limit else r[:limit - 4] + " ..."
+
+
+def _notebook_name(value: Any, where: str) -> str:
+    """A step's notebook: a file name in notebooks/ (``02_llm_retrieval`` or ``02_llm_retrieval.ipynb``)."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValidationError(f"{where}.notebook = {_shown(value)}: must be a notebook name (a string such as "
+                              "'02_llm_retrieval')")
+    if Path(value).name != value or value.startswith("."):
+        raise ValidationError(f"{where}.notebook = {_shown(value)}: must be the name of a notebook in notebooks/, "
+                              "not a path")
+    return value if value.endswith(".ipynb") else value + ".ipynb"
+
+
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> PipelineConfig:
     """Read and check a run config before anything runs; errors name the file and the entry.
 
     A step's parameters are, in increasing precedence: the notebook's own defaults, the config's top-level
     ``parameters`` that the notebook declares, the step's ``parameters``, then ``overrides`` (``-p``/``-f``)
     for every step that declares them. ``${NN_notebook.output}`` references must name an earlier step and an
-    output that notebook declares."""
+    output that notebook declares. Every value is checked against its notebook parameter's rule
+    (``prolab.validation.NOTEBOOK_RULES``): types, ranges, names (datasets, backbones, prompts), files."""
     from .outputs import REFERENCE, declared_outputs
 
     path = paths.resolve(path)
     raw = read_yaml_mapping(path, "pipeline config", {"run_name", "notebooks", "parameters"})
-    if not isinstance(raw.get("run_name"), str):
-        raise ValueError(f"{path}: run_name must be a string")
-    shared = raw.get("parameters") or {}
+    name = raw.get("run_name")
+    if not isinstance(name, str) or not name.strip():
+        raise ValidationError(f"{path}: run_name = {_shown(name)}: must be a non-empty string (it names "
+                              "results/<run_name>/)")
+    try:
+        folder = paths.results_dir(name)
+    except ValueError as e:
+        raise ValidationError(f"{path}: run_name = {_shown(name)}: {e}") from None
+    if folder.parent != paths.repo_root() / "results" or folder.name in ("", ".", ".."):
+        raise ValidationError(f"{path}: run_name = {_shown(name)}: must name a folder inside results/")
+    shared = raw.get("parameters")
+    shared = {} if shared is None else shared
     if not isinstance(shared, dict):
-        raise ValueError(f"{path}: parameters must be a mapping of notebook parameter names to values")
+        raise ValidationError(f"{path}: parameters = {_shown(shared)}: must be a mapping of notebook parameter "
+                              "names to values")
+    entries = raw.get("notebooks")
+    if not isinstance(entries, list):
+        raise ValidationError(f"{path}: notebooks = {_shown(entries)}: must be a list of steps, each a notebook "
+                              "name or {notebook: <name>, parameters: {...}}")
     overrides = dict(overrides or {})
     steps, declared_by_any, earlier = [], set(), {}
-    for i, entry in enumerate(raw.get("notebooks") or []):
+    for i, entry in enumerate(entries):
+        at = f"{path}: notebooks[{i}]"
         if isinstance(entry, str):
             entry = {"notebook": entry}
-        if not isinstance(entry, dict) or "notebook" not in entry:
-            raise ValueError(f"{path}: notebooks[{i}] needs a 'notebook' name")
-        nb = entry["notebook"] if entry["notebook"].endswith(".ipynb") else entry["notebook"] + ".ipynb"
-        if not (paths.notebooks_dir() / nb).exists():
-            raise FileNotFoundError(f"{path}: notebooks[{i}]: no notebook {nb} in {paths.notebooks_dir()}")
+        if not isinstance(entry, dict):
+            raise ValidationError(f"{at} = {_shown(entry)}: must be a notebook name or {{notebook: <name>, parameters: "
+                                  "{...}}")
+        unknown_names(entry, STEP_KEYS, "key", at)
+        if "notebook" not in entry:
+            raise ValidationError(f"{at}: needs a 'notebook' name")
+        nb = _notebook_name(entry["notebook"], at)
+        if not (paths.notebooks_dir() / nb).is_file():
+            raise FileNotFoundError(f"{at}: no notebook {nb} in {paths.notebooks_dir()}")
         if nb in earlier:  # executed copies, state and outputs are per notebook
-            raise ValueError(f"{path}: notebooks[{i}]: {nb} is already a step of this config; a notebook runs "
+            raise ValueError(f"{at}: {nb} is already a step of this config; a notebook runs "
                              "once per run config (use a second config for a second run of it)")
-        own = entry.get("parameters") or {}
+        own = entry.get("parameters")
+        own = {} if own is None else own
         if not isinstance(own, dict):
-            raise ValueError(f"{path}: notebooks[{i}].parameters must be a mapping")
-        where = f"{path}: notebooks[{i}] ({nb})"
+            raise ValidationError(f"{at}.parameters = {_shown(own)}: must be a mapping of parameter names to values")
+        where = f"{at} ({nb})"
         known = notebook_parameters(nb)
         declared_by_any |= set(known)
         params = {**{k: v for k, v in shared.items() if k in known}, **own,
                   **{k: v for k, v in overrides.items() if k in known}}
-        for name, value in params.items():
+        for pname, value in params.items():
             m = REFERENCE.match(value) if isinstance(value, str) else None
             if m is None:
                 continue
             ref_nb = m["step"] + ".ipynb"
             if ref_nb not in earlier:
-                raise ValueError(f"{where}: {name} = {value!r} refers to {m['step']}, which is not an earlier step")
+                raise ValueError(f"{where}: {pname} = {value!r} refers to {m['step']}, which is not an earlier step")
             if m["name"] not in earlier[ref_nb]:
-                raise ValueError(f"{where}: {name} = {value!r}: {m['step']} publishes "
+                raise ValueError(f"{where}: {pname} = {value!r}: {m['step']} publishes "
                                  f"{', '.join(earlier[ref_nb]) or 'nothing'}")
-        check_parameters(nb, {k: v for k, v in params.items()
-                              if not (isinstance(v, str) and REFERENCE.match(v))}, where=where)
+        from_flags = {k for k in params if k in overrides}
+        check_parameters(nb, {k: v for k, v in params.items() if not (isinstance(v, str) and REFERENCE.match(v))},
+                         where=where, from_flags=from_flags)
         steps.append(NotebookStep(nb, params))
         earlier[nb] = declared_outputs(nb)
     if not steps:
@@ -122,7 +168,7 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Pi
     unknown_names(shared, declared_by_any, "shared parameter (declared by no notebook of the config)", str(path))
     unknown_names(overrides, declared_by_any, "parameter in -p/-f (declared by no notebook of the config)",
                   str(path))
-    return PipelineConfig(raw["run_name"], steps, str(path), {**shared, **overrides})
+    return PipelineConfig(name, steps, str(path), {**shared, **overrides})
 
 
 def resolve_references(step: NotebookStep, outputs: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -158,27 +204,30 @@ def notebook_parameters(notebook: str) -> dict[str, Any]:
     return out
 
 
-def check_parameters(notebook: str, params: dict[str, Any], where: str) -> None:
-    """Every parameter must exist in the notebook's parameters cell and fit its default's type and the
-    stage's rules; errors name the parameter, the notebook and the close matches."""
-    from ..validation import fail, unknown_names
-
+def check_parameters(notebook: str, params: dict[str, Any], where: str, from_flags: set[str] | None = None) -> None:
+    """Every parameter must exist in the notebook's parameters cell, fit its default's type and pass its rule
+    (``prolab.validation.NOTEBOOK_RULES``); errors are one line naming the notebook (``where``), the parameter,
+    the value, what it must be and, for a value given by ``-p``/``-f`` (``from_flags``), that it came from there."""
     defaults = notebook_parameters(notebook)
     unknown_names(params, defaults, "parameter", f"{where}")
-    stage = NOTEBOOK_STAGE.get(Path(notebook).stem)
-    rules = RULES.get(stage, {}) if stage else {}
+    rules = notebook_rules(notebook)
     for name, value in params.items():
+        # -p/-f reach every notebook that declares the name: say so, a per-step value is the way out
+        at = (f"{where} (set by -p/-f, which reach every notebook declaring it; for one notebook: its step's "
+              "parameters)") if from_flags and name in from_flags else where
+        rule = rules.get(name)
+        if rule is None:  # a parameter added to a notebook without a rule (a test walks the notebooks for these)
+            raise ValidationError(f"{at}: {name}: the notebook's parameter has no rule in "
+                                  "prolab.validation.NOTEBOOK_RULES; add one")
         d = defaults[name]
-        if value is None and name in rules and not rules[name].nullable:
-            fail(name, value, f"a value (the notebook's default is {d!r}; None is not allowed here)", where)
-        if d is None or value is None:
-            continue
-        ok = (isinstance(value, (int, float)) and not isinstance(value, bool) if isinstance(d, float) and
-              not isinstance(d, bool) else isinstance(value, type(d)) and isinstance(value, bool) == isinstance(d, bool))
-        if not ok:
-            fail(name, value, f"of type {type(d).__name__}, like the notebook's default {d!r}", where)
-    if stage:
-        validate(stage, params, where=where, skip_none=True)
+        if value is None and not rule.nullable:
+            fail(name, value, f"a value (the notebook's default is {d!r}; None is not allowed here)", at)
+        if d is not None and value is not None:
+            ok = (isinstance(value, (int, float)) and not isinstance(value, bool) if isinstance(d, float) and
+                  not isinstance(d, bool) else isinstance(value, type(d)) and isinstance(value, bool) == isinstance(d, bool))
+            if not ok:
+                fail(name, value, f"of type {type(d).__name__}, like the notebook's default {d!r}", at)
+        check(name, value, rule, at)
 
 
 def _relative_paths(notebook: Path, final: Path) -> None:
@@ -278,6 +327,93 @@ def missing_artefacts(outputs: dict[str, Any]) -> list[str]:
     return gone
 
 
+class _StepFailed(Exception):
+    """A notebook raised; carries what the PipelineError message needs once the folder is settled."""
+
+    def __init__(self, step: NotebookStep, error: Any, failed: Path):
+        super().__init__(step.notebook)
+        self.step, self.error, self.failed = step, error, failed
+
+
+def _aside(out_dir: Path) -> Path:
+    """Where the last finished run waits while a run writes ``out_dir``: ``results/.<run_name>.previous/``,
+    holding ``folder/`` (a copy of it) or, when there was none, nothing."""
+    return out_dir.with_name(f".{out_dir.name}.previous")
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+def _check_run_folder(out_dir: Path) -> None:
+    """``results/<run_name>/`` must be a run folder (or new): a grid's or evaluation's folder of the same name
+    would be mixed with the run's files, and put back or moved away with them."""
+    if out_dir.is_symlink() or (out_dir.exists() and not out_dir.is_dir()):
+        raise ValidationError(f"{out_dir} is not a folder; give the run another run_name")
+    if not out_dir.is_dir() or _aside(out_dir).is_dir():
+        return
+    found = {p.name for p in out_dir.iterdir()}
+    if found and not found & {"config.json", "state.json", "notebooks"}:
+        raise ValidationError(f"{out_dir} is not a `prolab run` folder (it holds {', '.join(sorted(found)[:4])}"
+                              f"{' ...' if len(found) > 4 else ''}, no config.json); give the run another run_name")
+
+
+def _set_aside(out_dir: Path) -> bool:
+    """Before a run writes ``out_dir``: copy the last finished run beside it (``_aside``). Returns True when a
+    killed run's unfinished folder is resumed instead (its copy of the last finished run is kept)."""
+    aside = _aside(out_dir)
+    partial = aside.with_name(aside.name + ".partial")
+    _remove(partial)                                   # a copy a killed run did not finish
+    for trash in out_dir.parent.glob(f".{out_dir.name}.trash-*"):
+        _remove(trash)
+    if aside.is_dir():
+        return True
+    partial.mkdir(parents=True)
+    if out_dir.is_dir():
+        shutil.copytree(out_dir, partial / "folder", symlinks=True)
+    os.replace(partial, aside)                         # the copy counts only once it is whole
+    return False
+
+
+def _drop_aside(out_dir: Path) -> None:
+    """The run finished: its folder is the results; the copy of the previous one goes."""
+    aside = _aside(out_dir)
+    if aside.exists():
+        trash = out_dir.with_name(f".{out_dir.name}.trash-{os.getpid()}")
+        os.replace(aside, trash)
+        _remove(trash)
+
+
+def _put_back(out_dir: Path) -> Path | None:
+    """The run did not finish: the last finished run goes back to ``out_dir`` as it was, and the unfinished
+    folder to ``$PROLAB_CACHE/failed_runs/<run_name>/`` (returned), to be looked at. Without a finished run
+    before, the unfinished folder stays where it is (it replaces nothing; the next run resumes it): None."""
+    aside = _aside(out_dir)
+    previous = aside / "folder"
+    if not previous.is_dir():
+        _remove(aside)
+        return None
+    trash = out_dir.with_name(f".{out_dir.name}.trash-{os.getpid()}")
+    if out_dir.exists() or out_dir.is_symlink():
+        os.replace(out_dir, trash)
+    os.replace(previous, out_dir)                      # the finished run is back, byte for byte
+    _remove(aside)
+    failed = paths.cache_root() / "failed_runs" / out_dir.name
+    if not trash.exists():
+        return None
+    try:
+        _remove(failed)
+        failed.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(trash), str(failed))
+    except OSError:
+        _remove(trash)
+        return None
+    return failed
+
+
 def run_pipeline(config: PipelineConfig | str | Path, progress: bool = True, force: bool = False,
                  overrides: dict[str, Any] | None = None) -> Path:
     """Execute the notebooks of the config in order; returns ``results/<run_name>/``.
@@ -286,21 +422,53 @@ def run_pipeline(config: PipelineConfig | str | Path, progress: bool = True, for
     A step whose notebook, resolved parameters, upstream steps and inputs (code, committed artefacts) are
     unchanged since its last successful execution is skipped (its published outputs are read from its
     executed copy); an interrupted step runs again (training inside it resumes from its checkpoints, and a
-    finished training run is reused only when its own identity is unchanged)."""
-    import papermill as pm
+    finished training run is reused only when its own identity is unchanged).
 
-    from .outputs import read_outputs
+    The folder changes only when the whole run finishes: a run that fails leaves the last finished run's folder
+    as it was (see the module docstring), and ``config.json``, ``environment.json`` and ``timings.json`` are
+    written last. A second process running the same run_name stops at once, naming the first one's pid."""
+    from ..files import folder_lock
 
     cfg = config if isinstance(config, PipelineConfig) else load_config(config, overrides)
     out_dir = paths.results_dir(cfg.run_name)
+    with folder_lock(out_dir, "results folder"):
+        _check_run_folder(out_dir)
+        if _set_aside(out_dir):
+            print(f"{paths.portable(out_dir)}: resuming an unfinished run (the last finished run waits in "
+                  f"{_aside(out_dir).name} until this one finishes)", flush=True)
+        try:
+            _run_steps(cfg, out_dir, progress, force)
+        except _StepFailed as f:
+            moved = _put_back(out_dir)
+            e, failed = f.error, f.failed
+            if moved is not None:
+                failed = moved / failed.relative_to(out_dir)
+            rel = failed.relative_to(paths.repo_root()) if failed.is_relative_to(paths.repo_root()) else failed
+            last = (str(e.evalue).strip().splitlines() or [""])[-1]
+            kept = (f"; {paths.portable(out_dir)} is unchanged (the last finished run)" if moved is not None else "")
+            raise PipelineError(redact(f"notebook {Path(f.step.notebook).stem} failed at cell {e.cell_index + 1} "
+                                       f"(execution count {e.exec_count}): {e.ename}: {last}; executed copy at "
+                                       f"{rel}{kept}")) from None
+        except BaseException:
+            moved = _put_back(out_dir)
+            if moved is not None:
+                print(f"{paths.portable(out_dir)}: the run did not finish; the last finished run is back in place "
+                      f"(the unfinished folder is in {moved})", flush=True)
+            raise
+        _drop_aside(out_dir)
+    return out_dir
+
+
+def _run_steps(cfg: PipelineConfig, out_dir: Path, progress: bool, force: bool) -> None:
+    """The steps of ``run_pipeline``, in ``out_dir``; a notebook that raises ends them with ``_StepFailed``."""
+    import papermill as pm
+
+    from .outputs import REFERENCE, read_outputs
+
     out_dir.mkdir(parents=True, exist_ok=True)
     # what a killed run left behind: temporary JSON files and half-executed notebook copies
     for folder in (out_dir, out_dir / "notebooks"):
         clean_stale_temps(folder, extra=("*.running.ipynb",))
-    atomic_write_json(out_dir / "config.json", redact_obj({"run_name": cfg.run_name, "source": Path(cfg.source).name,
-                                                           "parameters": cfg.parameters,
-                                                           "notebooks": [asdict(s) for s in cfg.steps]}))
-    atomic_write_json(out_dir / "environment.json", environment_info())
     state_file = out_dir / "state.json"
     state = read_json(state_file) if state_file.exists() else {}
     inputs = inputs_hash()
@@ -309,6 +477,11 @@ def run_pipeline(config: PipelineConfig | str | Path, progress: bool = True, for
     outputs: dict[str, dict[str, Any]] = {}
     for i, step in enumerate(cfg.steps, 1):
         params = resolve_references(step, outputs)
+        # a value filled in from an earlier step's outputs is checked like one written in the config
+        filled = {k: v for k, v in params.items() if isinstance(step.parameters.get(k), str)
+                  and REFERENCE.match(step.parameters[k])}
+        if filled:
+            check_parameters(step.notebook, filled, where=f"{cfg.source}: {step.notebook} (from an earlier step)")
         key = step_key(step, params, previous, inputs)
         previous = key
         dest = paths.executed_notebook_path(cfg.run_name, step.notebook)
@@ -338,18 +511,23 @@ def run_pipeline(config: PipelineConfig | str | Path, progress: bool = True, for
                 tmp.unlink()
             state.pop(step.notebook, None)
             atomic_write_json(state_file, state)
-            rel = failed.relative_to(paths.repo_root()) if failed.is_relative_to(paths.repo_root()) else failed
-            last = (str(e.evalue).strip().splitlines() or [""])[-1]
-            raise PipelineError(redact(f"notebook {Path(step.notebook).stem} failed at cell {e.cell_index + 1} "
-                                       f"(execution count {e.exec_count}): {e.ename}: {last}; executed copy at "
-                                       f"{rel}")) from None
+            raise _StepFailed(step, e, failed) from None
         _relative_paths(tmp, dest)
         tmp.unlink()
         dest.with_name(f"{dest.stem}.failed.ipynb").unlink(missing_ok=True)
         outputs[step.notebook] = read_outputs(dest)
         state[step.notebook] = {"key": key, "seconds": round(time.time() - t0, 1), "finished": utc_now()}
         atomic_write_json(state_file, state)
-        # seconds per notebook, kept apart from the machine-local state so they can be committed
-        atomic_write_json(out_dir / "timings.json", {nb: s["seconds"] for nb, s in state.items()
-                                                     if nb in {st.notebook for st in cfg.steps}})
-    return out_dir
+    # the folder is this run's: executed copies of notebooks that are no step of it (an earlier config's) go
+    steps = {Path(st.notebook).stem for st in cfg.steps}
+    for f in sorted((out_dir / "notebooks").glob("*.ipynb")):
+        if f.name.removesuffix(".ipynb").removesuffix(".failed") not in steps:
+            f.unlink()
+    # written last: they describe a run that finished (a failed run leaves the previous ones in place)
+    atomic_write_json(out_dir / "config.json", redact_obj({"run_name": cfg.run_name, "source": Path(cfg.source).name,
+                                                           "parameters": cfg.parameters,
+                                                           "notebooks": [asdict(s) for s in cfg.steps]}))
+    atomic_write_json(out_dir / "environment.json", environment_info())
+    # seconds per notebook, kept apart from the machine-local state so they can be committed
+    atomic_write_json(out_dir / "timings.json", {nb: s["seconds"] for nb, s in state.items()
+                                                 if nb in {st.notebook for st in cfg.steps}})
