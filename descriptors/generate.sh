@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
-describe() { $PY -m prolab describe --backend llama_cpp "$@" || [ $? -eq 3 ]; }
+describe() { $PY -m prolab describe --backend llama_cpp --cache_path descriptors/cache/calls.jsonl "$@" || [ $? -eq 3 ]; }
 # The committed structured files: prompt names where a bare mmseg name is ambiguous (ADE20K tank -> storage tank)
 # and sampled replies pooled (de-duplicated by MiniLM cosine) until every class has at least 8 descriptions.
 POOLED=(--prompt_names --min_pooled 8 --max_samples 4 --pool_embedder all-MiniLM-L6-v2)

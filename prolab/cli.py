@@ -74,8 +74,10 @@ def _add_describe(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=g.seed, help=_h("sampling seed", g.seed))
     p.add_argument("--out_root", default=None,
                    help=_h("folder for descriptor files (then give `prolab properties` --descriptor_root)",
-                           "descriptors/"))
-    p.add_argument("--cache_path", default=None, help=_h("call cache JSONL", "descriptors/cache/calls.jsonl"))
+                           "descriptors/ for the kit's datasets, $PROLAB_CACHE/workspace/descriptors/ for yours"))
+    p.add_argument("--cache_path", default=None,
+                   help=_h("call cache JSONL, read and written alone",
+                           "yours ($PROLAB_CACHE/llm/calls.jsonl) over the kit's committed descriptors/cache/calls.jsonl"))
     same = "as the dataset's existing descriptor file was made (so a replay reproduces it), else "
     p.add_argument("--prompt_names", action=argparse.BooleanOptionalAction, default=None,
                    help=_h("ask classes whose mmseg name is ambiguous or unreadable under the name in "
@@ -182,7 +184,8 @@ def _add_properties(sub: argparse._SubParsersAction) -> None:
                    help=_h("comma-separated classes held out of the clustering (the unseen-class protocol): the "
                            "bank is built from the other classes' descriptions and theirs are assigned to it; "
                            "written to <PROLAB_CACHE>/spaces/, where `prolab train --unseen` looks", "none"))
-    p.add_argument("--out_root", default=None, help=_h("folder for property spaces", "properties/"))
+    p.add_argument("--out_root", default=None, help=_h("folder for property spaces", "properties/ for the kit's "
+                                                                "datasets, $PROLAB_CACHE/workspace/properties/ for yours"))
     p.add_argument("--release_export", default=None, help=_h("also write the release's torch layout to this file",
                                                              "not written"))
     p.add_argument("--release_partition", default=None, metavar="FILE",

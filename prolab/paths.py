@@ -178,17 +178,41 @@ def prompt_path(name: str) -> Path:
 
 
 def call_cache_path() -> Path:
-    """Append-only JSONL of every LLM call, shared by all datasets (a class asked once serves them all)."""
+    """The kit's committed call cache: append-only JSONL of every LLM call behind the committed descriptor files,
+    shared by all datasets (a class asked once serves them all). Read by every describe; written only when named
+    (``--cache_path descriptors/cache/calls.jsonl``, as ``descriptors/generate.sh`` does)."""
     return repo_root() / "descriptors" / "cache" / "calls.jsonl"
+
+
+def user_call_cache_path() -> Path:
+    """Your calls: new LLM replies go here (``$PROLAB_CACHE/llm/calls.jsonl``), never into a committed file."""
+    return cache_root() / "llm" / "calls.jsonl"
 
 
 def descriptor_name(llm: str, prompt_tag: str) -> str:
     return f"{slug(llm, 'model')}__{component(prompt_tag, 'prompt tag')}"
 
 
+def workspace_root() -> Path:
+    """Where the artefacts of *your* datasets go (descriptors, property spaces): ``$PROLAB_WORKSPACE``, else
+    ``$PROLAB_CACHE/workspace``; never the checkout, so describing your data leaves ``git status`` clean."""
+    env = os.environ.get("PROLAB_WORKSPACE")
+    if env is not None and not env.strip():
+        raise ValueError("PROLAB_WORKSPACE is set but empty: unset it (the workspace is then $PROLAB_CACHE/workspace) "
+                         "or name a folder")
+    return Path(env).expanduser().resolve() if env else cache_root() / "workspace"
+
+
+def artefact_root(area: str, dataset: str) -> Path:
+    """``<area>/`` (``descriptors`` or ``properties``) for a dataset: the checkout's for the kit's own datasets
+    (``kit_folders``: the registered ones and the committed class lists), the workspace's for yours."""
+    return (repo_root() if slug(dataset, "dataset") in kit_folders() else workspace_root()) / area
+
+
 def descriptor_path(dataset: str, llm: str, prompt_tag: str, root: Path | None = None) -> Path:
-    """``descriptors/<dataset>/<llm>__<prompt-name>-<prompt-id>.json`` (release format)."""
-    base = Path(root) if root is not None else repo_root() / "descriptors"
+    """``descriptors/<dataset>/<llm>__<prompt-name>-<prompt-id>.json`` (release format), in the checkout for the
+    kit's datasets and in the workspace for yours (``artefact_root``), or under ``root``."""
+    base = Path(root) if root is not None else artefact_root("descriptors", dataset)
     return base / slug(dataset, "dataset") / f"{descriptor_name(llm, prompt_tag)}.json"
 
 
@@ -208,7 +232,7 @@ def embedding_cache_dir(embedder_id: str) -> Path:
 def property_space_path(dataset: str, descriptor_stem: str, embedder_id: str, method: str, n_properties: int,
                         root: Path | None = None) -> Path:
     """``properties/<dataset>/<descriptor file stem>__<embedder>__<method>-k<K>.safetensors`` (+ ``.json``)."""
-    base = Path(root) if root is not None else repo_root() / "properties"
+    base = Path(root) if root is not None else artefact_root("properties", dataset)
     return base / slug(dataset) / f"{descriptor_stem}__{slug(embedder_id)}__{slug(method)}-k{int(n_properties)}.safetensors"
 
 

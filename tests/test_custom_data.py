@@ -6,9 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
-from conftest import make_scratch_root
 import yaml
+from conftest import make_scratch_root
 
 from prolab.datasets.example import ExampleDefaults, write_example
 
@@ -46,14 +47,26 @@ def _edit(spec: Path, **changes) -> Path:
     return out
 
 
+def _tree(root: Path) -> dict[str, str]:
+    import hashlib
+
+    return {str(f.relative_to(root)): hashlib.sha256(f.read_bytes()).hexdigest() for top in ("descriptors", "configs")
+            for f in sorted((root / top).rglob("*")) if f.is_file()}
+
+
 def test_a_custom_dataset_runs_describe_to_grid_from_one_yaml(scratch, street, tmp_path):
-    """The README's 'Your own dataset' commands, as written there, with nothing else."""
+    """The README's 'Your own dataset' commands, as written there, with nothing else: on a data folder that is
+    read-only, leaving the checkout as it was (your artefacts go to the workspace, new calls to your cache)."""
     cwd = street.parent
+    checkout = _tree(scratch)
+    workspace = Path(os.environ["PROLAB_CACHE"]) / "workspace"
+    for d in [cwd, *[p for p in cwd.rglob("*") if p.is_dir()]]:
+        d.chmod(0o555)                                               # your data may be read-only
     # capitalised class names (Sky, Road) are answered from the cache that holds sky, road: no LLM needed
     r = _prolab("describe", "--dataset", "street.yaml", cwd=cwd)
     assert "dataset 'street' (11 classes) from street.yaml" in r.stdout
     assert "11/11 classes described; 0 new calls" in r.stdout
-    dfile = scratch / "descriptors" / "street" / "qwen2.5-coder-1.5b-instruct-q4_k_m__structured-d247051e.json"
+    dfile = workspace / "descriptors" / "street" / "qwen2.5-coder-1.5b-instruct-q4_k_m__structured-d247051e.json"
     described = json.loads(dfile.read_text())
     assert list(described)[:2] == ["Sky", "Building"] and all(len(v) >= 4 for v in described.values())
 
@@ -61,14 +74,17 @@ def test_a_custom_dataset_runs_describe_to_grid_from_one_yaml(scratch, street, t
     n_desc = sum(len(v) for v in described.values())
     k = max(2, round(n_desc / 6))                                     # the rule --help states for a custom list
     assert f"-> {k} properties" in r.stdout and "near-collisions before/after" in r.stdout
-    assert (scratch / "properties" / "street").is_dir()
+    assert (workspace / "properties" / "street").is_dir() and not (scratch / "properties" / "street").exists()
 
     r = _prolab("train", "--dataset", "street.yaml", "--run_name", "street-prop", "--iters", "4", cwd=cwd)
     assert "preset demo: " in r.stdout and "lr=0.001" in r.stdout       # what the preset sets is said at start
-    r = _prolab("evaluate", "--run_name", "street-prop", "--split", "test", cwd=cwd)
-    metrics = json.loads((scratch / "results" / "eval" / "street-prop" / "metrics.json").read_text())
-    assert metrics["config"]["split"] == "test" and metrics["config"]["images"] == SMALL.n_test
-    assert all(f.endswith(("images/test", "labels/test")) for f in metrics["config"]["folders"])
+    for split, n in (("val", SMALL.n_val), ("test", SMALL.n_test)):   # per-class IoU on both held-out splits
+        out = tmp_path / f"eval-{split}"
+        r = _prolab("evaluate", "--run_name", "street-prop", "--split", split, "--out_dir", out, cwd=cwd)
+        metrics = json.loads((out / "street-prop" / "metrics.json").read_text())
+        assert metrics["config"]["split"] == split and metrics["config"]["images"] == n
+        assert all(f.endswith((f"images/{split}", f"labels/{split}")) for f in metrics["config"]["folders"])
+        assert len(pd.read_csv(out / "street-prop" / "per_class.csv")) == 11
 
     # the README's grid, checked (its 9 runs of 200 iterations are what results/custom_grid_street holds)
     r = _prolab("grid", "--config", "configs/grid_custom.yaml", "--dataset", "street.yaml", "--check", cwd=cwd)
@@ -80,11 +96,15 @@ def test_a_custom_dataset_runs_describe_to_grid_from_one_yaml(scratch, street, t
     r = _prolab("grid", "--config", grid, "--dataset", "street.yaml", cwd=cwd)
     runs = json.loads((scratch / "results" / "mini_street" / "grid.json").read_text())
     assert runs["dataset"] == "street"
-    import pandas as pd
-
     rows = pd.read_csv(scratch / "results" / "mini_street" / "runs.csv")
     assert sorted(rows["mode"]) == ["category", "property"] and rows["mIoU"].notna().all()
     assert "the dataset 'street'" in (scratch / "results" / "mini_street" / "tables.md").read_text()
+    # the checkout is as it was (the committed call cache included); a results folder you make is git-ignored
+    assert _tree(scratch) == checkout
+    ignored = subprocess.run(["git", "-C", str(REPO), "check-ignore", "-q", "results/mini_street/runs.csv"])
+    assert ignored.returncode == 0
+    for d in [cwd, *[p for p in cwd.rglob("*") if p.is_dir()]]:
+        d.chmod(0o755)
 
 
 def test_a_split_read_from_the_training_folder_is_refused(scratch, street):

@@ -108,8 +108,10 @@ def test_every_name_stays_inside_its_folder(name, tmp_path, monkeypatch):
     monkeypatch.setenv("PROLAB_ROOT", str(tmp_path / "repo"))
     for built, root in ((paths.run_dir(name), tmp_path / "cache" / "runs"),
                         (paths.results_dir(name), tmp_path / "repo" / "results"),
-                        (paths.descriptor_path(name, name, "p-1").parent, tmp_path / "repo" / "descriptors"),
-                        (paths.property_space_path(name, "d", name, "kmeans", 4).parent, tmp_path / "repo" / "properties")):
+                        # your datasets' artefacts: the workspace, never the checkout
+                        (paths.descriptor_path(name, name, "p-1").parent, tmp_path / "cache" / "workspace" / "descriptors"),
+                        (paths.property_space_path(name, "d", name, "kmeans", 4).parent,
+                         tmp_path / "cache" / "workspace" / "properties")):
         assert built.parent == root, built
 
 

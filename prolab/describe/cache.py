@@ -30,19 +30,24 @@ def call_key(model_id: str, messages: list[dict[str, str]], params: dict[str, An
 class CallCache:
     """Dictionary view over the JSONL file; ``put`` appends. Thread-safe for the engine's worker threads."""
 
-    def __init__(self, path: str | os.PathLike, readonly: bool = False):
+    def __init__(self, path: str | os.PathLike, readonly: bool = False, also_read: tuple = ()):
+        """``also_read``: other cache files whose calls count as done (read-only; the kit's committed cache
+        under the user's), ``path`` wins where both hold a key; ``put`` appends to ``path`` only."""
         self.path = Path(path)
         self.readonly = readonly
+        self.also_read = tuple(Path(p) for p in also_read if Path(p).resolve() != self.path.resolve())
         self._lock = threading.Lock()
         self._records: dict[str, dict[str, Any]] = {}
         self.skipped_lines = 0
-        self._load()
+        for other in self.also_read:
+            self._load(other)
+        self._load(self.path)
 
-    def _load(self) -> None:
-        if not self.path.exists():
+    def _load(self, path: Path) -> None:
+        if not path.exists():
             return
         # bytes, decoded per line: one line of bad bytes must not make the whole file unreadable
-        with open(self.path, "rb") as f:
+        with open(path, "rb") as f:
             for lineno, raw in enumerate(f, 1):
                 if not raw.strip():
                     continue
@@ -58,7 +63,7 @@ class CallCache:
                         problem = "no string 'reply'"
                 if problem:
                     self.skipped_lines += 1
-                    warnings.warn(f"{self.path}:{lineno}: skipping an unreadable cache line ({problem})", stacklevel=2)
+                    warnings.warn(f"{path}:{lineno}: skipping an unreadable cache line ({problem})", stacklevel=2)
                     continue
                 self._records[rec["key"]] = rec
 

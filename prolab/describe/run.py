@@ -16,6 +16,14 @@ from .retrieval import RetrievalDefaults, RetrievalResult, embedder_name, retrie
 from .senses import resolve_prompt_names
 
 
+def open_call_cache(cache_path: str | Path | None = None, readonly: bool = False) -> CallCache:
+    """The call cache a describe reads and writes: the named file alone, or by default the user's
+    (``paths.user_call_cache_path``, written) over the kit's committed one (read only)."""
+    if cache_path:
+        return CallCache(paths.resolve(cache_path), readonly=readonly)
+    return CallCache(paths.user_call_cache_path(), readonly=readonly, also_read=(paths.call_cache_path(),))
+
+
 @dataclass
 class DescribeOutput:
     path: Path
@@ -55,7 +63,7 @@ def describe_dataset(dataset: str, backend: str | Backend = "replay", llm: str |
     prompt = load_prompt(prompt) if isinstance(prompt, str) else prompt
     if isinstance(backend, str):
         backend = make_backend(backend, llm, base_url=base_url, api_key_env=api_key_env)
-    cache = CallCache(paths.resolve(cache_path) if cache_path else paths.call_cache_path())
+    cache = open_call_cache(cache_path)
     try:
         result = retrieve(class_names, backend, prompt, cache, params, defaults, progress=progress,
                           prompt_names=names or None, embedder=embedder if defaults.pooling else None)
@@ -181,7 +189,7 @@ def compare_prompts(class_names: list[str], prompts: list[str], backend: str | B
     ``prompt_names`` ({class: name to ask under}) and ``embedder`` as for ``describe_dataset``."""
     if isinstance(backend, str):
         backend = make_backend(backend, llm, base_url=base_url, api_key_env=api_key_env)
-    cache = CallCache(paths.resolve(cache_path) if cache_path else paths.call_cache_path())
+    cache = open_call_cache(cache_path)
     return {name: retrieve(class_names, backend, load_prompt(name), cache, params, defaults, progress=progress,
                            prompt_names=prompt_names, embedder=embedder if defaults.pooling else None)
             for name in prompts}
