@@ -256,11 +256,58 @@ def _run_properties(a: argparse.Namespace) -> int:
               f"colliding groups before/after: {len(out.space.notes['collisions_before'])}/"
               f"{len(out.space.notes['collisions_after'])}, near-collisions before/after: "
               f"{out.space.notes['near_before']}/{out.space.notes['near_after']}", flush=True)
-        for line in report_lines(signature_report(out.space)):
+        report = signature_report(out.space)
+        for line in report_lines(report):
             print(f"  {line}")
+        for line in collision_advice(report, ds, a.repair, a.separate):
+            print(f"  {line}", flush=True)
         if a.release_export:
             print(f"  release layout -> {out.space.to_release(a.release_export)}")
     return 0
+
+
+def collision_advice(report: dict, dataset: str, repaired: bool, separated: bool) -> list[str]:
+    """What to do about a space's collisions, as commands: classes with identical signatures cannot be told apart
+    by property supervision at all (each scores 0 IoU or takes the other's pixels); near-collisions are hard."""
+    out = []
+    if report["collisions"] and not repaired:
+        out.append(f"-> {len(report['collisions'])} group(s) of classes share one signature and cannot be told apart: "
+                   f"build the space again with `prolab properties --dataset {dataset} --repair` (each colliding "
+                   "class gains its nearest property) and train on the space it prints (--property_space)")
+    if report["near"] and not separated:
+        out.append(f"-> {len(report['near'])} near-collision(s): `prolab properties --dataset {dataset} --separate` "
+                   "pulls them apart (the grid's `separate` axis measures what that buys)")
+    return out
+
+
+def _space_warnings(cfg) -> list[str]:
+    """Before training: a property space whose classes collide, and a resize that makes images smaller than the
+    crop, are said once, with the fix (training goes on: both are legitimate to measure)."""
+    from dataclasses import replace
+
+    from .properties.collisions import signature_report
+    from .segment.data import open_split
+    from .segment.train import load_space_for
+
+    out = []
+    ds = open_split(cfg, "train")
+    if len(ds):
+        import numpy as np
+
+        h, w = np.asarray(ds.load(0)[0]).shape[:2]
+        f = min(max(cfg.scale) / max(w, h), min(cfg.scale) / min(w, h))
+        if min(w, h) * f < cfg.crop_size:
+            out.append(f"warning: --scale {cfg.scale[0]} {cfg.scale[1]} resizes {w}x{h} images to "
+                       f"{round(w * f)}x{round(h * f)}, smaller than the {cfg.crop_size}-pixel crop (padded with "
+                       f"ignore): raise --scale or lower --crop_size")
+    if cfg.mode == "property":
+        space, path = load_space_for(replace(cfg), list(ds.class_names))   # the space train will use
+        report = signature_report(space)
+        for g in report["collisions"]:
+            out.append(f"warning: the property space {path.name} gives {' and '.join(g)} one signature: property "
+                       "supervision cannot tell them apart")
+        out += [f"  {line}" for line in collision_advice(report, str(cfg.dataset), False, True)]
+    return out
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
@@ -319,6 +366,9 @@ def _run_train(a: argparse.Namespace) -> int:
     if changes:  # a preset is a starting point: say what it set
         print(f"preset {a.preset}: " + ", ".join(f"{k}={v}" for k, v in changes.items()
                                                   if getattr(a, k, None) is None), flush=True)
+    if cfg.dataset != "custom" or cfg.property_space or cfg.mode != "property":
+        for line in _space_warnings(cfg):
+            print(line, flush=True)
     res = train(cfg, force=a.force)
     print(f"run {res.summary()}; weights {res.weights}")
     return 0

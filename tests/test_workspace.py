@@ -42,3 +42,34 @@ def test_describe_reads_both_caches_and_writes_yours(tmp_path, monkeypatch):
     assert cache.also_read == (paths.call_cache_path(),) and len(cache) > 500   # the committed calls, read
     named = open_call_cache(tmp_path / "x.jsonl")
     assert named.path == tmp_path / "x.jsonl" and named.also_read == () and len(named) == 0
+
+
+def test_collisions_come_with_the_command_that_fixes_them():
+    from prolab.cli import collision_advice
+
+    report = {"collisions": [["Pole", "Fence"]], "near": [{"a": "Road", "b": "Sidewalk"}]}
+    lines = collision_advice(report, "street.yaml", repaired=False, separated=False)
+    assert "`prolab properties --dataset street.yaml --repair`" in lines[0] and "cannot be told apart" in lines[0]
+    assert "`prolab properties --dataset street.yaml --separate`" in lines[1]
+    assert collision_advice(report, "street.yaml", repaired=True, separated=True) == []
+
+
+def test_train_says_when_classes_collide_and_when_images_are_smaller_than_the_crop(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from prolab.cli import _space_warnings
+    from prolab.properties import PropertySpace
+    from prolab.segment.config import TrainConfig
+
+    monkeypatch.setenv("PROLAB_CACHE", str(tmp_path / "cache"))
+    src = next((Path(__file__).resolve().parents[1] / "properties" / "synthetic_outdoor").glob("*k24.safetensors"))
+    space = PropertySpace.load(src)
+    space.signatures = space.signatures.copy()
+    space.signatures[1] = space.signatures[0]
+    bad = space.save(tmp_path / "colliding.safetensors")
+    cfg = TrainConfig.demo(property_space=str(bad), crop_size=192)
+    lines = _space_warnings(cfg)
+    assert any(f"gives {space.class_names[0]} and {space.class_names[1]} one signature" in x for x in lines)
+    assert any("--repair" in x for x in lines)
+    assert any("smaller than the 192-pixel crop" in x for x in lines)
+    assert not _space_warnings(TrainConfig.demo())            # the demo: no collision, images fit the crop
