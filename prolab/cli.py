@@ -507,6 +507,13 @@ def _run_grid(a: argparse.Namespace) -> int:
     from .datasets import dataset_key
 
     print(f"tables -> {write_tables(runs, grid_dir(cfg), base_descriptions(cfg), dataset_key(cfg.dataset))}")
+    # per-class IoU once every cell has its row (a shard that ends first leaves it to the last one)
+    pc, rows = grid_dir(cfg) / "per_class.csv", grid_dir(cfg) / "runs.csv"
+    if {c["cell"] for c in cells} <= set(runs.get("cell", [])) and \
+            (not pc.is_file() or pc.stat().st_mtime < rows.stat().st_mtime):
+        from .pipeline.tables import write_class_iou
+
+        print(f"per-class IoU -> {write_class_iou(cfg.name)}")
     return 0
 
 

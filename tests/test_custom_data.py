@@ -99,6 +99,8 @@ def test_a_custom_dataset_runs_describe_to_grid_from_one_yaml(scratch, street, t
     rows = pd.read_csv(scratch / "results" / "mini_street" / "runs.csv")
     assert sorted(rows["mode"]) == ["category", "property"] and rows["mIoU"].notna().all()
     assert "the dataset 'street'" in (scratch / "results" / "mini_street" / "tables.md").read_text()
+    per_class = pd.read_csv(scratch / "results" / "mini_street" / "per_class.csv")   # written by the grid itself
+    assert sorted(per_class["cell"]) == sorted(rows["cell"]) and "Sky" in per_class
     # the checkout is as it was (the committed call cache included); a results folder you make is git-ignored
     assert _tree(scratch) == checkout
     ignored = subprocess.run(["git", "-C", str(REPO), "check-ignore", "-q", "results/mini_street/runs.csv"])

@@ -156,6 +156,7 @@ RENDER = {
     "bench-properties": lambda: _bench("properties.txt"),
     "bench-heads": lambda: _bench("heads_cpu.txt"),
     "bench-kernel-build": lambda: _bench("kernel_build.txt"),
+    "bench-threads": lambda: _bench("threads.txt"),
     "bench-heads-before": lambda: _bench("heads_cpu_before.txt"),
     "bench-throughput": lambda: _bench("throughput.txt"),
     "bench-scoring": lambda: _bench("scoring.txt"),
