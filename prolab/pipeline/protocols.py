@@ -191,9 +191,11 @@ def write_protocol_tables(grid_folder: str | Path) -> Path:
     """tables.md in a grid folder: the unseen table when the runs carry the protocol, the budget table and
     gaps when they vary iters."""
     runs, _, meta = load_grid_results(grid_folder)
+    dataset = meta.get("dataset", "?")
+    on = "the embedded default" if dataset == "synthetic_outdoor" else f"the dataset '{dataset}'"
     parts = [f"# {meta.get('name', Path(grid_folder).name)}: generated from runs.csv by "
-             "`prolab.pipeline.protocols.write_protocol_tables` (mean ± std over seeds; CPU scale, embedded "
-             "default; not the paper's numbers)\n"]
+             f"`prolab.pipeline.protocols.write_protocol_tables` (mean ± std over seeds; CPU scale, {on}; "
+             "not the paper's numbers)\n"]
     if "cal_HM" in runs:
         parts.append("## Unseen-class protocol (test: odd val images; gamma chosen on the even ones)\n\n"
                      + unseen_table(runs).to_markdown(index=False) + "\n")
