@@ -82,10 +82,10 @@ def _add_describe(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--prompt_names", action=argparse.BooleanOptionalAction, default=None,
                    help=_h("ask classes whose mmseg name is ambiguous or unreadable under the name in "
                            "prolab/describe/prompt_names/<dataset>.json (ADE20K tank -> 'storage tank'); descriptor "
-                           "files stay keyed by the mmseg names; --no-prompt_names to turn off", same + "off"))
+                           "files stay keyed by the mmseg names; --no-prompt_names to turn off", same + "on (the kit's recipe for structured prompts)"))
     p.add_argument("--min_pooled", type=int, default=None,
                    help=_h("a class whose reply gives fewer descriptions than this is asked again with seeded "
-                           "sampling and its replies are pooled without duplicates, up to 15 (0: off)", same + "0"))
+                           "sampling and its replies are pooled without duplicates, up to 15 (0: off)", same + "8 (the kit's recipe; 0 for the naive prompt)"))
     p.add_argument("--max_samples", type=int, default=None,
                    help=_h("at most this many sampled replies per class when pooling", same + str(r.max_samples)))
     p.add_argument("--dedup_threshold", type=float, default=None,
@@ -95,7 +95,7 @@ def _add_describe(sub: argparse._SubParsersAction) -> None:
                    help=_h("LLM sampling temperature of the pooled samples", same + str(r.pool_temperature)))
     p.add_argument("--pool_embedder", default=None,
                    help=_h("sentence embedder for near-duplicate removal when pooling, e.g. all-MiniLM-L6-v2",
-                           same + "none: exact duplicates only"))
+                           same + "all-MiniLM-L6-v2 (the kit's recipe)"))
     p.set_defaults(func=_run_describe)
 
 
@@ -134,6 +134,15 @@ def _describe_settings(a: argparse.Namespace, ds: str, llm_id: str, prompt_tag: 
     target = paths.descriptor_path(dataset_key(ds), llm_id, prompt_tag,
                                    root=paths.resolve(a.out_root) if a.out_root else None)
     rec = replay_settings(load_meta(target)) if target.exists() else {}
+    # a dataset described for the first time gets the kit's recipe (structured prompts), as the committed files did
+    from .describe.prompts import load_prompt
+    from .describe.retrieval import KIT_RECIPE
+
+    first = not target.exists() and load_prompt(a.prompt).reply_format == "bullets"
+    if first:
+        rec = {"defaults": replace(RetrievalDefaults(), min_pooled=KIT_RECIPE["min_pooled"],
+                                   max_samples=KIT_RECIPE["max_samples"]),
+               "prompt_names": KIT_RECIPE["prompt_names"], "embedder": KIT_RECIPE["pool_embedder"]}
     base = rec.get("defaults") or RetrievalDefaults()
     keys = ("min_pooled", "max_samples", "dedup_threshold", "pool_temperature")
     taken = [k for k in keys if getattr(a, k) is None and rec.get("defaults") is not None]
@@ -145,7 +154,11 @@ def _describe_settings(a: argparse.Namespace, ds: str, llm_id: str, prompt_tag: 
         taken.append("prompt_names")
     if a.pool_embedder is None and rec.get("embedder"):
         taken.append("pool_embedder")
-    if taken:
+    if taken and first:
+        print(f"  {', '.join(taken)}: the kit's recipe for a first description (min_pooled {defaults.min_pooled}, "
+              f"prompt names {'on' if prompt_names else 'off'}, de-duplicated with {embedder}), as the committed "
+              "files were made; give the flags to change them (--min_pooled 0: one reply per class)", flush=True)
+    elif taken:
         print(f"  {', '.join(taken)}: as {target.name} was made (min_pooled {defaults.min_pooled}, prompt names "
               f"{'on' if prompt_names else 'off'}); give the flags to change them", flush=True)
     return defaults, prompt_names, embedder

@@ -29,6 +29,13 @@ from .parsing import ParseDefaults, ParsedReply, parse_reply, reask_message, san
 from .prompts import Prompt, _norm
 
 
+# The kit's description recipe for structured (bullet-list) prompts: every committed structured descriptor file was
+# made with it (descriptors/generate.sh), and `prolab describe` / notebook 02 use it for a dataset described for the
+# first time: prompt names where the dataset has them, replies pooled to at least 8 descriptions per class from up
+# to 4 seeded samples, near-duplicates dropped by MiniLM cosine.
+KIT_RECIPE = {"prompt_names": True, "min_pooled": 8, "max_samples": 4, "pool_embedder": "all-MiniLM-L6-v2"}
+
+
 @dataclass(frozen=True)
 class RetrievalDefaults:
     concurrency: int = 1          # classes in flight at once (capped by the backend's own limit)
