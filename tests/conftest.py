@@ -72,3 +72,26 @@ def fused_kernels():
     if e is None:
         pytest.fail(f"the fused kernel did not build: {fused._failed}")
     return e
+
+
+def write_run_config(root, cfg: dict, name: str):
+    """A run config YAML in a scratch checkout's configs/."""
+    import yaml
+
+    f = root / "configs" / f"{name}.yaml"
+    f.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return f
+
+
+def tree_hash(folder) -> dict:
+    """Every file (and empty folder) under ``folder`` with the sha256 of its bytes: "byte-identical" for a tree."""
+    import hashlib
+
+    out = {}
+    for p in sorted(Path(folder).rglob("*")):
+        rel = str(p.relative_to(folder))
+        if p.is_file():
+            out[rel] = hashlib.sha256(p.read_bytes()).hexdigest()
+        elif p.is_dir() and not any(p.iterdir()):
+            out[rel] = "<empty folder>"
+    return out

@@ -7,8 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import make_scratch_root
-import yaml
+from conftest import make_scratch_root, write_run_config
 
 from prolab import paths
 from prolab.pipeline.runner import load_config, parse_overrides, run_pipeline
@@ -23,9 +22,7 @@ def scratch(tmp_path, monkeypatch):
 
 
 def _write(root, cfg, name="c"):
-    f = root / "configs" / f"{name}.yaml"
-    f.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    return f
+    return write_run_config(root, cfg, name)
 
 
 CHAIN = {"run_name": "chain", "parameters": {"dataset": "synthetic_outdoor", "n_properties": 8},

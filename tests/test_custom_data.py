@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import make_scratch_root
+from conftest import make_scratch_root, tree_hash
 
 from prolab.datasets.example import ExampleDefaults, write_example
 
@@ -47,11 +47,8 @@ def _edit(spec: Path, **changes) -> Path:
     return out
 
 
-def _tree(root: Path) -> dict[str, str]:
-    import hashlib
-
-    return {str(f.relative_to(root)): hashlib.sha256(f.read_bytes()).hexdigest() for top in ("descriptors", "configs")
-            for f in sorted((root / top).rglob("*")) if f.is_file()}
+def _tree(root: Path) -> dict[str, dict[str, str]]:
+    return {top: tree_hash(root / top) for top in ("descriptors", "configs")}
 
 
 def test_a_custom_dataset_runs_describe_to_grid_from_one_yaml(scratch, street, tmp_path):

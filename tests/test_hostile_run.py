@@ -5,7 +5,6 @@ the CLI exits 2 without a traceback; a run that fails leaves the committed resul
 was. Notebooks are not executed here (the executor is replaced where a run is needed), so each test takes
 seconds."""
 import ast
-import hashlib
 import json
 import logging
 import shutil
@@ -15,8 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
-from conftest import make_scratch_root
+from conftest import make_scratch_root, tree_hash, write_run_config
 
 from prolab import paths
 from prolab.pipeline.runner import PipelineError, load_config, run_pipeline
@@ -32,21 +30,10 @@ def scratch(tmp_path, monkeypatch):
 
 
 def _write(root, cfg, name="h"):
-    f = root / "configs" / f"{name}.yaml"
-    f.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    return f
+    return write_run_config(root, cfg, name)
 
 
-def _tree_hash(folder: Path) -> dict[str, str]:
-    """Every file (and empty folder) under ``folder`` with the sha256 of its bytes."""
-    out = {}
-    for p in sorted(folder.rglob("*")):
-        rel = str(p.relative_to(folder))
-        if p.is_file():
-            out[rel] = hashlib.sha256(p.read_bytes()).hexdigest()
-        elif p.is_dir() and not any(p.iterdir()):
-            out[rel] = "<empty folder>"
-    return out
+_tree_hash = tree_hash
 
 
 def _one_line(msg: str) -> None:
