@@ -50,36 +50,6 @@ def cell_grid(cfg, cell: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _values(folder: Path, cells: set[str]) -> dict[str, Any]:
-    """Every value the given cells hold in a grid folder, keyed by cell hash (axis labels differ between a full
-    grid and a one-cell grid; the hash does not)."""
-    import pandas as pd
-
-    from .grid import AXES
-    from .verify import NOT_METRICS, _is_numeric_column, _number
-
-    out: dict[str, Any] = {}
-    runs = pd.read_csv(folder / "runs.csv")
-    runs = runs[runs["cell"].isin(cells)]
-    metrics = [c for c in runs.columns if c not in set(AXES) | NOT_METRICS and _is_numeric_column(runs[c])]
-    for _, r in runs.iterrows():
-        for c in metrics:
-            out[f"runs.csv | {r['cell']} | {c}"] = _number(r[c])
-    if (folder / "curves.csv").is_file():
-        cv = pd.read_csv(folder / "curves.csv")
-        cv = cv[cv["cell"].isin(cells)]
-        for c in [c for c in cv.columns if c not in ("cell", "iteration") and _is_numeric_column(cv[c])]:
-            for cell, it, v in cv[["cell", "iteration", c]].itertuples(index=False):
-                out[f"curves.csv | {cell} | iteration {int(it)} | {c}"] = _number(v)
-    if (folder / "per_class.csv").is_file():
-        pc = pd.read_csv(folder / "per_class.csv")
-        pc = pc[pc["cell"].isin(cells)]
-        for c in [c for c in pc.columns if c not in ("setting", "seed", "cell") and _is_numeric_column(pc[c])]:
-            for cell, v in pc[["cell", c]].itertuples(index=False):
-                out[f"per_class.csv | {cell} | {c}"] = _number(v)
-    return out
-
-
 def restamp(results_dir: str | Path, n_cells: int = 1, keep: str | Path | None = None,
             grid_file: str | Path | None = None, dataset: str | None = None,
             say: Callable[[str], None] = print) -> int:
@@ -92,7 +62,7 @@ def restamp(results_dir: str | Path, n_cells: int = 1, keep: str | Path | None =
 
     from ..identity import GRID_CODE, code_hash
     from .grid import load_grid
-    from .verify import _execute, compare, environment_of, folder_kind, format_table, grid_config, \
+    from .verify import _execute, collect_grid, compare, environment_of, folder_kind, format_table, grid_config, \
         rerun_environment, scratch_checkout
 
     folder = paths.resolve(results_dir)
@@ -148,9 +118,9 @@ def restamp(results_dir: str | Path, n_cells: int = 1, keep: str | Path | None =
                     raise RuntimeError(f"the re-run of cell {cell['cell']} failed (exit status {rc}); nothing was "
                                        "re-stamped")
             # read now: the next one-cell grid sets this row aside as a cell it does not make
-            rerun.update(_values(out, {cell["cell"]}))
+            rerun.update(collect_grid(out, {cell["cell"]}))
         ids = {c["cell"] for c in chosen}
-        rows, ok = compare(_values(folder, ids), rerun, 0.0)
+        rows, ok = compare(collect_grid(folder, ids), rerun, 0.0)
         say(format_table([r for r in rows if not r.ok][:20] or rows[:5]))
         if not ok:
             bad = sum(not r.ok for r in rows)

@@ -252,28 +252,34 @@ def _grid_label(row, cross: list[str]) -> str:
     return f"{label} seed {_setting(row.get('seed'))}"
 
 
-def collect_grid(folder: Path) -> dict[str, Value]:
-    """Metrics of a grid folder (see the module docstring)."""
+def collect_grid(folder: Path, cells: set[str] | None = None) -> dict[str, Value]:
+    """Metrics of a grid folder (see the module docstring). With ``cells``: only those cells, keyed by cell hash
+    (what a one-cell re-run of the same cell shares with the full grid; ``prolab verify --restamp``)."""
     import pandas as pd
 
     from .grid import AXES
 
     folder = Path(folder)
-    grid = json.loads((folder / "grid.json").read_text(encoding="utf-8"))
-    cross = list(grid.get("cross") or {})
+    # labels name the setting (axis, crossed values): only needed when keys are not cell hashes
+    cross = [] if cells is not None else list(json.loads((folder / "grid.json").read_text(encoding="utf-8"))
+                                              .get("cross") or {})
     settings = set(AXES) | NOT_METRICS
     out: dict[str, Value] = {}
     runs = pd.read_csv(folder / "runs.csv")
     metrics = [c for c in runs.columns if c not in settings and _is_numeric_column(runs[c])]
+    if cells is not None:
+        runs = runs[runs["cell"].isin(cells)]
     labels = {}
     for _, r in runs.iterrows():
-        labels[r["cell"]] = _grid_label(r.to_dict(), cross)
+        labels[r["cell"]] = r["cell"] if cells is not None else _grid_label(r.to_dict(), cross)
         for c in metrics:
             out[SEP.join(("runs.csv", labels[r["cell"]], c))] = _number(r[c])
     if (folder / "per_class.csv").is_file():
         pc = pd.read_csv(folder / "per_class.csv")
         classes = [c for c in pc.columns if c not in ("setting", "seed", "cell") and _is_numeric_column(pc[c])]
         for _, r in pc.iterrows():
+            if cells is not None and r["cell"] not in cells:
+                continue
             label = labels.get(r["cell"], f"{r.get('setting', '')} seed {_setting(r.get('seed'))}")
             for c in classes:
                 out[SEP.join(("per_class.csv", label, c))] = _number(r[c])
@@ -281,6 +287,8 @@ def collect_grid(folder: Path) -> dict[str, Value]:
         cv = pd.read_csv(folder / "curves.csv")
         values = [c for c in cv.columns if c not in ("cell", "iteration") and _is_numeric_column(cv[c])]
         for cell, it, *vals in cv[["cell", "iteration", *values]].itertuples(index=False):
+            if cells is not None and cell not in cells:
+                continue
             for c, v in zip(values, vals):
                 out[SEP.join(("curves.csv", f"{labels.get(cell, f'[{cell}]')} iteration {_setting(it)}", c))] = \
                     _number(v)
