@@ -581,7 +581,7 @@ def _version() -> str:
         return "prolab (not installed)"
 
 
-EXPECTED_ERRORS = (FileNotFoundError, ValueError, KeyError, LookupError, RuntimeError, OSError)
+EXPECTED_ERRORS = (FileNotFoundError, ValueError, KeyError, LookupError, RuntimeError, OSError, ImportError)
 
 
 def entry_point(func, prog: str, *args) -> int:
