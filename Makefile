@@ -75,6 +75,7 @@ test: $(VENV)/.installed
 # The main job on the embedded default, offline, on a CPU.
 demo: $(VENV)/.installed
 	$(PY) -m prolab run --config configs/demo.yaml
+	$(PY) -m prolab.pipeline.summary   # the READMEs quote this run's timings: re-rendered from its files
 
 doctor: $(VENV)/.installed
 	$(PY) -m prolab doctor

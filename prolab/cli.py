@@ -188,8 +188,10 @@ def _add_properties(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--method", default=defaults.METHOD, choices=defaults.METHODS,
                    help=_h("clustering method", defaults.METHOD))
     p.add_argument("--seed", type=int, default=0, help=_h("clustering seed", 0))
-    p.add_argument("--repair", action="store_true",
-                   help=_h("make identical signatures unique (each colliding class gains its nearest property)", "off"))
+    p.add_argument("--repair", action=argparse.BooleanOptionalAction, default=True,
+                   help=_h("make identical signatures unique (each colliding class gains its nearest property; the "
+                           "file is then named -repaired); --no-repair keeps them (two classes that property "
+                           "supervision can never tell apart)", "on"))
     p.add_argument("--separate", action="store_true",
                    help=_h("also pull near-collisions apart (subset signatures, cosine >= 0.8, Hamming 1) and split "
                            "properties shared by half the classes or more", "off"))
@@ -239,7 +241,7 @@ def _run_properties(a: argparse.Namespace) -> int:
         from .release.partition import partition_command
 
         given = [f for f, on in (("--descriptor_file", a.descriptor_file), ("--descriptor_root", a.descriptor_root),
-                                 ("--n_properties", a.n_properties is not None), ("--repair", a.repair),
+                                 ("--n_properties", a.n_properties is not None),
                                  ("--method", a.method != defaults.METHOD), ("--seed", a.seed != 0),
                                  ("--separate", a.separate), ("--unseen", a.unseen)) if on]
         if given or len(a.dataset) > 1:
@@ -285,8 +287,9 @@ def collision_advice(report: dict, dataset: str, repaired: bool, separated: bool
     out = []
     if report["collisions"] and not repaired:
         out.append(f"-> {len(report['collisions'])} group(s) of classes share one signature and cannot be told apart: "
-                   f"build the space again with `prolab properties --dataset {dataset} --repair` (each colliding "
-                   "class gains its nearest property) and train on the space it prints (--property_space)")
+                   f"build the space again with `prolab properties --dataset {dataset} --repair` (the default; each "
+                   "colliding class gains its nearest property) and train on the space it prints "
+                   "(--property_space); the grid's `repair` axis measures what that buys")
     if report["near"] and not separated:
         out.append(f"-> {len(report['near'])} near-collision(s): `prolab properties --dataset {dataset} --separate` "
                    "pulls them apart (the grid's `separate` axis measures what that buys)")
@@ -481,6 +484,9 @@ def _add_grid(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", default=None,
                    help=_h(DATASET_HELP.replace(" or a class-list file (.txt/.json)", "") + "; results go to "
                            "results/<grid name>_<dataset name>/", "the grid YAML's dataset"))
+    p.add_argument("--splits", nargs="+", default=None, metavar="SPLIT",
+                   help=_h("the splits every run is scored on (the first fills mIoU and the tables; e.g. --splits "
+                           "val test)", "the grid YAML's splits, else val"))
     p.add_argument("--check", action="store_true", help=_h("only validate the config and list the runs", "off"))
     p.add_argument("--shard", default=None,
                    help=_h("I/N: run every N-th run from the I-th, so N processes (cores or machines sharing the "
@@ -493,10 +499,10 @@ def _run_grid(a: argparse.Namespace) -> int:
     from .pipeline.tables import write_tables
 
     shard = parse_shard(a.shard)           # checked before the config is loaded or anything runs
-    cfg = load_grid(a.config, dataset=a.dataset)
+    cfg = load_grid(a.config, dataset=a.dataset, splits=a.splits)
     cells = cfg.cells()
     print(f"grid {cfg.name}: {len(cells)} runs ({len(cells) // max(1, len(cfg.seeds))} settings x "
-          f"{len(cfg.seeds)} seeds) on {cfg.dataset}")
+          f"{len(cfg.seeds)} seeds) on {cfg.dataset}, scored on {', '.join(cfg.splits)}")
     if a.check:
         if shard is not None:
             cells = cells[shard[0]::shard[1]]   # the runs this shard would make
@@ -519,7 +525,9 @@ def _run_grid(a: argparse.Namespace) -> int:
     runs = run_grid(cfg, shard=shard)
     from .datasets import dataset_key
 
-    print(f"tables -> {write_tables(runs, grid_dir(cfg), base_descriptions(cfg), dataset_key(cfg.dataset))}")
+    tables = write_tables(runs, grid_dir(cfg), base_descriptions(cfg), dataset_key(cfg.dataset), cfg.train,
+                          cfg.splits[0])
+    print(f"tables -> {tables}")
     # per-class IoU once every cell has its row (a shard that ends first leaves it to the last one)
     pc, rows = grid_dir(cfg) / "per_class.csv", grid_dir(cfg) / "runs.csv"
     if {c["cell"] for c in cells} <= set(runs.get("cell", [])) and \

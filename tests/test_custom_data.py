@@ -51,21 +51,39 @@ def _tree(root: Path) -> dict[str, dict[str, str]]:
     return {top: tree_hash(root / top) for top in ("descriptors", "configs")}
 
 
-def test_a_custom_dataset_runs_describe_to_grid_from_one_yaml(scratch, street, tmp_path):
-    """The README's 'Your own dataset' commands, as written there, with nothing else: on a data folder that is
-    read-only, leaving the checkout as it was (your artefacts go to the workspace, new calls to your cache)."""
+NEW_NAMES = ["Overcast sky", "Apartment block", "Lamp post", "Asphalt road", "Footway", "Street tree", "Hedge",
+             "Railing", "Parked car", "Verge", "Canal"]
+
+
+def test_a_custom_dataset_runs_describe_to_grid_from_one_yaml(scratch, street, stub_server, tmp_path):
+    """The README's 'Your own dataset' commands, as written there, with nothing else: classes no cache has seen
+    (asked of an OpenAI-compatible server on 127.0.0.1, then replayed from your cache), one prompt name given in
+    the YAML, on a data folder that is read-only, scored on val and test, leaving the checkout as it was (your
+    artefacts go to the workspace, new calls to your cache)."""
     cwd = street.parent
+    spec = yaml.safe_load(street.read_text())
+    spec.update(classes=NEW_NAMES, prompt_names={"Verge": "grass verge beside a road"})
+    street.write_text(yaml.safe_dump(spec, sort_keys=False))
     checkout = _tree(scratch)
     workspace = Path(os.environ["PROLAB_CACHE"]) / "workspace"
     for d in [cwd, *[p for p in cwd.rglob("*") if p.is_dir()]]:
         d.chmod(0o555)                                               # your data may be read-only
-    # capitalised class names (Sky, Road) are answered from the cache that holds sky, road: no LLM needed
-    r = _prolab("describe", "--dataset", "street.yaml", cwd=cwd)
+    llm = "qwen2.5-coder-1.5b-instruct-q4_k_m"                      # the model the later stages look for
+    r = _prolab("describe", "--dataset", "street.yaml", "--backend", "openai", "--base_url", stub_server.base_url,
+                "--llm", llm, cwd=cwd)
     assert "dataset 'street' (11 classes) from street.yaml" in r.stdout
-    assert "11/11 classes described; 0 new calls" in r.stdout
-    dfile = workspace / "descriptors" / "street" / "qwen2.5-coder-1.5b-instruct-q4_k_m__structured-d247051e.json"
+    assert "min_pooled 8, prompt names on" in r.stdout               # the kit's recipe, as the committed files
+    asked = set(stub_server.stats.as_dict()["completed"])
+    assert "grass verge beside a road" in asked and "Verge" not in asked and "Canal" in asked
+    dfile = workspace / "descriptors" / "street" / f"{llm}__structured-d247051e.json"
     described = json.loads(dfile.read_text())
-    assert list(described)[:2] == ["Sky", "Building"] and all(len(v) >= 4 for v in described.values())
+    assert list(described) == NEW_NAMES and all(len(v) >= 4 for v in described.values())
+    calls = Path(os.environ["PROLAB_CACHE"]) / "llm" / "calls.jsonl"
+    assert calls.is_file() and "grass verge" in calls.read_text()   # new replies: your cache, not the checkout
+    dfile.unlink()
+    stub_server.stop()   # replayed from your cache: the calls made against that server, without it
+    r = _prolab("describe", "--dataset", "street.yaml", "--base_url", stub_server.base_url, cwd=cwd)
+    assert "11/11 classes described; 0 new calls" in r.stdout and json.loads(dfile.read_text()) == described
 
     r = _prolab("properties", "--dataset", "street.yaml", cwd=cwd)   # finds what describe wrote, by the YAML's name
     n_desc = sum(len(v) for v in described.values())
@@ -86,18 +104,21 @@ def test_a_custom_dataset_runs_describe_to_grid_from_one_yaml(scratch, street, t
     # the README's grid, checked (its 9 runs of 200 iterations are what results/custom_grid_street holds)
     r = _prolab("grid", "--config", "configs/grid_custom.yaml", "--dataset", "street.yaml", "--check", cwd=cwd)
     assert "grid custom_grid_street: 9 runs (3 settings x 3 seeds) on " in r.stdout and "separate = True" in r.stdout
+    assert "scored on val, test" in r.stdout
     grid = tmp_path / "grid.yaml"
     grid.write_text(yaml.safe_dump({"name": "mini", "dataset": "synthetic_outdoor", "base": {"mode": "property"},
                                     "vary": {"mode": ["category"]}, "seeds": [0],
                                     "train": {"iters": 3, "warmup_iters": 1}}))
-    r = _prolab("grid", "--config", grid, "--dataset", "street.yaml", cwd=cwd)
-    runs = json.loads((scratch / "results" / "mini_street" / "grid.json").read_text())
-    assert runs["dataset"] == "street"
+    r = _prolab("grid", "--config", grid, "--dataset", "street.yaml", "--splits", "val", "test", cwd=cwd)
+    meta = json.loads((scratch / "results" / "mini_street" / "grid.json").read_text())
+    assert meta["dataset"] == "street" and meta["splits"] == ["val", "test"]
     rows = pd.read_csv(scratch / "results" / "mini_street" / "runs.csv")
-    assert sorted(rows["mode"]) == ["category", "property"] and rows["mIoU"].notna().all()
-    assert "the dataset 'street'" in (scratch / "results" / "mini_street" / "tables.md").read_text()
+    assert sorted(rows["mode"]) == ["category", "property"]
+    assert rows["mIoU"].notna().all() and rows["mIoU_test"].notna().all()
+    assert "the dataset 'street', scored on its val split" in (scratch / "results" / "mini_street" / "tables.md").read_text()
     per_class = pd.read_csv(scratch / "results" / "mini_street" / "per_class.csv")   # written by the grid itself
-    assert sorted(per_class["cell"]) == sorted(rows["cell"]) and "Sky" in per_class
+    assert sorted(per_class["cell"]) == sorted(list(rows["cell"]) * 2) and "Canal" in per_class
+    assert sorted(set(per_class["split"])) == ["test", "val"]
     # the checkout is as it was (the committed call cache included); a results folder you make is git-ignored
     assert _tree(scratch) == checkout
     ignored = subprocess.run(["git", "-C", str(REPO), "check-ignore", "-q", "results/mini_street/runs.csv"])
@@ -337,3 +358,15 @@ def test_flags_a_dataset_yaml_would_ignore_are_refused(street):
 
     with pytest.raises(ValueError, match=r"ignore_index = 0 would be ignored: a dataset YAML sets them itself"):
         TrainConfig.demo(dataset=str(street), ignore_index=0)
+
+
+def test_prompt_names_in_a_dataset_yaml_are_checked_against_its_classes(street):
+    from prolab.datasets.spec import load_spec
+    from prolab.describe.senses import prompt_names
+
+    ok = _edit(street, prompt_names={"pole": "street light pole"})      # matched up to case, keyed by the class
+    assert load_spec(ok).prompt_names == {"Pole": "street light pole"} and prompt_names(ok) == {"Pole": "street light pole"}
+    with pytest.raises(ValueError, match=r"prompt_names names 'Poles', not among the classes"):
+        load_spec(_edit(street, prompt_names={"Poles": "street light pole"}))
+    with pytest.raises(ValueError, match="prompt_names must map class names to non-empty prompt names"):
+        load_spec(_edit(street, prompt_names={"Pole": ""}))

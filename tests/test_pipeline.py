@@ -236,3 +236,31 @@ def test_paper_settings_have_one_source():
         assert ('type="OptimWrapper"' in text) is (not r.fp16), ds
         assert ("temperature=0.01" in text and "normalize=True" in text) is (r.temperature == 0.01 and r.normalize), ds
         assert f"scale=({r.scale[0]}, {r.scale[1]})" in text or r.scale == (2048, 512), ds
+
+
+def test_the_repair_axis_adds_cells_without_moving_the_others(scratch_results):
+    base = load_grid(_grid(scratch_results, GRID)).cells()
+    more = load_grid(_grid(scratch_results, {**GRID, "vary": {"mode": ["category"], "repair": [True]}})).cells()
+    assert [c["cell"] for c in more[:2]] == [c["cell"] for c in base]       # committed rows stay current
+    assert more[2]["axis"] == "repair" and more[2]["repair"] is True and more[2]["cell"] not in {c["cell"] for c in base}
+    with pytest.raises(ValueError, match="repair"):
+        load_grid(_grid(scratch_results, {**GRID, "vary": {"repair": ["yes"]}}))
+
+
+def test_grid_splits_are_checked_before_anything_runs(scratch_results):
+    for bad in (["train"], [], ["val", "val"], "val"):
+        with pytest.raises(ValueError, match="splits"):
+            load_grid(_grid(scratch_results, {**GRID, "splits": bad}))
+    with pytest.raises(ValueError, match="no split 'nosuch'"):
+        load_grid(_grid(scratch_results, {**GRID, "splits": ["val", "nosuch"]}))
+    assert load_grid(_grid(scratch_results, GRID), splits=["val"]).splits == ["val"]
+
+
+def test_tables_name_the_base_value_of_a_training_setting():
+    from prolab.pipeline.tables import ablation_table
+
+    runs = pd.DataFrame([{"axis": "base", "normalize": float("nan"), "mIoU": 40.0, "mAcc": 50.0, "seed": 0},
+                         {"axis": "normalize", "normalize": 1.0, "mIoU": 45.0, "mAcc": 55.0, "seed": 0}])
+    t = ablation_table(runs, "normalize")
+    assert list(t.iloc[:, 0]) == ["off", "on"] and list(t["base"]) == ["yes", ""]
+    assert list(ablation_table(runs, "normalize", train={"normalize": True}).iloc[:, 0]) == ["on"]   # both rows on

@@ -216,3 +216,21 @@ def test_to_release_writes_the_class_names_an_imported_file_used(minilm, tmp_pat
     assert list(raw["descriptions"]) == list(release)      # the release's spellings, trailing space included
     plain = torch.load(s.to_release(tmp_path / "plain.pth", release_names=False), weights_only=True)
     assert list(plain["descriptions"]) == ours
+
+
+def test_a_repaired_space_is_named_so_only_when_the_repair_changed_it(minilm, tmp_path):
+    shared = ["a flat grey surface", "made of concrete slabs", "seen beside roads"]
+    data = {"pavement": shared, "walkway": list(shared), "sky": ["blue and open above", "white clouds drift"],
+            "tree": ["tall woody trunk", "green leafy crown"]}
+    classes, dfile = _write_descriptors(tmp_path, data)
+    kw = dict(n_properties=5, progress=False, out_root=tmp_path / "spaces")
+    plain = build_property_space(str(classes), dfile, minilm, **kw)
+    fixed = build_property_space(str(classes), dfile, minilm, repair=True, **kw)
+    assert "-repaired" not in plain.path.name and "-repaired" in fixed.path.name
+    assert plain.space.notes["collisions_after"] and not fixed.space.notes["collisions_after"]
+    # no collision: the repair changes nothing, so the file is the plain one (committed spaces keep their names)
+    data["walkway"] = ["narrow paved path", "people walk along it"]
+    classes, dfile = _write_descriptors(tmp_path, data)
+    a = build_property_space(str(classes), dfile, minilm, **kw)
+    b = build_property_space(str(classes), dfile, minilm, repair=True, **kw)
+    assert a.path == b.path and "-repaired" not in b.path.name

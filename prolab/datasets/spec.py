@@ -15,6 +15,7 @@ properties -> train -> evaluate -> grid chain through the same names and default
     splits: {train: train, val: val, test: test}   # split name -> folder name (default: the same)
     label_map: {0: 0, 1: 1, 7: 255}   # optional: raw value -> class index (255 = ignore)
     n_properties: 12              # optional: K (default: one property per six descriptions)
+    prompt_names: {Pole: street light pole}   # optional: the name a class is asked under (descriptions stay keyed by the class)
 
 Relative paths are relative to the YAML file; ``~`` and environment variables (``$HOME``) are expanded in
 ``data_root``, ``img_dir``, ``ann_dir`` and ``classes``. ``name`` must not be a registered dataset's name.
@@ -44,6 +45,7 @@ KEYS = {
     "label_map": None,
     "n_properties": Rule(int, min=1, nullable=True),
     "description": Rule(str, nullable=True),
+    "prompt_names": None,                 # {class: name put to the LLM}: checked by hand against the classes
 }
 
 
@@ -78,6 +80,7 @@ class DatasetSpec:
     label_map: dict | None = None
     n_properties: int | None = None
     source: Path | None = None
+    prompt_names: dict = field(default_factory=dict)
 
     def folder(self, split: str) -> tuple[Path, Path]:
         """(image folder, label folder) of a split."""
@@ -127,6 +130,24 @@ def _classes(value, base: Path, where: str) -> tuple[str, ...]:
     return tuple(names)
 
 
+def _prompt_names(value, class_names: tuple[str, ...], where: str) -> dict[str, str]:
+    """``prompt_names``: a mapping {class: the name the LLM is asked under}, every key one of the classes."""
+    from .classes import class_key
+
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) and k.strip() and v.strip()
+                                              for k, v in value.items()):
+        raise ValueError(f"{where}: prompt_names must map class names to non-empty prompt names, e.g. "
+                         "{Pole: street light pole}")
+    by_key = {class_key(c): c for c in class_names}
+    unknown = [k for k in value if class_key(k) not in by_key]
+    if unknown:
+        raise ValueError(f"{where}: prompt_names names {', '.join(map(repr, unknown))}, not among the classes "
+                         f"({', '.join(class_names)})")
+    return {by_key[class_key(k)]: " ".join(v.split()) for k, v in value.items()}
+
+
 def _int_map(value, what: str, where: str, values_ok) -> dict:
     if not isinstance(value, dict):
         raise ValueError(f"{where}: {what} must be a mapping")
@@ -171,13 +192,15 @@ def _load(path: Path) -> DatasetSpec:
         s = raw.get(key)
         if s is not None and not re.fullmatch(r"[^/\\]*\.[A-Za-z0-9]+", s):
             raise ValueError(f"{where}: {key} = {s!r}: must end in a file extension, e.g. '.jpg' or '_label.png'")
+    class_names = _classes(raw["classes"], base, where)
     return DatasetSpec(
-        name=raw["name"], class_names=_classes(raw["classes"], base, where), data_root=root,
+        name=raw["name"], class_names=class_names, data_root=root,
         img_dir=raw["img_dir"], ann_dir=raw["ann_dir"], img_suffix=raw.get("img_suffix") or ".jpg",
         seg_map_suffix=raw.get("seg_map_suffix") or ".png",
         ignore_index=IGNORE_INDEX if raw.get("ignore_index") is None else raw["ignore_index"],
         reduce_zero_label=bool(raw.get("reduce_zero_label")), splits=splits, label_map=label_map,
-        n_properties=raw.get("n_properties"), source=path)
+        n_properties=raw.get("n_properties"), source=path,
+        prompt_names=_prompt_names(raw.get("prompt_names"), class_names, where))
 
 
 def load_spec(dataset: str | os.PathLike) -> DatasetSpec:

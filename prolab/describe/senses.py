@@ -43,8 +43,14 @@ def prompt_name_datasets() -> list[str]:
 
 def prompt_names(dataset: str | Path) -> dict[str, str]:
     """``{mmseg class name: prompt name}`` for the classes of ``dataset`` that have one (in class order; keys are
-    normalised class names, as in descriptor files); ``{}`` for a dataset without a prompt-name file."""
-    from ..datasets import normalize_class_name
+    normalised class names, as in descriptor files); ``{}`` for a dataset without a prompt-name file. For a
+    dataset YAML, its ``prompt_names`` key."""
+    from ..datasets import is_spec_path, normalize_class_name
+
+    if is_spec_path(dataset):
+        from ..datasets.spec import load_spec
+
+        return dict(load_spec(dataset).prompt_names)
 
     path = PROMPT_NAMES_DIR / f"{_key(dataset)}.json"
     if not path.exists():

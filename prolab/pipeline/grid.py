@@ -3,11 +3,15 @@ paper's ablations do), the runner trains and evaluates every cell for every seed
 per run to a CSV. Cells already in the CSV are not run again, so a killed grid resumes where it stopped.
 
 Axes: n_properties, embedder, method (clustering), loss, temperature, prompt, llm (descriptor file), mode
-(property, category or name_embedding supervision), separate (near-collisions pulled apart), and the training
+(property, category or name_embedding supervision), repair (identical signatures made unique; off in the base,
+so a colliding space is measured as the clustering made it, with a warning), separate (near-collisions pulled
+apart), and the training
 settings iters, onehot_warmup_iters, normalize and unseen (held-out classes, scored by the unseen-class
 protocol). Seeds are listed separately. ``cross`` names axes whose values multiply every cell (e.g. iters for a
 budget sweep: every setting at every length). The dataset is a registered name or a dataset YAML (your own
-data); ``prolab grid --dataset`` swaps it.
+data); ``prolab grid --dataset`` swaps it. ``splits`` lists the splits every run is scored on (default
+``[val]``): the first fills ``mIoU``/``mAcc``/``aAcc`` and the tables, each further one adds ``mIoU_<split>``,
+``mAcc_<split>`` and ``aAcc_<split>`` (and its rows of ``per_class.csv``).
 """
 from __future__ import annotations
 
@@ -24,7 +28,7 @@ from ..datasets import dataset_key
 from ..files import atomic_write_json, atomic_write_text, environment_info, read_yaml_mapping, stable_hash, utc_now
 
 AXES: dict[str, type] = {"n_properties": int, "embedder": str, "method": str, "loss": str, "temperature": float,
-                         "prompt": str, "llm": str, "mode": str, "separate": bool, "iters": int,
+                         "prompt": str, "llm": str, "mode": str, "repair": bool, "separate": bool, "iters": int,
                          "onehot_warmup_iters": int, "normalize": bool, "unseen": str, "lr": float,
                          "head_init": str, "normalize_bank": bool, "aux_weight": float}
 # training settings as axes; None = the grid's `train` section (or the preset) decides
@@ -33,6 +37,7 @@ TRAIN_AXES = ("iters", "onehot_warmup_iters", "normalize", "unseen", "lr", "head
 # the stage whose validation rules check each axis's values (prolab.validation): one set of rules for the
 # CLI flags, the notebook parameters and the grid
 AXIS_STAGE = {"n_properties": "properties", "embedder": "properties", "method": "properties", "separate": "properties",
+              "repair": "properties",
               "loss": "train",
               "temperature": "train", "mode": "train", "prompt": "describe", "llm": "describe",
               **{a: "train" for a in TRAIN_AXES}}
@@ -40,8 +45,12 @@ AXIS_STAGE = {"n_properties": "properties", "embedder": "properties", "method": 
 CELL_SET = ("mode", "loss", "temperature", "seed", "dataset", "run_name", "property_space")
 DEFAULT_BASE = {"n_properties": None, "embedder": defaults.EMBEDDER, "method": defaults.METHOD,
                 "loss": defaults.LOSS, "temperature": defaults.TEMPERATURE, "prompt": defaults.PROMPT,
-                "llm": defaults.LLM, "mode": "property", "separate": False,
+                "llm": defaults.LLM, "mode": "property", "repair": False, "separate": False,
                 **{a: None for a in TRAIN_AXES}}
+# axes added after grids were committed: at these values they stay out of a cell's hash, so the cells that do
+# not set them keep their hashes (and their committed rows)
+HASH_NEUTRAL = {"repair": False}
+SCORED = ("mIoU", "mAcc", "aAcc")
 
 
 def dataset_id(dataset: str) -> str:
@@ -61,6 +70,7 @@ class GridConfig:
     train: dict[str, Any] = field(default_factory=dict)
     source: str = ""
     cross: dict[str, list] = field(default_factory=dict)
+    splits: list[str] = field(default_factory=lambda: ["val"])
 
     def cells(self) -> list[dict[str, Any]]:
         """Every (settings, seed) to run: the base, then each axis value on its own, each of them at every
@@ -78,7 +88,8 @@ class GridConfig:
             for axis, params in variants:
                 for seed in self.seeds:
                     cell = {"axis": axis, **params, **combo, "seed": seed}
-                    key = {k: v for k, v in cell.items() if k != "axis" and k not in TRAIN_AXES}
+                    key = {k: v for k, v in cell.items() if k != "axis" and k not in TRAIN_AXES
+                           and not (k in HASH_NEUTRAL and v == HASH_NEUTRAL[k])}
                     # the resolved training config (preset, `train` section, the cell's settings): a changed
                     # preset re-runs exactly the cells whose settings it changes
                     cell["cell"] = stable_hash({"dataset": dataset_id(self.dataset), **key,
@@ -105,9 +116,10 @@ def resolved_config(cfg: GridConfig, cell: dict[str, Any]) -> dict:
             if k not in RESUME_FREE | {"property_space", "dataset"}}
 
 
-def load_grid(path: str | Path, dataset: str | None = None) -> GridConfig:
+def load_grid(path: str | Path, dataset: str | None = None, splits: list[str] | None = None) -> GridConfig:
     """Read and check a grid YAML; every problem is reported before anything runs. ``dataset`` (a registered
-    name or a dataset YAML) replaces the file's dataset; the grid is then named ``<name>_<dataset name>``."""
+    name or a dataset YAML) replaces the file's dataset; the grid is then named ``<name>_<dataset name>``.
+    ``splits`` replaces the file's ``splits`` (the splits every run is scored on)."""
     from ..datasets import DATASETS, dataset_key, is_spec_path, load_spec
     from ..describe import load_descriptors
     from ..describe.prompts import load_prompt
@@ -116,24 +128,30 @@ def load_grid(path: str | Path, dataset: str | None = None) -> GridConfig:
     from ..validation import RULES, Rule, check, unknown_names
 
     path = paths.resolve(path)
-    raw = read_yaml_mapping(path, "grid config", {"name", "dataset", "base", "vary", "seeds", "train", "cross"})
+    raw = read_yaml_mapping(path, "grid config", {"name", "dataset", "base", "vary", "seeds", "train", "cross",
+                                                  "splits"})
     for key in ("name", "dataset"):
         if not isinstance(raw.get(key), str) or not raw[key].strip():
             raise ValueError(f"{path}: {key!r} must be a non-empty string")
     paths.slug(raw["name"], f"{path}: grid name")   # it names results/<name>/: refused now, not at the first write
     if dataset is not None:
         raw = {**raw, "dataset": str(dataset), "name": f"{raw['name']}_{dataset_key(dataset)}"}
+    scored = list(splits) if splits is not None else raw.get("splits", ["val"])
+    if not isinstance(scored, list) or not scored or not all(isinstance(x, str) and x.strip() for x in scored) \
+            or len(set(scored)) < len(scored) or "train" in scored:
+        raise ValueError(f"{path}: splits = {scored!r}: a list of distinct split names to score, e.g. [val, test] "
+                         "('train' is what the runs learn from, not a score)")
     if is_spec_path(raw["dataset"]):
         from ..datasets.spec import find_spec
 
         spec_file = find_spec(raw["dataset"] if dataset is not None else _beside(path, raw["dataset"]))
-        # both splits a cell reads are listed now (folders, pairs, the training-folder guard), not after training
-        for split in ("train", "val"):
+        # every split a cell reads is listed now (folders, pairs, the training-folder guard), not after training
+        for split in ("train", *scored):
             try:
                 load_spec(spec_file).open(split)
             except (ValueError, OSError) as e:
-                raise ValueError(f"{path}: dataset {spec_file}: the grid trains on 'train' and scores 'val': {e}") \
-                    from None
+                raise ValueError(f"{path}: dataset {spec_file}: the grid trains on 'train' and scores "
+                                 f"{', '.join(map(repr, scored))}: {e}") from None
         raw["dataset"] = str(spec_file)
     elif raw["dataset"] not in DATASETS:
         raise ValueError(f"{path}: unknown dataset {raw['dataset']!r}; registered: {', '.join(DATASETS)}, or give "
@@ -179,7 +197,15 @@ def load_grid(path: str | Path, dataset: str | None = None) -> GridConfig:
         TrainConfig.preset("demo", **{**train, "dataset": raw["dataset"]})
     except (TypeError, ValueError) as e:
         raise ValueError(f"{path}: train: {e}") from None
-    cfg = GridConfig(raw["name"], raw["dataset"], base, vary, seeds, train, str(path), cross)
+    cfg = GridConfig(raw["name"], raw["dataset"], base, vary, seeds, train, str(path), cross, scored)
+    if not is_spec_path(cfg.dataset):   # a registered dataset's extra splits are opened now, not after training
+        from ..segment.data import eval_split
+
+        for split in scored[1:] if scored[0] == "val" else scored:
+            try:
+                eval_split(cell_config(cfg, cfg.cells()[0]), split)
+            except (ValueError, OSError, KeyError) as e:
+                raise ValueError(f"{path}: splits: {cfg.dataset} has no split {split!r} to score: {e}") from None
     from ..datasets import load_class_names
     from ..properties.build import unseen_indices
 
@@ -241,24 +267,51 @@ def run_cell(cfg: GridConfig, cell: dict[str, Any], progress: bool = True) -> tu
         dfile = paths.descriptor_path(dataset_key(cfg.dataset), cell["llm"], load_prompt(cell["prompt"]).tag)
         built = build_property_space(cfg.dataset, dfile, cell["embedder"], n_properties=cell["n_properties"],
                                      method=cell["method"], separate=bool(cell["separate"]),
-                                     out_root=paths.cache_root() / "grid_spaces",
+                                     repair=bool(cell.get("repair")), out_root=paths.cache_root() / "grid_spaces",
                                      progress=False, unseen=unseen or None)
         space_path = str(built.path)
+        collided = built.space.notes["collisions_after"]
+        if collided:   # measured as made (the base does not repair), but never silently
+            import sys
+
+            print(f"warning: grid {cfg.name}, cell {cell['cell']} ({_cell_label(cell)}): the property space "
+                  f"gives {'; '.join(' = '.join(g) for g in collided)} one signature, which property supervision "
+                  "cannot tell apart; the axis `repair: [true]` measures the repaired space", file=sys.stderr,
+                  flush=True)
     run_name = f"{cfg.name}-{cell['cell']}"
     t0 = time.time()
     res = train(cell_config(cfg, cell, run_name=run_name, property_space=space_path), progress=progress)
     seconds = time.time() - t0
-    summary, _, _ = evaluate_runs([run_name], progress=False)
+    summary, per_class, _ = evaluate_runs([run_name], split=cfg.splits[0], progress=False)
     metrics = summary.iloc[0].to_dict()
-    row = {**cell, **{k: metrics[k] for k in ("mIoU", "mAcc", "aAcc") if k in metrics},
+    row = {**cell, **{k: metrics[k] for k in SCORED if k in metrics},
            "unseen_IoU": metrics.get("unseen IoU (mean)"), "train_seconds": round(seconds, 1),
            "finished": utc_now()}
+    held = [c.strip() for c in unseen.split(",") if c.strip()]
+    if row["unseen_IoU"] is None and held:   # a dataset without reserved classes: the classes this run held out
+        row["unseen_IoU"] = round(float(per_class.iloc[:, 0].reindex(held).mean()), 2)
+    for split in cfg.splits[1:]:
+        more, _, _ = evaluate_runs([run_name], split=split, progress=False)
+        row.update({f"{k}_{split}": more.iloc[0][k] for k in SCORED if k in more.columns})
+    row["splits"] = ",".join(cfg.splits)
+    row["_reused"] = bool(getattr(res, "reused", False))
     if unseen:  # the unseen-class protocol: seen / unseen / harmonic mean, uncalibrated and calibrated
         row.update(unseen_protocol(run_name).row())
     from ..segment.train import read_log
 
     curve = [{"cell": cell["cell"], "iteration": r["iteration"], "loss": r["loss"]} for r in read_log(run_name)]
     return row, curve
+
+
+def _cell_label(cell: dict[str, Any]) -> str:
+    return "base" if cell["axis"] == "base" else f"{cell['axis']} = {cell.get(cell['axis'])}"
+
+
+def row_is_current(row: dict, code: str, splits: list[str]) -> bool:
+    """A row counts as done when the code that made it is the code now and it was scored on these splits
+    (rows written before grids had ``splits`` were scored on val)."""
+    scored = row.get("splits")
+    return row.get("code") == code and (scored if isinstance(scored, str) else "val") == ",".join(splits)
 
 
 def unseen_protocol(run_name: str, split: str = "val", progress: bool = False):
@@ -309,11 +362,13 @@ def run_grid(config: GridConfig | str | Path, progress: bool = True,
         done = _read_csv(runs_csv)
         atomic_write_json(out / "grid.json", {"name": cfg.name, "dataset": dataset_key(cfg.dataset), "base": cfg.base,
                                               "vary": cfg.vary, "cross": cfg.cross, "seeds": cfg.seeds,
+                                              "splits": cfg.splits,
                                               "train": cfg.train, "n_descriptions": base_descriptions(cfg),
                                               "source": Path(cfg.source).name, "environment": environment_info()})
     # a row counts as done only if the code that made it is the code now: results of older code are redone
     code = code_hash(*GRID_CODE)
-    current = set(done.loc[done["code"] == code, "cell"]) if "code" in done else set()
+    current = {r["cell"] for r in done.to_dict("records") if row_is_current(r, code, cfg.splits)}
+    before = {r["cell"]: r for r in done.to_dict("records")}
     cells = cfg.cells()
     if shard is not None:
         cells = cells[shard[0]::shard[1]]
@@ -322,6 +377,9 @@ def run_grid(config: GridConfig | str | Path, progress: bool = True,
                      disable=not progress):
         row, curve = run_cell(cfg, cell, progress=False)
         row["code"] = code
+        old = before.get(cell["cell"])
+        if row.pop("_reused", False) and old is not None and old.get("code") == code:
+            row["train_seconds"] = old.get("train_seconds")   # only re-scored: the training time is the old one
         with lock:   # re-read: another shard may have written rows since
             done, curves = _read_csv(runs_csv), _read_csv(curves_csv)
             if not done.empty:

@@ -39,7 +39,9 @@ def _grid_times() -> str:
 
 def _grid_results(grid: str = "demo_grid") -> str:
     runs = pd.read_csv(paths.results_dir(grid) / "runs.csv")
-    lines = ["| axis | setting | mIoU (mean ± std over seeds) | runs |", "|---|---|---:|---:|"]
+    extra = [c for c in runs.columns if c.startswith("mIoU_")]     # further splits the grid scored
+    lines = ["| axis | setting | mIoU (mean ± std over seeds) | " + "".join(f"{c.replace('_', ' ')} | " for c in extra)
+             + "runs |", "|---|---|---:|" + "---:|" * len(extra) + "---:|"]
     base = runs[runs["axis"] == "base"]
     axes = ["base"] + [a for a in runs["axis"].unique() if a != "base"]
     for axis in axes:
@@ -47,7 +49,8 @@ def _grid_results(grid: str = "demo_grid") -> str:
         col = "n_properties" if axis == "base" else axis
         for value, grp in rows.groupby(rows[col].map(lambda v: "the dataset's default" if pd.isna(v) else str(v)), sort=False):
             label = f"K = {value} (base)" if axis == "base" else value
-            lines.append(f"| {axis} | {label} | {_fmt(grp['mIoU'])} | {len(grp)} |")
+            lines.append(f"| {axis} | {label} | {_fmt(grp['mIoU'])} | " + "".join(f"{_fmt(grp[c])} | " for c in extra)
+                         + f"{len(grp)} |")
     return "\n".join(lines) + f"\n\n(`results/{grid}/runs.csv`; the paper-shaped tables are in `tables.md`.)\n"
 
 
@@ -58,7 +61,8 @@ def _class_iou(grid: str, classes: list[str], settings: list[str] | None = None)
     if settings:
         pc = pc[pc["setting"].isin(settings)]
     lines = ["| setting | " + " | ".join(classes) + " |", "|---|" + "---:|" * len(classes)]
-    for setting, grp in pc.groupby("setting", sort=False):
+    keys = pc["setting"] + (" (" + pc["split"] + ")" if "split" in pc else "")   # one row per setting and split
+    for setting, grp in pc.groupby(keys, sort=False):
         lines.append(f"| {setting} | " + " | ".join(_fmt(grp[c]) for c in classes) + " |")
     return "\n".join(lines) + f"\n\n(IoU per class, `results/{grid}/per_class.csv`.)\n"
 

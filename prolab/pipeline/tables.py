@@ -19,7 +19,8 @@ from ..files import atomic_write_text
 TITLES = {"n_properties": "Number of properties", "embedder": "Embedder", "loss": "Loss", "prompt": "Prompt",
           "llm": "LLM", "mode": "Property vs category supervision", "method": "Clustering method",
           "temperature": "Temperature", "separate": "Near-collisions separated (--separate)",
-          "normalize": "L2-normalised pixel embedding", "onehot_warmup_iters": "One-hot warm-up (iterations)"}
+          "normalize": "L2-normalised pixel embedding", "onehot_warmup_iters": "One-hot warm-up (iterations)",
+          "repair": "Identical signatures repaired (--repair)"}
 PAPER_COLUMN = "paper (ADE20K)"
 NUMERIC_AXES = ("n_properties", "temperature")
 # which K row of the paper matches ours: same descriptions per property within a factor exp(0.35) ~ 1.4
@@ -63,6 +64,8 @@ def paper_cell(axis: str, value, n_descriptions: float | None = None) -> str:
         return f"the paper uses T = {paper.TRAINING.temperature:g} (0.01 with normalised embeddings)"
     if axis == "separate":
         return "not in the paper (it checks identical signatures only)" if str(value) == "False" else ""
+    if axis == "repair":
+        return "the release prints colliding signatures and leaves them" if str(value) == "False" else ""
     return ""
 
 
@@ -75,6 +78,8 @@ def paper_source(axis: str) -> str:
         return f"{a.source}; dataset: {a.dataset}"
     if axis == "separate":
         return "none: the separation of near-collisions is this kit's own (prolab.properties.collisions)"
+    if axis == "repair":
+        return "none: the repair of identical signatures is this kit's own (prolab.properties.collisions)"
     return paper.TRAINING.source
 
 
@@ -109,12 +114,40 @@ def axis_stats(runs: pd.DataFrame, axis: str, metric: str = "mIoU") -> pd.DataFr
     return df.reset_index(drop=True)
 
 
-def ablation_table(runs: pd.DataFrame, axis: str, n_descriptions: float | None = None) -> pd.DataFrame:
-    """One row per value of ``axis``: the base runs and the runs that varied this axis."""
+def value_label(axis: str, value, train: dict | None = None) -> str:
+    """A grid value as a table shows it: booleans as on/off (the CSV holds 1.0/0.0), whole numbers without
+    ``.0``, and a training setting the base leaves to the preset as the value the runs used (the grid's
+    ``train`` section, else the demo preset's)."""
+    from .grid import AXES, TRAIN_AXES
+
+    if value is None or (isinstance(value, float) and value != value):
+        if axis not in TRAIN_AXES:
+            return "—"
+        if train and train.get(axis) is not None:
+            value = train[axis]
+        else:
+            from ..segment.config import TrainConfig
+
+            value = getattr(TrainConfig.preset("demo"), axis, None)
+            if value is None or value == "":
+                return "none"
+    if AXES.get(axis) is bool:
+        return "on" if str(value).lower() in ("true", "1", "1.0") else "off"
+    if AXES.get(axis) is int:
+        return str(int(float(value)))
+    if AXES.get(axis) is float:
+        return f"{float(value):g}"
+    return str(value)
+
+
+def ablation_table(runs: pd.DataFrame, axis: str, n_descriptions: float | None = None,
+                   train: dict | None = None) -> pd.DataFrame:
+    """One row per value of ``axis``: the base runs and the runs that varied this axis (values as
+    ``value_label`` shows them, so the base row of a training setting names the value it ran with)."""
     rows = _axis_rows(runs, axis)
     if rows.empty:
         return pd.DataFrame()
-    key = rows[axis].astype(str)
+    key = rows[axis].map(lambda v: value_label(axis, v, train))
     out = []
     for value, grp in rows.groupby(key, sort=False):
         out.append({TITLES.get(axis, axis): value, "mIoU (ours)": _fmt(grp["mIoU"]), "mAcc (ours)": _fmt(grp["mAcc"]),
@@ -126,9 +159,10 @@ def ablation_table(runs: pd.DataFrame, axis: str, n_descriptions: float | None =
     return df.reset_index(drop=True)
 
 
-def all_tables(runs: pd.DataFrame, n_descriptions: float | None = None) -> dict[str, pd.DataFrame]:
+def all_tables(runs: pd.DataFrame, n_descriptions: float | None = None,
+               train: dict | None = None) -> dict[str, pd.DataFrame]:
     axes = [a for a in TITLES if a in set(runs["axis"])]
-    return {a: ablation_table(runs, a, n_descriptions) for a in axes}
+    return {a: ablation_table(runs, a, n_descriptions, train) for a in axes}
 
 
 def dataset_title(dataset: str) -> str:
@@ -141,15 +175,16 @@ def dataset_title(dataset: str) -> str:
 
 
 def write_tables(runs: pd.DataFrame, out_dir: str | Path, n_descriptions: float | None = None,
-                 dataset: str = "synthetic_outdoor") -> Path:
-    """tables/<axis>.csv for each varied axis and one tables.md with all of them."""
+                 dataset: str = "synthetic_outdoor", train: dict | None = None, split: str = "val") -> Path:
+    """tables/<axis>.csv for each varied axis and one tables.md with all of them (``train``: the grid's
+    ``train`` section, naming the values its base runs used; ``split``: the split mIoU is scored on)."""
     out = Path(out_dir)
     (out / "tables").mkdir(parents=True, exist_ok=True)
     md = ["# Ablation tables", "",
           "Generated from runs.csv by `prolab.pipeline.tables.write_tables`. Ours: mean ± std over seeds at CPU",
-          f"scale on {dataset_title(dataset)}. Paper: " + paper.CITATION + ";",
+          f"scale on {dataset_title(dataset)}, scored on its {split} split. Paper: " + paper.CITATION + ";",
           f"its main results are for {paper.TRAINING.short}. The source of each paper column is under its table.", ""]
-    for axis, df in all_tables(runs, n_descriptions).items():
+    for axis, df in all_tables(runs, n_descriptions, train).items():
         atomic_write_text(out / "tables" / f"{axis}.csv", df.to_csv(index=False))
         md += [f"## {TITLES.get(axis, axis)}", "", df.to_markdown(index=False, disable_numparse=True), "",
                f"Paper column: {paper_source(axis)}.", ""]
@@ -163,7 +198,8 @@ def write_grid_tables(runs: pd.DataFrame, grid_folder: str | Path, meta: dict, e
         return "tables not written (write = False)"
     from .. import paths
 
-    write_tables(runs, paths.resolve(grid_folder), meta.get("n_descriptions"), meta.get("dataset", "synthetic_outdoor"))
+    write_tables(runs, paths.resolve(grid_folder), meta.get("n_descriptions"), meta.get("dataset", "synthetic_outdoor"),
+                 meta.get("train"), (meta.get("splits") or ["val"])[0])
     return f"tables written to {grid_folder}/tables.md and {grid_folder}/tables/"
 
 
@@ -414,17 +450,23 @@ def setting_label(row: pd.Series) -> str:
 
 def write_class_iou(grid_name: str, progress: bool = True) -> Path:
     """``results/<grid>/per_class.csv``: the IoU of every class for every run of a finished grid, from the
-    runs' final weights in the cache (the same evaluation as the grid's; nothing is trained)."""
+    runs' final weights in the cache (the same evaluation as the grid's; nothing is trained), on every split
+    the grid scores (``grid.json`` ``splits``; a ``split`` column when there is more than one)."""
+    import json
+
     from .. import paths
     from ..progress import tqdm
     from ..segment.report import evaluate_runs
 
     out = paths.results_dir(grid_name)
     runs = pd.read_csv(out / "runs.csv")
+    meta = json.loads((out / "grid.json").read_text(encoding="utf-8")) if (out / "grid.json").is_file() else {}
+    splits = meta.get("splits") or ["val"]
     rows = []
     for _, r in tqdm(list(runs.iterrows()), desc=f"per-class IoU of {grid_name}", disable=not progress):
-        _, per_class, _ = evaluate_runs([f"{grid_name}-{r['cell']}"], progress=False)
-        rows.append({"setting": setting_label(r), "seed": r["seed"], "cell": r["cell"],
-                     **per_class.iloc[:, 0].to_dict()})
+        for split in splits:
+            _, per_class, _ = evaluate_runs([f"{grid_name}-{r['cell']}"], split=split, progress=False)
+            rows.append({"setting": setting_label(r), "seed": r["seed"], "cell": r["cell"],
+                         **({"split": split} if len(splits) > 1 else {}), **per_class.iloc[:, 0].to_dict()})
     atomic_write_text(out / "per_class.csv", pd.DataFrame(rows).to_csv(index=False))
     return out / "per_class.csv"

@@ -281,6 +281,8 @@ def collect_grid(folder: Path, cells: set[str] | None = None) -> dict[str, Value
             if cells is not None and r["cell"] not in cells:
                 continue
             label = labels.get(r["cell"], f"{r.get('setting', '')} seed {_setting(r.get('seed'))}")
+            if isinstance(r.get("split"), str):   # a grid scored on several splits: one row per split
+                label = f"{label} {r['split']}"
             for c in classes:
                 out[SEP.join(("per_class.csv", label, c))] = _number(r[c])
     if (folder / "curves.csv").is_file():

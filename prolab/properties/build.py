@@ -53,7 +53,8 @@ def _missing_descriptions(dataset: str, dfile: Path) -> FileNotFoundError:
 
 def default_space_path(dataset: str, unseen: list[str] | None = None) -> Path:
     """The kit's default space of a dataset: its default descriptor file, the default embedder, K-Means
-    seed 0, the default K. Committed for the paper datasets and the embedded default; built here on first use
+    seed 0, the default K, identical signatures repaired (``-repaired`` in the file name where that changed
+    anything). Committed for the paper datasets and the embedded default; built here on first use
     otherwise (for your own data: once `prolab describe --dataset my.yaml` has written its descriptions).
     With ``unseen`` classes: the same recipe with those classes held out of the clustering, built on first use
     in the user cache (``<PROLAB_CACHE>/spaces``), never in the committed folder."""
@@ -72,11 +73,14 @@ def default_space_path(dataset: str, unseen: list[str] | None = None) -> Path:
     held = unseen_indices(unseen, load_class_names(dataset), where=f"dataset {dataset}")
     names = [load_class_names(dataset)[c] for c in held]
     root = paths.cache_root() / "spaces" if held else None
-    path = paths.property_space_path(dataset_key(dataset), dfile.stem, emb_id,
-                                     method_tag(ClusteringDefaults()) + unseen_tag(names), k, root=root)
-    if path.exists():
-        return path
-    return build_property_space(dataset, progress=False, unseen=names, out_root=root).path
+    # identical signatures repaired by default: the repaired file when there is one (it exists only where the
+    # plain space had collisions), else the plain one; built here (repaired) on first use
+    for tag in ("-repaired", ""):
+        path = paths.property_space_path(dataset_key(dataset), dfile.stem, emb_id,
+                                         method_tag(ClusteringDefaults()) + tag + unseen_tag(names), k, root=root)
+        if path.exists():
+            return path
+    return build_property_space(dataset, progress=False, unseen=names, out_root=root, repair=True).path
 
 
 def resolve_n_properties(dataset: str, n_properties: int | None, n_descriptions: int, where: str = "") -> int:
@@ -224,7 +228,8 @@ def build_property_space(dataset: str, descriptor_file: str | Path | None = None
     space.notes["usage"] = property_usage(space)
     path = None
     if save:
-        tag = method_tag(cdef) + ("-separated" if separate else "-repaired" if repair else "") + unseen_tag(
+        # "-repaired" only when the repair changed something: a space without collisions is the same file either way
+        tag = method_tag(cdef) + ("-separated" if separate else "-repaired" if repair and before else "") + unseen_tag(
             [class_names[c] for c in held])
         # the file is named after the K it holds (a --separate space may have split properties)
         path = paths.property_space_path(key, dfile.stem, emb.embedder_id, tag, space.n_properties,
