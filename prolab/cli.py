@@ -6,8 +6,8 @@ import sys
 
 from . import defaults, paths
 
-DATASET_HELP = ("a registered dataset (see `prolab doctor`), a dataset YAML (your own data; README, 'Your own "
-                "dataset'; `python -m prolab.datasets.spec` prints an example) or a class-list file (.txt/.json)")
+DATASET_HELP = ("a registered dataset (see `prolab doctor`), a dataset YAML (your own data; "
+                "docs/howto/own-data.md; `python -m prolab.datasets.spec` prints an example) or a class-list file (.txt/.json)")
 K_HELP = ("K, the number of properties (default: the paper's K for a paper dataset, e.g. 256 for ade20k_150; "
           "a dataset YAML's n_properties; otherwise one per 6 descriptions, at least 2)")
 
@@ -528,9 +528,15 @@ def _run_grid(a: argparse.Namespace) -> int:
     tables = write_tables(runs, grid_dir(cfg), base_descriptions(cfg), dataset_key(cfg.dataset), cfg.train,
                           cfg.splits[0])
     print(f"tables -> {tables}")
-    # per-class IoU once every cell has its row (a shard that ends first leaves it to the last one)
+    # per-class IoU once every cell has its row from the current code (a shard that ends first leaves it to the
+    # last one: rows of older code may still be there while another shard retrains them)
+    from .identity import GRID_CODE, code_hash
+    from .pipeline.grid import row_is_current
+
+    code = code_hash(*GRID_CODE)
+    current = {r["cell"] for r in runs.to_dict("records") if row_is_current(r, code, cfg.splits)}
     pc, rows = grid_dir(cfg) / "per_class.csv", grid_dir(cfg) / "runs.csv"
-    if {c["cell"] for c in cells} <= set(runs.get("cell", [])) and \
+    if {c["cell"] for c in cells} <= current and \
             (not pc.is_file() or pc.stat().st_mtime < rows.stat().st_mtime):
         from .pipeline.tables import write_class_iou
 
@@ -605,19 +611,19 @@ def entry_point(func, prog: str, *args) -> int:
         return 2
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The ``prolab`` parser with every subcommand (also what the docs' CLI reference is generated from)."""
     parser = argparse.ArgumentParser(prog="prolab", description=__doc__)
     parser.add_argument("--version", action="version", version=_version(), help="print the version and exit")
     sub = parser.add_subparsers(dest="command", required=True)
-    _add_describe(sub)
-    _add_properties(sub)
-    _add_train(sub)
-    _add_evaluate(sub)
-    _add_doctor(sub)
-    _add_run(sub)
-    _add_grid(sub)
-    _add_verify(sub)
-    args = parser.parse_args(argv)
+    for add in (_add_describe, _add_properties, _add_train, _add_evaluate, _add_doctor, _add_run, _add_grid,
+                _add_verify):
+        add(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     for name in PATH_FLAGS:
         if isinstance(getattr(args, name, None), str):
             setattr(args, name, _here(getattr(args, name)))

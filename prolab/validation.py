@@ -121,6 +121,15 @@ def check(name: str, value: Any, rule: Rule, where: str = "") -> Any:
 
 # --- the rules, by stage ---------------------------------------------------------------------------------------
 
+def _path_like(value: Any) -> str | None:
+    return None if isinstance(value, (str, os.PathLike)) and str(value).strip() else "a path (a non-empty string)"
+
+
+_PATHLIKE = Rule(object, nullable=True, accept=_path_like)            # a file or folder, or None (the default)
+_PATHLIKE_REQUIRED = Rule(object, accept=_path_like)
+_SUFFIX = Rule(str, pattern=r"[^/\\]*\.[A-Za-z0-9]+", pattern_help="a file ending with an extension, e.g. '.jpg' or "
+               "'_label.png'")
+
 # numpy's and torch's generators take seeds below 2**32 (larger ones fail deep inside them, "Overflow when
 # unpacking long long", naming no flag)
 SEED_MAX = 2**32 - 1
@@ -177,6 +186,18 @@ RULES: dict[str, dict[str, Rule]] = {
         "log_interval": Rule(int, min=1),
         "device": Rule(str, pattern=r"auto|cpu|mps|cuda(:\d+)?", pattern_help="auto, cpu, mps, cuda or cuda:N"),
         "preset": Rule(str, choices=tuple(defaults.PRESETS)),
+        # the rest of TrainConfig: every field has a rule (a test checks it), so "false" for a flag is an error,
+        # never a truthy string; `dataset` and `unseen` are checked by TrainConfig itself (their own messages)
+        "amp": Rule(bool),
+        "resume": Rule(bool),
+        "backbone": Rule(str),
+        "pretrained": Rule(str, nullable=True),
+        "img_suffix": _SUFFIX,
+        "seg_map_suffix": _SUFFIX,
+        **{k: _PATHLIKE for k in ("data_root", "img_dir", "ann_dir", "classes", "property_space")},
+        "dataset": _PATHLIKE_REQUIRED,
+        "unseen": Rule(object, accept=lambda v: None if isinstance(v, (str, list, tuple)) else
+                       "class names, comma-separated (bus,boat) or a list"),
     },
     "evaluate": {
         "split": Rule(str),

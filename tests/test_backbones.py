@@ -20,8 +20,10 @@ def named_backbones() -> set[str]:
             if m:
                 names.add(m.group(1))
                 names.update(n.strip() for n in (m.group(2) or "").split(",") if n.strip())
-    text = (REPO / "README.md").read_text()
-    names.update(re.findall(r"--backbone[ =]([\w.\-]+)", text))
+    from prolab.pipeline.summary import documents
+
+    for doc in documents():
+        names.update(re.findall(r"--backbone[ =]([\w.\-]+)", doc.read_text()))
     for nb in (REPO / "notebooks").glob("*.ipynb"):
         names.update(re.findall(r'backbone\s*=\s*\\?"([\w.\-]+)\\?"', nb.read_text()))
     from prolab import defaults

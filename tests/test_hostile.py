@@ -352,3 +352,21 @@ def test_module_entry_points_fail_in_one_line(argv, tmp_path):
                        env={**os.environ, "PYTHONPATH": str(REPO), "PROLAB_CACHE": str(tmp_path / "c")})
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
     assert "error:" in r.stderr.strip().splitlines()[-1]   # argparse's usage line may come before it
+
+
+def test_every_training_setting_is_checked_so_a_string_is_never_a_truthy_flag():
+    """A grid's `train:` or a config YAML saying "false" for a flag used to train with it on (`amp`, `resume`):
+    every TrainConfig field has a validation rule now."""
+    from dataclasses import fields
+
+    from prolab.segment.config import TrainConfig
+    from prolab.validation import RULES
+
+    assert [f.name for f in fields(TrainConfig) if f.name not in RULES["train"]] == []
+    for bad, msg in ((dict(amp="false"), "amp = 'false': must be true or false"),
+                     (dict(resume="no"), "resume = 'no': must be true or false"),
+                     (dict(img_suffix="jpg"), "img_suffix = 'jpg': must be a file ending"),
+                     (dict(backbone=3), "backbone = 3: must be a string"),
+                     (dict(property_space=""), "property_space = '': must be a path")):
+        with pytest.raises(ValueError, match=msg):
+            TrainConfig.preset("demo", **bad)

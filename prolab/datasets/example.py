@@ -5,7 +5,7 @@ relabelled to 11 street classes (cloud counts as Sky; mountain, sand, rock, snow
 
     python -m prolab.datasets.example /tmp/street        # writes /tmp/street/street.yaml and the data
 
-It is what the README's "Your own dataset" section, the tests and ``results/street_grid`` run on. Its classes
+It is what the "Your own dataset" guide (docs/howto/own-data.md), the tests and ``results/street_grid`` run on. Its classes
 are described offline: the call cache holds the embedded default's lower-case names, and class names are
 matched case-insensitively.
 """

@@ -46,7 +46,7 @@ class ReplayMissError(LookupError):
 
 @dataclass(frozen=True)
 class GenerationParams:
-    """Decoding settings; part of every cache key. Defaults are the kit's offline setting (see README)."""
+    """Decoding settings; part of every cache key. Defaults are the kit's offline setting (docs/stages/describe.md)."""
     # the LLM's sampling temperature: `llm_temperature` in the CLI and notebooks, so it is never confused with
     # the sigmoid's T; the field keeps the API's own name because it is part of every committed cache key
     temperature: float = 0.0     # the release used temperature 0
@@ -196,7 +196,7 @@ class LlamaCppBackend(Backend):
             from llama_cpp import Llama
         except ImportError as e:
             raise BackendError("the llama_cpp backend needs llama-cpp-python: `make llm` (or pip install "
-                               "'prolab[llm]' with the build flags in the README)") from e
+                               "'prolab[llm]' with the build flags of docs/install.md)") from e
         path, self.model_id = offline.resolve_gguf(model)
         self.model_path = str(path)
         self._lock = threading.Lock()  # a Llama object serves one call at a time

@@ -23,8 +23,8 @@ def _missing(name: str):
     def op(*args, **kwargs):
         raise CompiledOpUnavailable(
             f"mmcv compiled op {name!r} is not available: mmcv-lite has no compiled ops. The kit's configs do "
-            "not use it; a config that does needs a full mmcv build (see README, 'Using ProLab from "
-            "mmsegmentation').")
+            "not use it; a config that does needs a full mmcv build (see "
+            "docs/howto/mmseg.md).")
     op.__name__ = name
     return op
 

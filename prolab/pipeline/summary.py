@@ -1,9 +1,10 @@
 """The figures the READMEs quote, written from the result files that produced them.
 
-README.md and results/README.md hold blocks between ``<!-- figures:NAME -->`` and ``<!-- /figures:NAME -->``;
-``fill`` rewrites each block from ``results/`` (the demo's ``timings.json``, the grid's ``runs.csv``, the
-bench outputs), so no quoted number is typed by hand. ``python -m prolab.pipeline.summary`` (``make
-figures``) updates both files; a test checks that they are up to date.
+README.md, results/README.md and the documentation site's pages (``docs/``) hold blocks between
+``<!-- figures:NAME -->`` and ``<!-- /figures:NAME -->``; ``fill`` rewrites each block from ``results/`` (the
+demo's ``timings.json``, the grid's ``runs.csv``, the bench outputs), so no quoted number is typed by hand.
+``python -m prolab.pipeline.summary`` (``make figures``) updates them all; a test checks that they are up to
+date.
 """
 from __future__ import annotations
 
@@ -161,6 +162,7 @@ RENDER = {
     "bench-heads": lambda: _bench("heads_cpu.txt"),
     "bench-kernel-build": lambda: _bench("kernel_build.txt"),
     "bench-threads": lambda: _bench("threads.txt"),
+    "bench-setup": lambda: _bench("setup.txt"),
     "bench-heads-before": lambda: _bench("heads_cpu_before.txt"),
     "bench-throughput": lambda: _bench("throughput.txt"),
     "bench-scoring": lambda: _bench("scoring.txt"),
@@ -180,7 +182,10 @@ def fill(text: str) -> str:
 
 
 def documents() -> list[Path]:
-    return [paths.repo_root() / "README.md", paths.results_root() / "README.md"]
+    """The files with figures blocks: the READMEs and the documentation site's hand-written pages."""
+    from .docs import source_pages
+
+    return [paths.repo_root() / "README.md", paths.results_root() / "README.md", *source_pages()]
 
 
 def main() -> None:

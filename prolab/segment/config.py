@@ -89,8 +89,8 @@ class TrainConfig:
             self.dataset = str(f.relative_to(root)) if f.is_relative_to(root) else str(f)
         elif self.dataset != "custom" and self.dataset not in DATASETS:
             raise ValueError(f"training config: dataset = {self.dataset!r}: must be a registered dataset "
-                             f"({', '.join(DATASETS)}), a dataset YAML file (your own data: see README, 'Your own "
-                             "dataset') or 'custom' (with img_dir, ann_dir, classes)")
+                             f"({', '.join(DATASETS)}), a dataset YAML file (your own data: see "
+                             "docs/howto/own-data.md) or 'custom' (with img_dir, ann_dir, classes)")
         if self.dataset == "custom" and not (self.img_dir and self.ann_dir and self.classes):
             raise ValueError("training config: dataset = 'custom' needs img_dir, ann_dir and classes")
         if self.mode == "property" and self.dataset == "custom" and not self.property_space:
@@ -141,8 +141,8 @@ class TrainConfig:
 # One help line per field (the CLI's --help; units and meaning; defaults are added by the CLI from the preset).
 HELP = {
     "run_name": "name of the run: its checkpoints go to <PROLAB_CACHE>/runs/<run_name>/",
-    "dataset": "a registered dataset (see `prolab doctor`), a dataset YAML (your own data: README, 'Your own "
-               "dataset'), or 'custom' with --img_dir/--ann_dir/--classes",
+    "dataset": "a registered dataset (see `prolab doctor`), a dataset YAML (your own data: "
+               "docs/howto/own-data.md), or 'custom' with --img_dir/--ann_dir/--classes",
     "data_root": "folder holding a registered dataset's mmseg layout (not needed for the embedded default)",
     "img_dir": "'custom' only: image folder; put {split} where the split's folder name goes (images/{split})",
     "ann_dir": "'custom' only: label-map folder, with {split} like --img_dir",
