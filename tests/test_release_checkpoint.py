@@ -1,4 +1,4 @@
-"""The release's mmseg 0.x checkpoint layout <-> our SegModel (prolab.release.checkpoint)."""
+"""The release's mmseg 0.x checkpoint layout <-> our SegModel (prolab.interop.release.checkpoint)."""
 import math
 import shutil
 import warnings
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from prolab.release.checkpoint import (ConversionReport, RELEASE_TO_OURS, _RULES, convert_release_state,
+from prolab.interop.release.checkpoint import (ConversionReport, RELEASE_TO_OURS, _RULES, convert_release_state,
                                        load_release_checkpoint, ours_to_release, release_key_names,
                                        release_to_ours_key, release_to_run, save_release_state)
 
@@ -258,10 +258,10 @@ def test_release_to_run_is_scored_by_evaluate(model, tmp_path, cache):
 
 
 def test_the_documented_command_writes_a_run(model, tmp_path, cache, capsys):
-    """`python -m prolab.release.checkpoint CHECKPOINT BANK --run_name NAME` (README, 'The authors' files')."""
+    """`python -m prolab.interop.release.checkpoint CHECKPOINT BANK --run_name NAME` (README, 'The authors' files')."""
     from prolab import paths
     from prolab.datasets.sample import write_sample
-    from prolab.release.checkpoint import main
+    from prolab.interop.release.checkpoint import main
 
     data_root = write_sample("ade20k_150", tmp_path / "data")
     ckpt = save_release_state(ours_to_release(model.state_dict()), tmp_path / "release.pth", meta={"iter": 1})

@@ -289,7 +289,7 @@ def test_the_scratch_checkout_leaves_the_verified_folder_out(tmp_path):
     assert (root / "results" / "demo_grid" / "runs.csv").is_file()       # notebook 07 reads it
     assert (root / "notebooks" / "06_evaluate.ipynb").is_file()
     assert (root / "descriptors" / "cache" / "calls.jsonl").is_file()    # the replayed LLM answers
-    assert (root / "prolab").is_symlink() and (root / "prolab" / "cli.py").is_file()
+    assert (root / "prolab").is_symlink() and (root / "prolab" / "cli" / "__init__.py").is_file()
     assert not (root / ".git").exists() and not (root / ".venv").exists()
 
 
@@ -329,7 +329,7 @@ def test_keep_keeps_the_rerun_and_refuses_a_used_folder(tmp_path, monkeypatch, c
     keep = tmp_path / "kept"
     assert main(["verify", str(RESULTS / "label_sets"), "--keep", str(keep)]) == 1
     out = capsys.readouterr().out
-    assert "prolab.pipeline.label_sets --seeds 0 1 2" in out and "| aAcc" in out and "FAIL" in out
+    assert "prolab.analysis.label_sets --seeds 0 1 2" in out and "| aAcc" in out and "FAIL" in out
     assert (keep / "repo" / "results" / "label_sets" / "runs.csv").is_file()
     assert main(["verify", str(RESULTS / "label_sets"), "--keep", str(keep)]) == 2
     assert "new or empty folder" in capsys.readouterr().err

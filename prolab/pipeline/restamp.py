@@ -111,7 +111,7 @@ def restamp(results_dir: str | Path, n_cells: int = 1, keep: str | Path | None =
             label = f"{cell['axis']}" + (f"={cell.get(cell['axis'])}" if cell["axis"] != "base" else "")
             say(f"  cell {cell['cell']} ({label}, seed {cell['seed']})")
             for cmd in ([sys.executable, "-m", "prolab", "grid", "--config", str(one)],) + (
-                    ([sys.executable, "-c", "from prolab.pipeline.tables import write_class_iou as w; "
+                    ([sys.executable, "-c", "from prolab.reports.tables import write_class_iou as w; "
                       f"w({cfg.name!r}, progress=False)"],) if (folder / "per_class.csv").is_file() else ()):
                 rc = _execute(cmd, root, env)
                 if rc != 0:

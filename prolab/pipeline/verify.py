@@ -13,7 +13,7 @@ Three kinds of results folder are recognised, each with the command that made it
   ``per_class.csv`` (``tables.write_class_iou``). Rows are matched by their setting (axis, value, crossed
   values) and seed, not by the cell hash, which changes whenever the hashing does; the rows' ``code`` hashes
   are reported in a note when they differ;
-- ``results/label_sets`` (``space.json`` + ``runs.csv``, ``python -m prolab.pipeline.label_sets``).
+- ``results/label_sets`` (``space.json`` + ``runs.csv``, ``python -m prolab.analysis.label_sets``).
 
 Timings, timestamps, versions and the settings columns are not metrics and are not compared; tables derived
 from ``runs.csv`` (``tables/``, ``tables.md``) are not compared either, their source is.
@@ -464,7 +464,7 @@ def rerun(folder: Path, scratch: Path, say: Callable[[str], None] = print) -> Pa
         spec.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
         commands.append(py + ["prolab", "grid", "--config", str(spec)])
         if (folder / "per_class.csv").is_file():
-            commands.append([sys.executable, "-c", "from prolab.pipeline.tables import write_class_iou as w; "
+            commands.append([sys.executable, "-c", "from prolab.reports.tables import write_class_iou as w; "
                              f"w({cfg['name']!r}, progress=False)"])
         what = f"prolab grid --config {spec.name} (the resolved config of {folder.name}/grid.json)"
     else:
@@ -472,8 +472,8 @@ def rerun(folder: Path, scratch: Path, say: Callable[[str], None] = print) -> Pa
         name = folder.name
         args = ["--seeds", *[str(s) for s in space.get("seeds", [0, 1, 2])], "--iters", str(space.get("iters", 100)),
                 "--out_dir", f"results/{name}"]
-        commands.append(py + ["prolab.pipeline.label_sets", *args])
-        what = "python -m prolab.pipeline.label_sets " + " ".join(args)
+        commands.append(py + ["prolab.analysis.label_sets", *args])
+        what = "python -m prolab.analysis.label_sets " + " ".join(args)
     root = scratch_checkout(scratch / "repo", name)
     env, kernels = rerun_environment(root, scratch / "cache", environment_of(folder))
     say(f"re-running {what}\n  in a scratch copy of the checkout: {root}\n  with an empty PROLAB_CACHE: "

@@ -343,7 +343,7 @@ def load_release_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read an mmseg 0.x checkpoint with ``torch.load(weights_only=True)`` (no pickled code runs; numpy
     scalars in its ``meta`` are allowed as data). Returns ``{"state_dict", "meta", "source", "sha256"}``; a
     bare state dict gets an empty ``meta``. The optimizer state is not kept."""
-    from ..files import file_sha256
+    from ...files import file_sha256
 
     path = Path(path).expanduser()
     if not path.is_file():
@@ -412,9 +412,9 @@ def release_to_run(checkpoint, property_space, run_name: str, dataset: str = "ad
     ``code`` part names the checkpoint, so `prolab train` never takes the folder for its own finished run),
     ``classes.json`` (the dataset's classes in label order), ``property_space.safetensors/.json`` and
     ``release.json`` (source, sha256, what the conversion did)."""
-    from .. import paths
-    from ..files import folder_lock
-    from ..properties import PropertySpace
+    from ... import paths
+    from ...files import folder_lock
+    from ...properties import PropertySpace
 
     if isinstance(checkpoint, (str, Path)):
         checkpoint = load_release_checkpoint(checkpoint)
@@ -484,8 +484,8 @@ def _validate_staged(stage: Path) -> None:
     header and the JSON files."""
     from safetensors import safe_open
 
-    from ..files import read_json
-    from ..properties import PropertySpace
+    from ...files import read_json
+    from ...properties import PropertySpace
 
     missing = [n for n in RUN_FILES if not (stage / n).is_file()]
     if missing:
@@ -500,7 +500,7 @@ def _validate_staged(stage: Path) -> None:
 
 def _swap_in(stage: Path, run: Path, run_name: str) -> None:
     """Move the staged run into place; an old run (``force``) is set aside (kept) only now, right before."""
-    from ..segment.runs import set_aside
+    from ...segment.runs import set_aside
 
     aside = None
     if run.exists():
@@ -524,14 +524,14 @@ def _write_run(stage: Path, run: Path, run_name: str, state, report, source, met
     import numpy as np
     from safetensors.torch import save
 
-    from .. import defaults
-    from ..datasets.classes import class_list_hash
-    from ..files import atomic_write_bytes, atomic_write_json, canonical_safetensors, environment_info, stable_hash
-    from ..paper import RELEASE_CONFIGS
-    from ..segment.config import TrainConfig
-    from ..segment.data import open_split
-    from ..segment.runs import run_identity
-    from ..segment.train import build_model
+    from ... import defaults
+    from ...datasets.classes import class_list_hash
+    from ...files import atomic_write_bytes, atomic_write_json, canonical_safetensors, environment_info, stable_hash
+    from ...paper import RELEASE_CONFIGS
+    from ...segment.config import TrainConfig
+    from ...segment.data import open_split
+    from ...segment.runs import run_identity
+    from ...segment.train import build_model
 
     bank = space.bank.astype(np.float32)
     norms = np.linalg.norm(bank, axis=1, keepdims=True)
@@ -575,7 +575,7 @@ def _write_run(stage: Path, run: Path, run_name: str, state, report, source, met
     atomic_write_json(stage / "classes.json", {"class_names": list(ds.class_names),
                                                "hash": class_list_hash(ds.class_names)})
     atomic_write_json(stage / "config.json", {**cfg.to_dict(), "environment": environment_info(), "world_size": 1,
-                                              "device": "cpu", "made_by": "prolab.release.checkpoint.release_to_run"})
+                                              "device": "cpu", "made_by": "prolab.interop.release.checkpoint.release_to_run"})
     details = {**source, "meta": _meta_summary(meta), "conversion": report.to_dict(),
                "filled": {k: why for k, why in OURS_ONLY.items()},
                "bank_row_norms_before": [float(norms.min()), float(norms.max())],
@@ -590,7 +590,7 @@ def _write_run(stage: Path, run: Path, run_name: str, state, report, source, met
 def save_release_state(state: Mapping[str, torch.Tensor], path: str | Path, meta: Mapping | None = None) -> Path:
     """Write a state dict in the release's layout as an mmcv-style checkpoint ``{"meta", "state_dict"}``
     (tensors and plain data only)."""
-    from ..files import atomic_write_bytes
+    from ...files import atomic_write_bytes
 
     buf = io.BytesIO()
     torch.save({"meta": dict(meta or {}), "state_dict": {k: v.contiguous() for k, v in state.items()}}, buf)
@@ -598,18 +598,18 @@ def save_release_state(state: Mapping[str, torch.Tensor], path: str | Path, meta
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m prolab.release.checkpoint CHECKPOINT BANK --run_name NAME --data_root DIR [--dataset D]``:
+    """``python -m prolab.interop.release.checkpoint CHECKPOINT BANK --run_name NAME --data_root DIR [--dataset D]``:
     turn the authors' checkpoint and embedding bank (their ``.pth`` bank file or a kit ``.safetensors`` space)
     into a run that ``prolab evaluate --run_name NAME --inference slide`` scores."""
     import argparse
 
-    from ..properties import PropertySpace
+    from ...properties import PropertySpace
 
     class Parser(argparse.ArgumentParser):
         def error(self, message):   # one line and status 2, like the errors cli() reports (argparse adds usage)
             self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
-    ap = Parser(prog="python -m prolab.release.checkpoint", description=main.__doc__)
+    ap = Parser(prog="python -m prolab.interop.release.checkpoint", description=main.__doc__)
     ap.add_argument("checkpoint", help="the release's mmseg 0.x checkpoint (.pth, read with weights_only=True)")
     ap.add_argument("bank", help="the embedding bank it was trained with: the release's .pth bank file or a kit "
                                  ".safetensors property space (d must equal the checkpoint's head width, 768)")
@@ -644,9 +644,9 @@ EXPECTED_ERRORS = (ValueError, FileNotFoundError, OSError, RuntimeError, KeyErro
 
 
 def cli(argv: list[str] | None = None) -> int:
-    """:func:`main` as a command (``python -m prolab.release.checkpoint``): an expected error is printed as one
+    """:func:`main` as a command (``python -m prolab.interop.release.checkpoint``): an expected error is printed as one
     line ``error: ...`` on stderr with exit status 2, not a traceback. (``main`` itself raises, for callers.)"""
-    from ..redact import redact
+    from ...redact import redact
 
     try:
         return main(argv)
