@@ -62,7 +62,7 @@ def restamp(results_dir: str | Path, n_cells: int = 1, keep: str | Path | None =
 
     from ..identity import GRID_CODE, code_hash
     from .grid import load_grid
-    from .verify import _execute, collect_grid, compare, environment_of, folder_kind, format_table, grid_config, \
+    from .verify import SEP, _execute, collect_grid, compare, environment_of, folder_kind, format_table, grid_config, \
         rerun_environment, scratch_checkout
 
     folder = paths.resolve(results_dir)
@@ -117,8 +117,10 @@ def restamp(results_dir: str | Path, n_cells: int = 1, keep: str | Path | None =
                 if rc != 0:
                     raise RuntimeError(f"the re-run of cell {cell['cell']} failed (exit status {rc}); nothing was "
                                        "re-stamped")
-            # read now: the next one-cell grid sets this row aside as a cell it does not make
-            rerun.update(collect_grid(out, {cell["cell"]}))
+            # read now: the next one-cell grid sets this row aside as a cell it does not make; only the files the
+            # committed folder has (`prolab grid` also writes per_class.csv for a finished one-cell grid)
+            rerun.update({k: v for k, v in collect_grid(out, {cell["cell"]}).items()
+                          if (folder / k.split(SEP, 1)[0]).is_file()})
         ids = {c["cell"] for c in chosen}
         rows, ok = compare(collect_grid(folder, ids), rerun, 0.0)
         say(format_table([r for r in rows if not r.ok][:20] or rows[:5]))
