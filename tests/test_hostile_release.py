@@ -29,7 +29,7 @@ def tiny_release():
     """Every key of the release's layout (no auxiliary head) as a tiny tensor: converts in milliseconds; the
     property head has the committed ADE20K space's width."""
     from prolab.properties import PropertySpace
-    from prolab.interop.release.checkpoint import release_key_names
+    from prolab.interop.release.keys import release_key_names
 
     d = PropertySpace.load(ADE_SPACE).dim
     state = {k: torch.zeros(1) for k in release_key_names(aux=False)}
