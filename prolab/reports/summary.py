@@ -90,7 +90,7 @@ def _signature_stats() -> str:
 
 def _protocol(grid: str, kind: str) -> str:
     """The unseen-protocol table, the budget table and gaps, or the settings table of a grid
-    (``pipeline.protocols``)."""
+    (``reports.protocols``)."""
     from .protocols import budget_gaps, budget_table, settings_table, unseen_table
 
     runs = pd.read_csv(paths.results_dir(grid) / "runs.csv")
