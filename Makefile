@@ -75,7 +75,7 @@ test: $(VENV)/.installed
 # The main job on the embedded default, offline, on a CPU.
 demo: $(VENV)/.installed
 	$(PY) -m prolab run --config configs/demo.yaml
-	$(PY) -m prolab.pipeline.summary   # the READMEs quote this run's timings: re-rendered from its files
+	$(PY) -m prolab.reports.summary   # the READMEs quote this run's timings: re-rendered from its files
 
 doctor: $(VENV)/.installed
 	$(PY) -m prolab doctor
@@ -119,13 +119,13 @@ test-lab: $(VENV)/.lab
 	    $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium; }
 	$(PY) -m pytest -m lab $(PYTEST_ARGS)
 
-# Optional: ProLab inside mmsegmentation 1.x (prolab.mmseg, configs/mmseg/). mmcv-lite (no compiled ops; the
+# Optional: ProLab inside mmsegmentation 1.x (prolab.interop.mmseg, configs/mmseg/). mmcv-lite (no compiled ops; the
 # plug-in stands in for the ones mmseg imports at start-up) instead of a CPU build of mmcv 2.1; mmseg's tokenizer
 # needs ftfy and regex; setuptools < 81 keeps pkg_resources, which mmengine uses to find mmseg's own configs.
 $(VENV)/.mmseg: $(VENV)/.installed
 	$(PIP) install -q "mmengine==0.10.7" "mmcv-lite==2.1.0" "mmsegmentation==1.2.2" "ftfy>=6,<7" "regex" \
 	  "setuptools>=70,<81"
-	$(PY) -W ignore -c "import prolab.mmseg.plugin as p, mmseg, mmcv, mmengine; print('mmseg', mmseg.__version__, 'mmcv-lite', mmcv.__version__, 'mmengine', mmengine.__version__, 'stand-in ops:', p.STANDIN)"
+	$(PY) -W ignore -c "import prolab.interop.mmseg.plugin as p, mmseg, mmcv, mmengine; print('mmseg', mmseg.__version__, 'mmcv-lite', mmcv.__version__, 'mmengine', mmengine.__version__, 'stand-in ops:', p.STANDIN)"
 	touch $@
 
 mmseg: $(VENV)/.mmseg
@@ -143,7 +143,7 @@ $(DOCS_VENV)/.installed: docs/requirements.txt
 	touch $@
 
 docs: $(VENV)/.installed $(DOCS_VENV)/.installed
-	$(PY) -m prolab.pipeline.docs
+	$(PY) -m prolab.reports.docs
 	NO_MKDOCS_2_WARNING=1 $(DOCS_VENV)/bin/mkdocs build --strict
 
 test-docs: $(VENV)/.installed $(DOCS_VENV)/.installed
@@ -164,4 +164,4 @@ gpu-check: $(VENV)/.installed
 # Rewrite the figures README.md, results/README.md and the docs/ pages quote from the files in results/ (a test
 # checks them).
 figures: $(VENV)/.installed
-	$(PY) -m prolab.pipeline.summary
+	$(PY) -m prolab.reports.summary

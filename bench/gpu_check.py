@@ -239,7 +239,7 @@ def child_mmseg(device: str):
         return
     import torch
 
-    from prolab.mmseg.train import build_runner
+    from prolab.interop.mmseg.train import build_runner
 
     work = Path(os.environ["PROLAB_CACHE"]) / "mmseg-work"
     iters = 10

@@ -2,7 +2,7 @@
 
 Every value here is quoted from the paper (arXiv 2312.13764) or from the authors' release that accompanies it;
 nothing is measured by this kit. Our own runs (CPU, embedded synthetic dataset, a few hundred iterations) are
-compared against these in ``prolab.pipeline.tables`` and notebook 07: compare directions, not magnitudes.
+compared against these in ``prolab.reports.tables`` and notebook 07: compare directions, not magnitudes.
 
 The project's record of the paper does not keep table numbers, so sources name the experiment instead and say
 "(table number not recorded in the facts file)". Fill in a table number only from the paper itself.

@@ -15,7 +15,7 @@ PRESETS: dict[str, dict] = {
     "paper": {},   # TrainConfig's own field defaults are the paper's
     # lr and head_init: chosen from results/lr_init_grid (configs/grid_lr_init.yaml: lr x init x mode, 100
     # iterations, 3 seeds) by one rule for both modes, maximin: the setting whose worse mode does best
-    # (prolab.pipeline.claims.fair_setting). At this scale the release's N(0, 0.01) start helps the property head
+    # (prolab.reports.claims.fair_setting). At this scale the release's N(0, 0.01) start helps the property head
     # and slows the category head more, so the demo keeps PyTorch's init; the paper preset keeps the release's.
     "demo": dict(dataset="synthetic_outdoor", channels=64, crop_size=128, scale=(256, 128), batch_size=8,
                  iters=60, lr=1e-3, head_init="pytorch", warmup_iters=10, checkpoint_interval=20, log_interval=5),

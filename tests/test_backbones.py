@@ -20,7 +20,7 @@ def named_backbones() -> set[str]:
             if m:
                 names.add(m.group(1))
                 names.update(n.strip() for n in (m.group(2) or "").split(",") if n.strip())
-    from prolab.pipeline.summary import documents
+    from prolab.reports.summary import documents
 
     for doc in documents():
         names.update(re.findall(r"--backbone[ =]([\w.\-]+)", doc.read_text()))

@@ -127,7 +127,7 @@ def test_every_make_target_the_docs_name_exists():
 
     makefile = (REPO / "Makefile").read_text()
     targets = set(re.findall(r"^([A-Za-z][\w-]*):", makefile, re.M))
-    from prolab.pipeline.summary import documents
+    from prolab.reports.summary import documents
 
     docs = documents() + sorted((REPO / "notebooks").glob("*.ipynb"))
     for f in docs:
@@ -138,7 +138,7 @@ def test_every_make_target_the_docs_name_exists():
 def test_quoted_figures_equal_the_result_files():
     """Every figure README.md and results/README.md quote (demo time, grid, benchmarks) is rendered from the
     file that holds it: the committed text must equal a fresh rendering (`make figures` rewrites it)."""
-    from prolab.pipeline.summary import BLOCK, documents, fill
+    from prolab.reports.summary import BLOCK, documents, fill
 
     quoting = 0
     for f in documents():

@@ -1,11 +1,11 @@
-"""The paper's claims checked from grid CSVs (prolab.pipeline.claims): paired by seed, standard errors, verdicts."""
+"""The paper's claims checked from grid CSVs (prolab.reports.claims): paired by seed, standard errors, verdicts."""
 import json
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from prolab.pipeline import claims
+from prolab.reports import claims
 
 
 def _write(root, grid, rows, meta=None):

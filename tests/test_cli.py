@@ -42,10 +42,11 @@ def test_train_flags_for_the_release_head_parse_to_their_types():
     import argparse
 
     from prolab import cli
+    from prolab.cli import train as cli_train
 
     p = argparse.ArgumentParser()
-    cli._add_train(p.add_subparsers())
-    cfg = lambda *argv: cli._train_config(p.parse_args(["train", *argv]))  # noqa: E731
+    cli.add_train(p.add_subparsers())
+    cfg = lambda *argv: cli_train.train_config(p.parse_args(["train", *argv]))  # noqa: E731
     assert cfg("--aux_weight", "none", "--mode", "category").aux_weight == 0.4
     assert cfg("--aux_weight", "none").aux_weight == 1.0 and cfg("--aux_weight", "0.7").aux_weight == 0.7
     c = cfg("--head_init", "release", "--normalize_bank", "false")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from prolab.pipeline import docs
+from prolab.reports import docs
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -11,7 +11,7 @@ import torch.nn.functional as F  # noqa: E402
 
 from prolab.properties import PropertySpace  # noqa: E402
 from prolab.segment import ModelDefaults, SegModel, property_class_scores  # noqa: E402
-from prolab.segment.explain import (explain_pixel, explain_region, find_class, find_property,  # noqa: E402
+from prolab.analysis.explain import (explain_pixel, explain_region, find_class, find_property,  # noqa: E402
                                     property_maps, why_not)
 
 CLASSES = ["building", "tree", "sky"]
@@ -188,7 +188,7 @@ def test_figures(handset):
     import matplotlib.pyplot as plt
     from matplotlib.figure import Figure
 
-    from prolab.viz import contribution_bars, property_activation_maps
+    from prolab.reports.figures import contribution_bars, property_activation_maps
 
     model, space, z, image = handset
     maps, names = property_maps(model, image, [0, 2, "leaves"], space)
@@ -212,7 +212,7 @@ def test_figures(handset):
 def test_a_class_added_to_the_bank_is_scored_and_explained_without_retraining(handset):
     from dataclasses import replace
 
-    from prolab.segment.explain import class_score_maps
+    from prolab.analysis.explain import class_score_maps
 
     model, space, z, image = handset
     # a fourth class with properties 0 and 1 ('red brick wall', 'green leaves'), as add_classes would make it

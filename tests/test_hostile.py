@@ -228,7 +228,7 @@ def test_the_mmseg_plugin_refuses_a_space_for_other_classes():
     pytest.importorskip("mmseg")
     from types import SimpleNamespace as NS
 
-    from prolab.mmseg.hooks import ProLabClassCheckHook
+    from prolab.interop.mmseg.hooks import ProLabClassCheckHook
 
     names = [f"class {i}" for i in range(18)]
     head = NS(space_classes=list(reversed(names)))
@@ -344,7 +344,7 @@ def test_a_space_where_classes_have_no_property_is_refused(tmp_path):
 
 # -- every entry point: one line, exit 2 ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("argv", [["prolab.mmseg.train", "no_such_config.py"],
+@pytest.mark.parametrize("argv", [["prolab.interop.mmseg.train", "no_such_config.py"],
                                   ["prolab.datasets.example", "/proc/none/x"],
                                   ["prolab.describe.report", "no_such_file.json"]])
 def test_module_entry_points_fail_in_one_line(argv, tmp_path):

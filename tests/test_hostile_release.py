@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 ADE_SPACE = next((REPO / "properties" / "ade20k_150").glob("*.safetensors"))
 
 
-# -- prolab.release.checkpoint ----------------------------------------------------------------------------------
+# -- prolab.interop.release.checkpoint ----------------------------------------------------------------------------------
 
 @pytest.fixture
 def cache(tmp_path, monkeypatch):
@@ -29,7 +29,7 @@ def tiny_release():
     """Every key of the release's layout (no auxiliary head) as a tiny tensor: converts in milliseconds; the
     property head has the committed ADE20K space's width."""
     from prolab.properties import PropertySpace
-    from prolab.release.checkpoint import release_key_names
+    from prolab.interop.release.keys import release_key_names
 
     d = PropertySpace.load(ADE_SPACE).dim
     state = {k: torch.zeros(1) for k in release_key_names(aux=False)}
@@ -80,7 +80,7 @@ def _siblings(run: Path) -> list[str]:
 
 def test_failed_conversion_leaves_nothing_and_retry_works(tiny_release, tmp_path, cache):
     from prolab import paths
-    from prolab.release.checkpoint import release_to_run
+    from prolab.interop.release.checkpoint import release_to_run
 
     missing = tmp_path / "no-data"
     for _ in range(2):   # the retry fails for the same reason, not FileExistsError of a half-made folder
@@ -94,7 +94,7 @@ def test_failed_conversion_leaves_nothing_and_retry_works(tiny_release, tmp_path
 def test_late_failure_removes_the_staging_folder(tiny_release, tmp_path, cache, monkeypatch):
     from prolab import paths
     from prolab.datasets.sample import write_sample
-    from prolab.release.checkpoint import release_to_run
+    from prolab.interop.release.checkpoint import release_to_run
 
     def broken(cfg, class_names):
         raise RuntimeError("model build failed")
@@ -111,7 +111,7 @@ def test_late_failure_removes_the_staging_folder(tiny_release, tmp_path, cache, 
 def test_force_sets_the_old_run_aside_only_after_the_new_one_is_made(tiny_release, tiny_model, tmp_path, cache):
     from prolab import paths
     from prolab.datasets.sample import write_sample
-    from prolab.release.checkpoint import release_to_run
+    from prolab.interop.release.checkpoint import release_to_run
 
     run = paths.run_dir("rel")
     _old_run(run)
@@ -139,7 +139,7 @@ def test_a_second_conversion_into_the_same_run_is_refused(tiny_release, tiny_mod
     from filelock import FileLock
 
     from prolab import paths
-    from prolab.release.checkpoint import release_to_run
+    from prolab.interop.release.checkpoint import release_to_run
 
     run = paths.run_dir("rel")
     run.parent.mkdir(parents=True)
@@ -152,7 +152,7 @@ def test_a_second_conversion_into_the_same_run_is_refused(tiny_release, tiny_mod
 
 
 def test_cli_errors_are_one_line_and_exit_2(tmp_path, cache, capsys):
-    from prolab.release.checkpoint import cli
+    from prolab.interop.release.checkpoint import cli
 
     bad = tmp_path / "garbage.pth"
     bad.write_bytes(b"not a checkpoint")
@@ -171,7 +171,7 @@ def test_cli_errors_are_one_line_and_exit_2(tmp_path, cache, capsys):
 
 def test_cli_module_exits_2_without_a_traceback(tmp_path):
     env = {**os.environ, "PROLAB_CACHE": str(tmp_path / "cache")}
-    r = subprocess.run([sys.executable, "-m", "prolab.release.checkpoint", str(tmp_path / "nope.pth"), str(ADE_SPACE),
+    r = subprocess.run([sys.executable, "-m", "prolab.interop.release.checkpoint", str(tmp_path / "nope.pth"), str(ADE_SPACE),
                         "--run_name", "x", "--data_root", str(tmp_path)], capture_output=True, text=True, env=env,
                        cwd=REPO, timeout=120)
     assert r.returncode == 2, r.stderr
@@ -180,7 +180,7 @@ def test_cli_module_exits_2_without_a_traceback(tmp_path):
     assert lines == [lines[0]] and lines[0].startswith("error: ") and "nope.pth" in lines[0]
 
 
-# -- prolab.release.partition -----------------------------------------------------------------------------------
+# -- prolab.interop.release.partition -----------------------------------------------------------------------------------
 
 NAMES = ["road", "sky", "sky: blue", "car"]
 
@@ -192,7 +192,7 @@ def _write(tmp_path, data, name="property_x.json"):
 
 
 def test_entry_that_reads_as_two_classes_is_an_error(tmp_path):
-    from prolab.release import read_partition
+    from prolab.interop.release import read_partition
 
     f = _write(tmp_path, {"p": ["sky: blue: a bright blue sky", "road: flat"]})
     with pytest.raises(ValueError) as e:
@@ -208,7 +208,7 @@ def test_entry_that_reads_as_two_classes_is_an_error(tmp_path):
 
 
 def test_entry_with_one_reading_is_read(tmp_path):
-    from prolab.release import read_partition
+    from prolab.interop.release import read_partition
 
     f = _write(tmp_path, {"p": ["sky: grey: overcast", "car: fast: on roads", "sky: blue sky"]})
     part = read_partition(f, NAMES)   # "sky: grey" and "car: fast" are no classes: one reading each
@@ -222,7 +222,7 @@ def test_entry_with_one_reading_is_read(tmp_path):
 
 @pytest.mark.parametrize("prop", ["", "   "])
 def test_blank_property_name_is_refused(tmp_path, prop):
-    from prolab.release import read_partition
+    from prolab.interop.release import read_partition
 
     f = _write(tmp_path, {"fine": ["road: flat"], prop: ["car: fast"]})
     with pytest.raises(ValueError, match="blank") as e:
@@ -231,7 +231,7 @@ def test_blank_property_name_is_refused(tmp_path, prop):
 
 
 def test_dropped_duplicates_are_reported(tmp_path):
-    from prolab.release import partition_report, partition_report_lines, partition_space, read_partition
+    from prolab.interop.release import partition_report, partition_report_lines, partition_space, read_partition
     from prolab.properties.embedders import Embedder
 
     class Stub(Embedder):

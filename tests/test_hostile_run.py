@@ -154,12 +154,12 @@ def test_a_finished_run_replaces_the_folder_and_unchanged_steps_are_still_reused
 
 
 def test_a_killed_run_is_resumed_and_its_failure_puts_the_finished_run_back(scratch, fake, capsys):
-    from prolab.pipeline.runner import _set_aside
+    from prolab.pipeline.runfolder import set_aside
 
     demo = _committed_demo(scratch)
     finished = _tree_hash(demo)
     # what `kill -9` in the middle of a run leaves: the last finished run set aside, the folder half rewritten
-    _set_aside(demo)
+    set_aside(demo)
     (demo / "config.json").write_text("{}")
     (demo / "notebooks" / "06_evaluate.ipynb").unlink()
     fake.fail = {"07_ablation_tables"}

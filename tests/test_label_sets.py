@@ -33,7 +33,7 @@ def test_joint_space_views_share_the_bank_and_swap_classes(tmp_path, minilm):
     from prolab.properties.build import default_descriptor_file
     from prolab.properties.joint import build_joint_space, subset
     from prolab.segment import ModelDefaults, SegModel
-    from prolab.segment.transfer import MappedScores, with_signatures
+    from prolab.analysis.transfer import MappedScores, with_signatures
 
     yaml_file = str(write_coarse_variant(tmp_path, progress=False))
     coarse = describe_dataset(yaml_file, backend="replay", progress=False, out_root=tmp_path / "d",
@@ -64,7 +64,7 @@ def test_joint_space_views_share_the_bank_and_swap_classes(tmp_path, minilm):
 
 @pytest.mark.slow   # trains two models and builds a joint space: about a minute; its parts are tested above
 def test_the_label_set_experiment_writes_its_table(tmp_path):
-    from prolab.pipeline.label_sets import run_label_sets
+    from prolab.analysis.label_sets import run_label_sets
 
     runs = run_label_sets(seeds=[0], iters=1, out_dir=tmp_path / "res", progress=False)
     assert len(runs) == 4 and set(runs["how"]) >= {"joint space: coarse signatures, no retraining",

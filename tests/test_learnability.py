@@ -6,7 +6,7 @@ import torch
 
 from prolab.properties import PropertySpace
 from prolab.segment import ModelDefaults, SegModel
-from prolab.segment.learnability import (drop_properties, least_learnable, property_ap, pruned_space_path,
+from prolab.analysis.learnability import (drop_properties, least_learnable, property_ap, pruned_space_path,
                                          save_pruned)
 
 # 3 classes x 4 properties; property 2 belongs to no class

@@ -29,7 +29,7 @@ def cache(tmp_path_factory):
 
 
 def _runner(work_dir, iters, resume=False, **over):
-    from prolab.mmseg.train import build_runner
+    from prolab.interop.mmseg.train import build_runner
 
     options = {"train_cfg.max_iters": iters, "train_cfg.val_interval": iters,
                "default_hooks.checkpoint.interval": 2, "default_hooks.logger.interval": 1,
@@ -69,13 +69,13 @@ def test_plugin_and_kit_start_alike(cache, head_init, normalize_bank):
     from prolab.properties import PropertySpace
     from prolab.segment import ModelDefaults, SegModel
 
-    import prolab.mmseg.plugin  # noqa: F401
+    import prolab.interop.mmseg.plugin  # noqa: F401
 
     cfg = Config.fromfile(str(paths.repo_root() / TINY))
     cfg.model.backbone.pretrained = None
     for head in (cfg.model.decode_head, cfg.model.auxiliary_head):
         head.head_init, head.normalize_bank = head_init, normalize_bank
-    mm = prolab.mmseg.plugin.build_model(cfg)
+    mm = prolab.interop.mmseg.plugin.build_model(cfg)
     space = PropertySpace.load(paths.resolve(cfg.property_space))
     kit = SegModel(18, "property", torch.as_tensor(space.bank), torch.as_tensor(space.signatures), 0.04,
                    defaults=ModelDefaults(pretrained=None, channels=64, aux_channels=32, head_init=head_init,
@@ -101,19 +101,19 @@ def test_plugin_and_kit_model_agree(cache):
     from mmengine.structures import PixelData
     from mmseg.structures import SegDataSample
 
-    from prolab.mmseg.convert import kit_to_mmseg, mmseg_to_kit
+    from prolab.interop.mmseg.convert import kit_to_mmseg, mmseg_to_kit
     from prolab.properties import PropertySpace
     from prolab.segment import ModelDefaults, SegModel
     from prolab.segment.losses import segmentation_loss
 
-    import prolab.mmseg.plugin  # noqa: F401
+    import prolab.interop.mmseg.plugin  # noqa: F401
 
     cfg = Config.fromfile(str(paths.repo_root() / TINY))
     cfg.model.backbone.pretrained = None
     for head in (cfg.model.decode_head, cfg.model.auxiliary_head):
         head.dropout = 0.0
     torch.manual_seed(0)
-    mm = prolab.mmseg.plugin.build_model(cfg)
+    mm = prolab.interop.mmseg.plugin.build_model(cfg)
     space = PropertySpace.load(paths.resolve(cfg.property_space))
     kit = SegModel(18, "property", torch.as_tensor(space.bank), torch.as_tensor(space.signatures), 0.04,
                    defaults=ModelDefaults(pretrained=None, channels=64, aux_channels=32, dropout=0.0))
@@ -152,7 +152,7 @@ def test_paper_config_builds_and_steps(cache, config):
     from prolab.datasets.classes import normalize_class_name
     from prolab.properties import PropertySpace
 
-    import prolab.mmseg.plugin  # noqa: F401
+    import prolab.interop.mmseg.plugin  # noqa: F401
 
     cfg = Config.fromfile(str(paths.repo_root() / config))
     cfg.model.backbone.pretrained = None
@@ -165,7 +165,7 @@ def test_paper_config_builds_and_steps(cache, config):
         assert [normalize_class_name(c) for c in space.class_names] == names
         assert space.n_properties == {150: 256, 171: 256, 59: 128, 19: 32}[len(names)]
     torch.manual_seed(0)
-    model = prolab.mmseg.plugin.build_model(cfg)
+    model = prolab.interop.mmseg.plugin.build_model(cfg)
     x = torch.randn(1, 3, 64, 64)
     s = SegDataSample(metainfo={"img_shape": (64, 64), "ori_shape": (64, 64), "pad_shape": (64, 64)})
     s.gt_sem_seg = PixelData(data=torch.randint(0, head.num_classes, (1, 64, 64)))
@@ -179,8 +179,8 @@ def test_paper_config_builds_and_steps(cache, config):
 def test_warmup_hook_and_standins(cache):
     from types import SimpleNamespace
 
-    from prolab.mmseg.hooks import ProLabOneHotWarmupHook
-    from prolab.mmseg.standins import CompiledOpUnavailable
+    from prolab.interop.mmseg.hooks import ProLabOneHotWarmupHook
+    from prolab.interop.mmseg.standins import CompiledOpUnavailable
 
     import mmcv._ext as ext
 
@@ -198,7 +198,7 @@ def test_warmup_hook_and_standins(cache):
 
 
 def test_notebook_05_cell(cache, tmp_path, monkeypatch):
-    from prolab import mmseg as front
+    from prolab.interop import mmseg as front
 
     assert "skipped" in front.tiny_run(0)
     out = front.tiny_run(2, work_dir=str(tmp_path))

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from prolab import paper, paths
-from prolab.pipeline import tables
+from prolab.reports import tables
 
 
 def test_main_results_property_beats_category_as_reported():

@@ -14,7 +14,7 @@ import yaml
 from prolab import paths
 from prolab.pipeline.grid import load_grid, run_grid
 from prolab.pipeline.runner import load_config, run_pipeline
-from prolab.pipeline.tables import all_tables, write_tables
+from prolab.reports.tables import all_tables, write_tables
 
 
 @pytest.fixture
@@ -257,7 +257,7 @@ def test_grid_splits_are_checked_before_anything_runs(scratch_results):
 
 
 def test_tables_name_the_base_value_of_a_training_setting():
-    from prolab.pipeline.tables import ablation_table
+    from prolab.reports.tables import ablation_table
 
     runs = pd.DataFrame([{"axis": "base", "normalize": float("nan"), "mIoU": 40.0, "mAcc": 50.0, "seed": 0},
                          {"axis": "normalize", "normalize": 1.0, "mIoU": 45.0, "mAcc": 55.0, "seed": 0}])

@@ -5,7 +5,7 @@ import matplotlib
 import pandas as pd
 import pytest
 
-from prolab.pipeline.protocols import (budget_gaps, budget_table, budget_verdict, plot_budget, settings_table,
+from prolab.reports.protocols import (budget_gaps, budget_table, budget_verdict, plot_budget, settings_table,
                                       unseen_table, write_protocol_tables)
 
 matplotlib.use("Agg")

@@ -1,4 +1,4 @@
-"""The release's mmseg 0.x checkpoint layout <-> our SegModel (prolab.release.checkpoint)."""
+"""The release's mmseg 0.x checkpoint layout <-> our SegModel (prolab.interop.release.checkpoint)."""
 import math
 import shutil
 import warnings
@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from prolab.release.checkpoint import (ConversionReport, RELEASE_TO_OURS, _RULES, convert_release_state,
-                                       load_release_checkpoint, ours_to_release, release_key_names,
-                                       release_to_ours_key, release_to_run, save_release_state)
+from prolab.interop.release.checkpoint import load_release_checkpoint, release_to_run, save_release_state
+from prolab.interop.release.keys import (RELEASE_TO_OURS, RULES, ConversionReport, convert_release_state,
+                                         ours_to_release, release_key_names, release_to_ours_key)
 
 REPO = Path(__file__).resolve().parents[1]
 ADE_SPACE = next((REPO / "properties" / "ade20k_150").glob("*.safetensors"))
@@ -54,11 +54,11 @@ def test_rules_map_the_release_layout_one_to_one():
     keys = release_key_names()
     assert len(keys) == len(set(keys)) == 468
     for key in keys:   # every release key matches exactly one rule, and so does its image
-        assert sum(bool(r.fullmatch(key)) for r, _, _, _ in _RULES) == 1, key
+        assert sum(bool(r.fullmatch(key)) for r, _, _, _ in RULES) == 1, key
         ours = release_to_ours_key(key)
-        assert ours is not None and sum(bool(o.fullmatch(ours)) for _, _, o, _ in _RULES) == 1, (key, ours)
+        assert ours is not None and sum(bool(o.fullmatch(ours)) for _, _, o, _ in RULES) == 1, (key, ours)
     assert len({release_to_ours_key(k) for k in keys}) == len(keys)
-    assert len(RELEASE_TO_OURS) == len(_RULES)
+    assert len(RELEASE_TO_OURS) == len(RULES)
     # spot checks of the renamings that are not identities
     assert release_to_ours_key("backbone.spm.stem.4.running_var") == "backbone.spm.stem.1.1.running_var"
     assert release_to_ours_key("backbone.norm3.weight") == "backbone.norms.2.weight"
@@ -258,10 +258,10 @@ def test_release_to_run_is_scored_by_evaluate(model, tmp_path, cache):
 
 
 def test_the_documented_command_writes_a_run(model, tmp_path, cache, capsys):
-    """`python -m prolab.release.checkpoint CHECKPOINT BANK --run_name NAME` (README, 'The authors' files')."""
+    """`python -m prolab.interop.release.checkpoint CHECKPOINT BANK --run_name NAME` (README, 'The authors' files')."""
     from prolab import paths
     from prolab.datasets.sample import write_sample
-    from prolab.release.checkpoint import main
+    from prolab.interop.release.checkpoint import main
 
     data_root = write_sample("ade20k_150", tmp_path / "data")
     ckpt = save_release_state(ours_to_release(model.state_dict()), tmp_path / "release.pth", meta={"iter": 1})

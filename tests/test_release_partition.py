@@ -11,8 +11,8 @@ import pytest
 from prolab.datasets import load_class_names
 from prolab.properties import PropertySpace, make_embedder
 from prolab.properties.embedders import Embedder
-from prolab.release import partition_report, partition_report_lines, partition_space, read_partition
-from prolab.release.partition import (_ClassMatcher, kit_reference, known_aliases, neighbourhood_overlap,
+from prolab.interop.release import partition_report, partition_report_lines, partition_space, read_partition
+from prolab.interop.release.partition import (_ClassMatcher, kit_reference, known_aliases, neighbourhood_overlap,
                                       partition_command, partition_space_path)
 
 CS = load_class_names("cityscapes_19")
@@ -376,7 +376,7 @@ def test_cli_aliases_reach_the_reader(tmp_path, capsys, monkeypatch):
         seen["aliases"] = aliases
         yield "ok"
 
-    monkeypatch.setattr("prolab.release.partition.partition_command", fake)
+    monkeypatch.setattr("prolab.interop.release.partition.partition_command", fake)
     f = _write(tmp_path, {"p": ["zeppelin: floats"]}, "z.json")
     assert cli.main(["properties", "--dataset", "cityscapes_19", "--release_partition", str(f),
                      "--aliases", "zeppelin=car", "--aliases", "lamp post = pole"]) == 0
@@ -394,7 +394,7 @@ def test_cli_help_states_default_once():
     from prolab import cli
 
     parser = argparse.ArgumentParser()
-    cli._add_properties(parser.add_subparsers())
+    cli.add_properties(parser.add_subparsers())
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices["properties"]
     action = next(a for a in sub._actions if "--release_partition" in a.option_strings)
     assert action.default is None and action.help.count("(default:") == 1
@@ -428,7 +428,7 @@ def test_cli_end_to_end(tmp_path):
 
 def test_notebook04_release_section_reports_statistics_and_agreement(tmp_path, minilm):
     from prolab.properties import build_property_space
-    from prolab.release import release_agreement_lines
+    from prolab.interop.release import release_agreement_lines
 
     ours = build_property_space("cityscapes_19", embedder=minilm, save=False, progress=False).space
     assert "release_partition = None" in release_agreement_lines(None, "cityscapes_19", ours)[0]

@@ -50,7 +50,7 @@ def _fake_rerun(monkeypatch, committed: Path, change: float = 0.0):
             df.to_csv(out / f"{name}.csv", index=False)   # as prolab grid: other cells' rows set aside
         return 0
 
-    monkeypatch.setattr(verify, "_execute", execute)
+    monkeypatch.setattr(verify, "execute", execute)
     monkeypatch.setattr(verify, "scratch_checkout", lambda dest, leave_out: dest)
 
 

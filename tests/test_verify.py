@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from prolab.cli import main
+from prolab.pipeline import collect as c
 from prolab.pipeline import verify as v
 
 REPO = Path(__file__).resolve().parents[1]
@@ -272,8 +273,8 @@ def test_the_rerun_config_of_a_grid_makes_the_committed_rows(tmp_path, grid):
     f.write_text(yaml.safe_dump(v.grid_config(recorded)))
     cfg = load_grid(f)
     cross = list(recorded.get("cross") or {})
-    made = {v._grid_label(c, cross) for c in cfg.cells()}
-    committed = {v._grid_label(r, cross) for r in pd.read_csv(RESULTS / grid / "runs.csv").to_dict("records")}
+    made = {c.grid_label(cell, cross) for cell in cfg.cells()}
+    committed = {c.grid_label(r, cross) for r in pd.read_csv(RESULTS / grid / "runs.csv").to_dict("records")}
     assert cfg.name == recorded["name"] and made == committed
 
 
@@ -289,7 +290,7 @@ def test_the_scratch_checkout_leaves_the_verified_folder_out(tmp_path):
     assert (root / "results" / "demo_grid" / "runs.csv").is_file()       # notebook 07 reads it
     assert (root / "notebooks" / "06_evaluate.ipynb").is_file()
     assert (root / "descriptors" / "cache" / "calls.jsonl").is_file()    # the replayed LLM answers
-    assert (root / "prolab").is_symlink() and (root / "prolab" / "cli.py").is_file()
+    assert (root / "prolab").is_symlink() and (root / "prolab" / "cli" / "__init__.py").is_file()
     assert not (root / ".git").exists() and not (root / ".venv").exists()
 
 
@@ -305,7 +306,7 @@ def test_verify_reruns_in_a_scratch_copy_with_an_empty_cache(tmp_path, monkeypat
         shutil.copytree(RESULTS / "demo", Path(cwd) / "results" / "demo")
         return 0
 
-    monkeypatch.setattr(v, "_execute", fake_run)
+    monkeypatch.setattr(v, "execute", fake_run)
     made = []
     real_mkdtemp = v.tempfile.mkdtemp
     monkeypatch.setattr(v.tempfile, "mkdtemp", lambda **kw: made.append(real_mkdtemp(dir=tmp_path, **kw)) or made[-1])
@@ -325,18 +326,18 @@ def test_keep_keeps_the_rerun_and_refuses_a_used_folder(tmp_path, monkeypatch, c
         runs.to_csv(Path(cwd) / "results" / "label_sets" / "runs.csv", index=False)
         return 0
 
-    monkeypatch.setattr(v, "_execute", fake_run)
+    monkeypatch.setattr(v, "execute", fake_run)
     keep = tmp_path / "kept"
     assert main(["verify", str(RESULTS / "label_sets"), "--keep", str(keep)]) == 1
     out = capsys.readouterr().out
-    assert "prolab.pipeline.label_sets --seeds 0 1 2" in out and "| aAcc" in out and "FAIL" in out
+    assert "prolab.analysis.label_sets --seeds 0 1 2" in out and "| aAcc" in out and "FAIL" in out
     assert (keep / "repo" / "results" / "label_sets" / "runs.csv").is_file()
     assert main(["verify", str(RESULTS / "label_sets"), "--keep", str(keep)]) == 2
     assert "new or empty folder" in capsys.readouterr().err
 
 
 def test_a_failed_rerun_is_an_error(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(v, "_execute", lambda cmd, cwd, env: 3)
+    monkeypatch.setattr(v, "execute", lambda cmd, cwd, env: 3)
     monkeypatch.setattr(v.tempfile, "mkdtemp", lambda **kw: str(tmp_path / "scratch"))
     (tmp_path / "scratch").mkdir()
     assert main(["verify", str(RESULTS / "demo")]) == 2
@@ -354,7 +355,7 @@ def test_a_rerun_that_fails_late_still_compares_what_it_made(tmp_path, monkeypat
         shutil.rmtree(Path(made) / "eval" / "demo-category")
         return 2
 
-    monkeypatch.setattr(v, "_execute", fake_run)
+    monkeypatch.setattr(v, "execute", fake_run)
     monkeypatch.setattr(v.tempfile, "mkdtemp", lambda **kw: str(tmp_path / "scratch"))
     (tmp_path / "scratch").mkdir()
     assert main(["verify"]) == 2

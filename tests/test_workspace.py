@@ -57,7 +57,7 @@ def test_collisions_come_with_the_command_that_fixes_them():
 def test_train_says_when_classes_collide_and_when_images_are_smaller_than_the_crop(tmp_path, monkeypatch):
     from pathlib import Path
 
-    from prolab.cli import _space_warnings
+    from prolab.cli import space_warnings
     from prolab.properties import PropertySpace
     from prolab.segment.config import TrainConfig
 
@@ -68,11 +68,11 @@ def test_train_says_when_classes_collide_and_when_images_are_smaller_than_the_cr
     space.signatures[1] = space.signatures[0]
     bad = space.save(tmp_path / "colliding.safetensors")
     cfg = TrainConfig.demo(property_space=str(bad), crop_size=192)
-    lines = _space_warnings(cfg)
+    lines = space_warnings(cfg)
     assert any(f"gives {space.class_names[0]} and {space.class_names[1]} one signature" in x for x in lines)
     assert any("--repair" in x for x in lines)
     assert any("smaller than the 192-pixel crop" in x for x in lines)
-    assert not _space_warnings(TrainConfig.demo())            # the demo: no collision, images fit the crop
+    assert not space_warnings(TrainConfig.demo())            # the demo: no collision, images fit the crop
 
 
 def _describe_args(**kw):
@@ -85,7 +85,7 @@ def _describe_args(**kw):
 
 def test_a_first_description_gets_the_recipe_the_committed_files_were_made_with(tmp_path, monkeypatch, capsys):
     from prolab import defaults, offline
-    from prolab.cli import _describe_settings
+    from prolab.cli.describe import describe_settings
     from prolab.describe.prompts import load_prompt
     from prolab.describe.retrieval import KIT_RECIPE
 
@@ -93,15 +93,15 @@ def test_a_first_description_gets_the_recipe_the_committed_files_were_made_with(
     llm, tag = offline.canonical_model_id(defaults.LLM), load_prompt("structured").tag
     classes = tmp_path / "my_things.txt"
     classes.write_text("lamp post\nbollard\n")
-    d, names, emb = _describe_settings(_describe_args(), str(classes), llm, tag)
+    d, names, emb = describe_settings(_describe_args(), str(classes), llm, tag)
     assert (d.min_pooled, d.max_samples, names, emb) == (KIT_RECIPE["min_pooled"], KIT_RECIPE["max_samples"],
                                                          KIT_RECIPE["prompt_names"], KIT_RECIPE["pool_embedder"])
     assert "the kit's recipe for a first description" in capsys.readouterr().out
     # the committed structured file of a registered dataset: replayed as it was made (the same recipe)
-    d, names, emb = _describe_settings(_describe_args(), "cityscapes_19", llm, tag)
+    d, names, emb = describe_settings(_describe_args(), "cityscapes_19", llm, tag)
     assert d.min_pooled == 8 and emb == "all-MiniLM-L6-v2"
     # the naive prompt (one reply, sentences) is not pooled; flags always win
-    d, names, emb = _describe_settings(_describe_args(prompt="naive"), str(classes), llm, load_prompt("naive").tag)
+    d, names, emb = describe_settings(_describe_args(prompt="naive"), str(classes), llm, load_prompt("naive").tag)
     assert d.min_pooled == 0 and not names
-    d, names, emb = _describe_settings(_describe_args(min_pooled=0, prompt_names=False), str(classes), llm, tag)
+    d, names, emb = describe_settings(_describe_args(min_pooled=0, prompt_names=False), str(classes), llm, tag)
     assert d.min_pooled == 0 and names is False

@@ -1,6 +1,6 @@
 # The category-level twin of prolab_bdd100k_19.py: the same network, data and schedule with one-hot
 # cross-entropy supervision (the paper's baseline, 60.7 mIoU on BDD100K).
-#   torchrun --nproc_per_node 8 -m prolab.mmseg.train configs/mmseg/category_bdd100k_19.py --launcher pytorch
+#   torchrun --nproc_per_node 8 -m prolab.interop.mmseg.train configs/mmseg/category_bdd100k_19.py --launcher pytorch
 _base_ = ["./prolab_bdd100k_19.py"]
 
 model = dict(decode_head=dict(mode="category", property_space=None),

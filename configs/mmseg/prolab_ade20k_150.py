@@ -3,7 +3,7 @@
 # The paper: 49.0 mIoU (ProLab) vs 48.4 (category-level), ViT-Adapter-B, 160k iterations, 8 GPUs.
 # Data: mmseg's layout under data/ade/ADEChallengeData2016 (mmseg's dataset config). The space uses the kit's MiniLM embeddings;
 # a BGE space (the paper's embedder) is one `prolab properties` call away (docs/howto/mmseg.md).
-#   torchrun --nproc_per_node 8 -m prolab.mmseg.train configs/mmseg/prolab_ade20k_150.py --launcher pytorch
+#   torchrun --nproc_per_node 8 -m prolab.interop.mmseg.train configs/mmseg/prolab_ade20k_150.py --launcher pytorch
 _base_ = ["mmseg::_base_/datasets/ade20k.py", "./_base_/prolab_vit_adapter_b_upernet.py"]
 
 mode = "property"

@@ -3,7 +3,7 @@
 # The paper: 81.4 mIoU (ProLab) vs 79.9 (category-level), ViT-Adapter-B, 160k iterations, 8 GPUs.
 # Data: mmseg's layout under data/cityscapes/ (mmseg's dataset config). The space uses the kit's MiniLM embeddings;
 # a BGE space (the paper's embedder) is one `prolab properties` call away (docs/howto/mmseg.md).
-#   torchrun --nproc_per_node 8 -m prolab.mmseg.train configs/mmseg/prolab_cityscapes_19.py --launcher pytorch
+#   torchrun --nproc_per_node 8 -m prolab.interop.mmseg.train configs/mmseg/prolab_cityscapes_19.py --launcher pytorch
 _base_ = ["mmseg::_base_/datasets/cityscapes.py", "./_base_/prolab_vit_adapter_b_upernet.py"]
 
 mode = "property"

@@ -4,7 +4,7 @@
 # The paper: 58.2 mIoU (ProLab) vs 53.3 (category-level), ViT-Adapter-B, 160k iterations, 8 GPUs.
 # Data: mmseg's layout under data/VOCdevkit/VOC2010/ (mmseg's dataset config). The space uses the kit's MiniLM embeddings;
 # a BGE space (the paper's embedder) is one `prolab properties` call away (docs/howto/mmseg.md).
-#   torchrun --nproc_per_node 8 -m prolab.mmseg.train configs/mmseg/prolab_pascal_context_59.py --launcher pytorch
+#   torchrun --nproc_per_node 8 -m prolab.interop.mmseg.train configs/mmseg/prolab_pascal_context_59.py --launcher pytorch
 _base_ = ["mmseg::_base_/datasets/pascal_context_59.py", "./_base_/prolab_vit_adapter_b_upernet.py"]
 
 mode = "property"

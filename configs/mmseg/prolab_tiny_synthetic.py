@@ -1,7 +1,7 @@
 # ProLab through mmsegmentation 1.x on the kit's embedded default: MobileNetV2 (offline ImageNet weights) +
 # UPerNet 64 + the ProLab head over the committed K=24 property space, 128 px crops, batch 8; about a minute
 # on 2 CPU cores for the 60 iterations of the kit's demo preset.
-#   .venv/bin/python -m prolab.mmseg.train configs/mmseg/prolab_tiny_synthetic.py --work-dir results/_scratch/mm
+#   .venv/bin/python -m prolab.interop.mmseg.train configs/mmseg/prolab_tiny_synthetic.py --work-dir results/_scratch/mm
 _base_ = ["./_base_/runtime.py"]
 
 property_space = ("properties/synthetic_outdoor/qwen2.5-coder-1.5b-instruct-q4_k_m__structured-d247051e__"

@@ -62,8 +62,8 @@ def restamp(results_dir: str | Path, n_cells: int = 1, keep: str | Path | None =
 
     from ..identity import GRID_CODE, code_hash
     from .grid import load_grid
-    from .verify import SEP, _execute, collect_grid, compare, environment_of, folder_kind, format_table, grid_config, \
-        rerun_environment, scratch_checkout
+    from .collect import SEP, collect_grid, environment_of, folder_kind
+    from .verify import compare, execute, format_table, grid_config, rerun_environment, scratch_checkout
 
     folder = paths.resolve(results_dir)
     if folder_kind(folder) != "grid":
@@ -111,9 +111,9 @@ def restamp(results_dir: str | Path, n_cells: int = 1, keep: str | Path | None =
             label = f"{cell['axis']}" + (f"={cell.get(cell['axis'])}" if cell["axis"] != "base" else "")
             say(f"  cell {cell['cell']} ({label}, seed {cell['seed']})")
             for cmd in ([sys.executable, "-m", "prolab", "grid", "--config", str(one)],) + (
-                    ([sys.executable, "-c", "from prolab.pipeline.tables import write_class_iou as w; "
+                    ([sys.executable, "-c", "from prolab.reports.tables import write_class_iou as w; "
                       f"w({cfg.name!r}, progress=False)"],) if (folder / "per_class.csv").is_file() else ()):
-                rc = _execute(cmd, root, env)
+                rc = execute(cmd, root, env)
                 if rc != 0:
                     raise RuntimeError(f"the re-run of cell {cell['cell']} failed (exit status {rc}); nothing was "
                                        "re-stamped")

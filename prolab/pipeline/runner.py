@@ -11,7 +11,6 @@ folder and keeps the copy until it finishes. One writer per folder (``results/<r
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ from ..files import (atomic_write_json, clean_stale_temps, environment_info, rea
                      stable_hash, utc_now)
 from ..redact import redact, redact_obj
 from ..validation import ValidationError, check, fail, notebook_rules, unknown_names
+from .runfolder import aside_path, check_run_folder, drop_aside, put_back, set_aside
 
 STEP_KEYS = ("notebook", "parameters")   # what a step of a run config may say
 
@@ -335,85 +335,6 @@ class _StepFailed(Exception):
         self.step, self.error, self.failed = step, error, failed
 
 
-def _aside(out_dir: Path) -> Path:
-    """Where the last finished run waits while a run writes ``out_dir``: ``results/.<run_name>.previous/``,
-    holding ``folder/`` (a copy of it) or, when there was none, nothing."""
-    return out_dir.with_name(f".{out_dir.name}.previous")
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    elif path.exists() or path.is_symlink():
-        path.unlink()
-
-
-def _check_run_folder(out_dir: Path) -> None:
-    """``results/<run_name>/`` must be a run folder (or new): a grid's or evaluation's folder of the same name
-    would be mixed with the run's files, and put back or moved away with them."""
-    if out_dir.is_symlink() or (out_dir.exists() and not out_dir.is_dir()):
-        raise ValidationError(f"{out_dir} is not a folder; give the run another run_name")
-    if not out_dir.is_dir() or _aside(out_dir).is_dir():
-        return
-    found = {p.name for p in out_dir.iterdir()}
-    if found and not found & {"config.json", "state.json", "notebooks"}:
-        raise ValidationError(f"{out_dir} is not a `prolab run` folder (it holds {', '.join(sorted(found)[:4])}"
-                              f"{' ...' if len(found) > 4 else ''}, no config.json); give the run another run_name")
-
-
-def _set_aside(out_dir: Path) -> bool:
-    """Before a run writes ``out_dir``: copy the last finished run beside it (``_aside``). Returns True when a
-    killed run's unfinished folder is resumed instead (its copy of the last finished run is kept)."""
-    aside = _aside(out_dir)
-    partial = aside.with_name(aside.name + ".partial")
-    _remove(partial)                                   # a copy a killed run did not finish
-    for trash in out_dir.parent.glob(f".{out_dir.name}.trash-*"):
-        _remove(trash)
-    if aside.is_dir():
-        return True
-    partial.mkdir(parents=True)
-    if out_dir.is_dir():
-        shutil.copytree(out_dir, partial / "folder", symlinks=True)
-    os.replace(partial, aside)                         # the copy counts only once it is whole
-    return False
-
-
-def _drop_aside(out_dir: Path) -> None:
-    """The run finished: its folder is the results; the copy of the previous one goes."""
-    aside = _aside(out_dir)
-    if aside.exists():
-        trash = out_dir.with_name(f".{out_dir.name}.trash-{os.getpid()}")
-        os.replace(aside, trash)
-        _remove(trash)
-
-
-def _put_back(out_dir: Path) -> Path | None:
-    """The run did not finish: the last finished run goes back to ``out_dir`` as it was, and the unfinished
-    folder to ``$PROLAB_CACHE/failed_runs/<run_name>/`` (returned), to be looked at. Without a finished run
-    before, the unfinished folder stays where it is (it replaces nothing; the next run resumes it): None."""
-    aside = _aside(out_dir)
-    previous = aside / "folder"
-    if not previous.is_dir():
-        _remove(aside)
-        return None
-    trash = out_dir.with_name(f".{out_dir.name}.trash-{os.getpid()}")
-    if out_dir.exists() or out_dir.is_symlink():
-        os.replace(out_dir, trash)
-    os.replace(previous, out_dir)                      # the finished run is back, byte for byte
-    _remove(aside)
-    failed = paths.cache_root() / "failed_runs" / out_dir.name
-    if not trash.exists():
-        return None
-    try:
-        _remove(failed)
-        failed.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(str(trash), str(failed))
-    except OSError:
-        _remove(trash)
-        return None
-    return failed
-
-
 def run_pipeline(config: PipelineConfig | str | Path, progress: bool = True, force: bool = False,
                  overrides: dict[str, Any] | None = None) -> Path:
     """Execute the notebooks of the config in order; returns ``results/<run_name>/``.
@@ -432,14 +353,14 @@ def run_pipeline(config: PipelineConfig | str | Path, progress: bool = True, for
     cfg = config if isinstance(config, PipelineConfig) else load_config(config, overrides)
     out_dir = paths.results_dir(cfg.run_name)
     with folder_lock(out_dir, "results folder"):
-        _check_run_folder(out_dir)
-        if _set_aside(out_dir):
+        check_run_folder(out_dir)
+        if set_aside(out_dir):
             print(f"{paths.portable(out_dir)}: resuming an unfinished run (the last finished run waits in "
-                  f"{_aside(out_dir).name} until this one finishes)", flush=True)
+                  f"{aside_path(out_dir).name} until this one finishes)", flush=True)
         try:
             _run_steps(cfg, out_dir, progress, force)
         except _StepFailed as f:
-            moved = _put_back(out_dir)
+            moved = put_back(out_dir)
             e, failed = f.error, f.failed
             if moved is not None:
                 failed = moved / failed.relative_to(out_dir)
@@ -450,12 +371,12 @@ def run_pipeline(config: PipelineConfig | str | Path, progress: bool = True, for
                                        f"(execution count {e.exec_count}): {e.ename}: {last}; executed copy at "
                                        f"{rel}{kept}")) from None
         except BaseException:
-            moved = _put_back(out_dir)
+            moved = put_back(out_dir)
             if moved is not None:
                 print(f"{paths.portable(out_dir)}: the run did not finish; the last finished run is back in place "
                       f"(the unfinished folder is in {moved})", flush=True)
             raise
-        _drop_aside(out_dir)
+        drop_aside(out_dir)
     return out_dir
 
 

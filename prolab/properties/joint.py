@@ -4,7 +4,7 @@ The descriptions of every class of every label set are clustered together, so th
 class name that appears in two label sets is one class (its descriptions must agree). Each label set then gets
 its own view of the space, ``subset``: its classes in its label order, the same bank. A model trained on one
 label set's view predicts property activations that any other view can read: evaluating on another label set
-is swapping the signatures, with no retraining (``segment.transfer``).
+is swapping the signatures, with no retraining (``analysis.transfer``).
 """
 from __future__ import annotations
 

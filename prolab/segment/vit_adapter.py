@@ -1,6 +1,9 @@
 """ViT-Adapter (Chen et al., "Vision Transformer Adapter for Dense Predictions", arXiv 2205.08534) in plain PyTorch.
 
-Our own implementation written from the paper's description (no compiled ops, CPU and CUDA, any float dtype):
+Our own implementation written from the paper's description (no compiled ops, CPU and CUDA, any float dtype).
+It is one self-contained model file (as timm's are), so it is longer than the kit's other modules: the
+deformable attention, the adapter's three blocks and the backbone read top to bottom in one place.
+
 
 - a plain ViT body (timm ``Block``s; DeiT-B/16 parameter names, so timm's ``deit_base_patch16_224`` state dict
   loads into it) run on the image's patch tokens, without a class token;

@@ -1,6 +1,6 @@
 # What every ProLab mmseg config shares: the plug-in import, iteration-based loops, hooks (the one-hot
 # warm-up off unless a config sets its iters), logging and seeds. Configs override intervals.
-custom_imports = dict(imports=["prolab.mmseg.plugin"], allow_failed_imports=False)
+custom_imports = dict(imports=["prolab.interop.mmseg.plugin"], allow_failed_imports=False)
 default_scope = "mmseg"
 
 val_cfg = dict(type="ValLoop")

@@ -5,7 +5,7 @@ For each seed: a property model trained on the fine labels, read on the coarse l
 classes' signatures of one joint space (no retraining); the same model's fine prediction mapped to coarse
 classes by the known class map (what a person who knows the correspondence would do); and a model trained on
 the coarse labels directly. Coarse mIoU is over the coarse classes seen in training (bus and boat are the
-embedded default's unseen classes, never labelled in training images). ``python -m prolab.pipeline.label_sets``
+embedded default's unseen classes, never labelled in training images). ``python -m prolab.analysis.label_sets``
 writes ``results/label_sets/{runs.csv,tables.md,space.json}``.
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pandas as pd
 from .. import paths
 from ..files import atomic_write_json, atomic_write_text, environment_info, utc_now
 from ..progress import tqdm
-from .tables import _fmt
+from ..reports.tables import _fmt
 
 FINE = "synthetic_outdoor"
 UNSEEN = ("bus", "boat")
@@ -32,7 +32,7 @@ def run_label_sets(seeds=(0, 1, 2), iters: int = 100, out_dir=None, progress: bo
     from ..properties.joint import build_joint_space, save_subset, subset
     from ..segment import TrainConfig, evaluate, load_trained, train
     from ..segment.data import eval_split
-    from ..segment.transfer import MappedScores, with_signatures
+    from .transfer import MappedScores, with_signatures
 
     out = paths.resolve(out_dir) if out_dir else paths.results_dir("label_sets")
     coarse_yaml = str(write_coarse_variant(paths.cache_root() / "variants", progress=False))
@@ -90,7 +90,7 @@ def label_set_table(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m prolab.pipeline.label_sets", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m prolab.analysis.label_sets", description=__doc__.split("\n\n")[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds (default 0 1 2)")
     p.add_argument("--iters", type=int, default=100, help="training iterations per run (default 100)")
     p.add_argument("--out_dir", default=None, help="results folder (default results/label_sets)")
@@ -105,11 +105,11 @@ def load_label_sets(folder: str = "results/label_sets") -> pd.DataFrame:
     """The runs.csv the experiment wrote (notebook 08)."""
     f = paths.resolve(folder) / "runs.csv"
     if not f.exists():
-        raise FileNotFoundError(f"{f} not found: run `python -m prolab.pipeline.label_sets` first")
+        raise FileNotFoundError(f"{f} not found: run `python -m prolab.analysis.label_sets` first")
     return pd.read_csv(f)
 
 
 if __name__ == "__main__":
     from prolab.cli import entry_point
 
-    raise SystemExit(entry_point(main, "python -m prolab.pipeline.label_sets"))
+    raise SystemExit(entry_point(main, "python -m prolab.analysis.label_sets"))

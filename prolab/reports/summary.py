@@ -3,7 +3,7 @@
 README.md, results/README.md and the documentation site's pages (``docs/``) hold blocks between
 ``<!-- figures:NAME -->`` and ``<!-- /figures:NAME -->``; ``fill`` rewrites each block from ``results/`` (the
 demo's ``timings.json``, the grid's ``runs.csv``, the bench outputs), so no quoted number is typed by hand.
-``python -m prolab.pipeline.summary`` (``make figures``) updates them all; a test checks that they are up to
+``python -m prolab.reports.summary`` (``make figures``) updates them all; a test checks that they are up to
 date.
 """
 from __future__ import annotations
@@ -85,12 +85,12 @@ def _signature_stats() -> str:
         near = [line.split(": ", 1)[1] for line in report_lines(r) if line.startswith("near: ")]
         lines.append(f"| {f.parent.name} | {space.n_classes} | {space.n_properties} | {len(r['collisions'])} | "
                      f"{len(r['near'])} | {len(r['overshared'])} | {near[0] if near else '-'} |")
-    return "\n".join(lines) + "\n\n(`python -m prolab.pipeline.summary` computes it from the committed spaces.)\n"
+    return "\n".join(lines) + "\n\n(`python -m prolab.reports.summary` computes it from the committed spaces.)\n"
 
 
 def _protocol(grid: str, kind: str) -> str:
     """The unseen-protocol table, the budget table and gaps, or the settings table of a grid
-    (``pipeline.protocols``)."""
+    (``reports.protocols``)."""
     from .protocols import budget_gaps, budget_table, settings_table, unseen_table
 
     runs = pd.read_csv(paths.results_dir(grid) / "runs.csv")
@@ -111,12 +111,12 @@ def _budget_verdict() -> str:
     runs = pd.read_csv(paths.results_dir("budget_grid") / "runs.csv")
     settings = paths.results_dir("settings_grid") / "runs.csv"
     return budget_verdict(runs, pd.read_csv(settings) if settings.exists() else None) + \
-        "\n\n(`prolab.pipeline.protocols.budget_verdict` on `results/budget_grid/runs.csv` and " \
+        "\n\n(`prolab.reports.protocols.budget_verdict` on `results/budget_grid/runs.csv` and " \
         "`results/settings_grid/runs.csv`.)\n"
 
 
 def _label_sets() -> str:
-    from .label_sets import label_set_table
+    from ..analysis.label_sets import label_set_table
 
     runs = pd.read_csv(paths.results_dir("label_sets") / "runs.csv")
     return label_set_table(runs).to_markdown(index=False) + "\n\n(`results/label_sets/runs.csv`; coarse mIoU over " \
@@ -138,7 +138,7 @@ def _lr_init() -> str:
     from .claims import lr_init_summary, lr_init_table
 
     return (lr_init_table().to_markdown(index=False) + "\n\n" + lr_init_summary() +
-            " (`prolab.pipeline.claims` on `results/lr_init_grid/runs.csv`)\n")
+            " (`prolab.reports.claims` on `results/lr_init_grid/runs.csv`)\n")
 
 
 RENDER = {
@@ -200,4 +200,4 @@ def main() -> None:
 if __name__ == "__main__":
     from prolab.cli import entry_point
 
-    raise SystemExit(entry_point(main, "python -m prolab.pipeline.summary"))
+    raise SystemExit(entry_point(main, "python -m prolab.reports.summary"))

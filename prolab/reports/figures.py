@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 
-from .defaults import IGNORE_INDEX
+from ..defaults import IGNORE_INDEX
 
 
 def descriptions_per_class(descriptions: dict[str, list[str]], title: str = "", min_line: int | None = 6,
@@ -333,7 +333,7 @@ def _display_image(image):
     array un-normalised with the ImageNet statistics."""
     import numpy as np
 
-    from .datasets.transforms import IMAGENET_MEAN, IMAGENET_STD
+    from ..datasets.transforms import IMAGENET_MEAN, IMAGENET_STD
 
     a = image.detach().cpu().numpy() if hasattr(image, "detach") else np.asarray(image)
     if a.dtype == np.uint8:
@@ -349,7 +349,7 @@ def _short(text: str, width: int) -> str:
 def property_activation_maps(image, maps, names, width: int = 24, max_lines: int = 3):
     """The image, then one heatmap per property (activation p_k, 0 to 1, one shared colour bar) titled with the
     property name wrapped to ``width`` characters (at most ``max_lines`` lines). ``maps``, ``names``: what
-    ``segment.explain.property_maps`` returns. Axes: image + one per map + the colour bar."""
+    ``analysis.explain.property_maps`` returns. Axes: image + one per map + the colour bar."""
     import textwrap
 
     if len(maps) != len(names):

@@ -1,6 +1,6 @@
 """The plug-in's registrations (needs ``make mmseg``): import through mmengine's ``custom_imports``,
 
-    custom_imports = dict(imports=["prolab.mmseg.plugin"], allow_failed_imports=False)
+    custom_imports = dict(imports=["prolab.interop.mmseg.plugin"], allow_failed_imports=False)
 
 and the registries gain ``ProLabBackbone`` (the kit's timm backbones and ViT-Adapter-B), ``ProLabUPerHead`` /
 ``ProLabFCNHead`` (property or category output, the kit's losses and class recovery),
@@ -30,7 +30,7 @@ def build_model(cfg):
     from mmseg.registry import MODELS
     from mmseg.utils import register_all_modules
 
-    from .. import paths
+    from ... import paths
 
     cfg = cfg if isinstance(cfg, Config) else Config.fromfile(str(paths.resolve(cfg)))
     register_all_modules(init_default_scope=True)

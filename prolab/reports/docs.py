@@ -9,7 +9,7 @@
 
 They are build outputs (git-ignored), so the site cannot disagree with the code or the committed results.
 
-    python -m prolab.pipeline.docs [--docs docs]
+    python -m prolab.reports.docs [--docs docs]
 """
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def cli_reference() -> str:
 
     parser = build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    out = ["# Command line", "", "Generated from the parser by `prolab.pipeline.docs`: what `prolab <command> --help` "
+    out = ["# Command line", "", "Generated from the parser by `prolab.reports.docs`: what `prolab <command> --help` "
            "prints. Flag names equal the notebooks' parameter names.", ""]
     for name, p in sub.choices.items():
         p.prog = f"prolab {name}"
@@ -70,7 +70,7 @@ def configuration_reference() -> str:
     return "\n".join(["# Training configuration", "",
                       "Generated from `prolab.segment.config.TrainConfig`, its `HELP`, the presets "
                       "(`prolab.presets`) and the validation rules (`prolab.validation.RULES['train']`) by "
-                      "`prolab.pipeline.docs`. The same names are `prolab train` flags, notebook 05 parameters "
+                      "`prolab.reports.docs`. The same names are `prolab train` flags, notebook 05 parameters "
                       "and the keys of a grid's `train:` section (except what each cell sets itself). An empty "
                       "preset cell means the preset keeps the default.", "", *rows, ""])
 

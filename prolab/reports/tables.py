@@ -118,7 +118,7 @@ def value_label(axis: str, value, train: dict | None = None) -> str:
     """A grid value as a table shows it: booleans as on/off (the CSV holds 1.0/0.0), whole numbers without
     ``.0``, and a training setting the base leaves to the preset as the value the runs used (the grid's
     ``train`` section, else the demo preset's)."""
-    from .grid import AXES, TRAIN_AXES
+    from ..pipeline.grid import AXES, TRAIN_AXES
 
     if value is None or (isinstance(value, float) and value != value):
         if axis not in TRAIN_AXES:
@@ -181,7 +181,7 @@ def write_tables(runs: pd.DataFrame, out_dir: str | Path, n_descriptions: float 
     out = Path(out_dir)
     (out / "tables").mkdir(parents=True, exist_ok=True)
     md = ["# Ablation tables", "",
-          "Generated from runs.csv by `prolab.pipeline.tables.write_tables`. Ours: mean ± std over seeds at CPU",
+          "Generated from runs.csv by `prolab.reports.tables.write_tables`. Ours: mean ± std over seeds at CPU",
           f"scale on {dataset_title(dataset)}, scored on its {split} split. Paper: " + paper.CITATION + ";",
           f"its main results are for {paper.TRAINING.short}. The source of each paper column is under its table.", ""]
     for axis, df in all_tables(runs, n_descriptions, train).items():

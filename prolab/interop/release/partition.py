@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from .. import defaults, paths
-from ..datasets import class_key, dataset_key, load_class_names
-from ..properties.space import PropertySpace, signatures_from_assignments
+from ... import defaults, paths
+from ...datasets import class_key, dataset_key, load_class_names
+from ...properties.space import PropertySpace, signatures_from_assignments
 
 METHOD = "release_partition"
 NEIGHBOURS = 5  # k of the class-neighbourhood overlap
@@ -58,7 +58,7 @@ def known_aliases(dataset: str | Path | None, class_names: list[str]) -> dict[st
     ``{}`` without a dataset or for one without a prompt-name file."""
     if dataset is None:
         return {}
-    from ..describe.senses import prompt_names
+    from ...describe.senses import prompt_names
 
     ours = {class_key(n): n for n in class_names}
     return {prompt: ours[class_key(name)] for name, prompt in prompt_names(dataset).items()
@@ -225,9 +225,9 @@ def partition_space(path: str | Path, dataset: str, embedder="all-MiniLM-L6-v2",
     Classes the file never mentions get an all-zero signature (listed in ``notes["classes_without_properties"]``).
     Release class spellings are matched as ``read_partition`` says (``aliases`` first, then the dataset's known
     names)."""
-    from ..properties.collisions import find_collisions, property_usage
-    from ..properties.embedcache import EmbeddingCache
-    from ..properties.embedders import make_embedder
+    from ...properties.collisions import find_collisions, property_usage
+    from ...properties.embedcache import EmbeddingCache
+    from ...properties.embedders import make_embedder
 
     class_names = load_class_names(dataset)
     part = read_partition(path, class_names, aliases, dataset=dataset)
@@ -271,7 +271,7 @@ def partition_space_path(space: PropertySpace, out_root: str | Path | None = Non
 
 
 def save_partition_space(space: PropertySpace, out_root: str | Path | None = None) -> Path:
-    from ..files import environment_info, utc_now
+    from ...files import environment_info, utc_now
 
     return space.save(partition_space_path(space, out_root),
                       extra_meta={"created": utc_now(), "environment": environment_info()})
@@ -280,10 +280,10 @@ def save_partition_space(space: PropertySpace, out_root: str | Path | None = Non
 def kit_reference(dataset: str) -> Path | None:
     """The kit's default space of a registered dataset (default descriptors, embedder, K-Means seed 0, the
     paper's K) if its file exists already; never builds one."""
-    from .. import offline
-    from ..datasets import DATASETS
-    from ..properties.build import default_descriptor_file, method_tag
-    from ..properties.clustering import ClusteringDefaults
+    from ... import offline
+    from ...datasets import DATASETS
+    from ...properties.build import default_descriptor_file, method_tag
+    from ...properties.clustering import ClusteringDefaults
 
     if dataset not in DATASETS:
         return None
@@ -330,7 +330,7 @@ def neighbourhood_overlap(sig_a: np.ndarray, sig_b: np.ndarray, k: int = NEIGHBO
     Neighbours are the other classes by signature cosine, ties broken by class index (cosines rounded to 6
     decimals first, so equal values compare equal); classes with an all-zero signature in either space have no
     neighbourhood and are left out. ``k`` is capped at C - 1."""
-    from ..properties.analysis import class_similarity
+    from ...properties.analysis import class_similarity
 
     c = len(sig_a)
     k = min(k, c - 1)
@@ -374,7 +374,7 @@ def partition_report(space: PropertySpace, reference: PropertySpace | None = Non
     neighbour_overlap (``neighbourhood_overlap``) and neighbour_classes, ARI and matched_overlap (Hungarian) of
     the description -> property assignments (None unless both spaces hold the same descriptions),
     class_similarity_correlation and matched_property_jaccard (``analysis.agreement``)."""
-    from ..properties.collisions import find_collisions
+    from ...properties.collisions import find_collisions
 
     y = space.signatures
     empty = y.sum(1) == 0
@@ -396,7 +396,7 @@ def partition_report(space: PropertySpace, reference: PropertySpace | None = Non
                          f"{space.class_names[:5]}...); compare spaces of the same dataset")
     from sklearn.metrics import adjusted_rand_score
 
-    from ..properties.analysis import agreement, hungarian_overlap
+    from ...properties.analysis import agreement, hungarian_overlap
 
     overlap, n = neighbourhood_overlap(y, reference.signatures, k)
     out["reference"] = {"dataset": reference.dataset, "properties": reference.n_properties,

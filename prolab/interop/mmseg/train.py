@@ -1,9 +1,9 @@
 """Train (or test) an mmseg config with ProLab's plug-in through mmengine's Runner, as mmseg's tools/train.py
 does:
 
-    .venv/bin/python -m prolab.mmseg.train configs/mmseg/prolab_tiny_synthetic.py --work-dir results/_scratch/mm
-    torchrun --nproc_per_node 8 -m prolab.mmseg.train configs/mmseg/prolab_ade20k.py --launcher pytorch
-    .venv/bin/python -m prolab.mmseg.train CONFIG --test CHECKPOINT      # evaluate with the config's test loop
+    .venv/bin/python -m prolab.interop.mmseg.train configs/mmseg/prolab_tiny_synthetic.py --work-dir results/_scratch/mm
+    torchrun --nproc_per_node 8 -m prolab.interop.mmseg.train configs/mmseg/prolab_ade20k.py --launcher pytorch
+    .venv/bin/python -m prolab.interop.mmseg.train CONFIG --test CHECKPOINT      # evaluate with the config's test loop
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 def build_runner(config: str, work_dir: str | None = None, resume: bool = False, launcher: str = "none",
                  cfg_options: dict | None = None):
-    import prolab.mmseg.plugin  # noqa: F401  (stand-ins and registrations before the config is built)
+    import prolab.interop.mmseg.plugin  # noqa: F401  (stand-ins and registrations before the config is built)
     from mmengine.config import Config
     from mmengine.runner import Runner
 
@@ -25,7 +25,7 @@ def build_runner(config: str, work_dir: str | None = None, resume: bool = False,
         cfg.merge_from_dict(cfg_options)
     cfg.launcher = launcher
     hooks = list(cfg.get("custom_hooks") or [])
-    if not any(h.get("type") in ("ProLabClassCheckHook", "prolab.mmseg.hooks.ProLabClassCheckHook") for h in hooks):
+    if not any(h.get("type") in ("ProLabClassCheckHook", "prolab.interop.mmseg.hooks.ProLabClassCheckHook") for h in hooks):
         cfg.custom_hooks = hooks + [dict(type="ProLabClassCheckHook")]   # a config's own hook list keeps the check
     cfg.work_dir = work_dir or cfg.get("work_dir") or str(Path("results/_scratch/mmseg") / Path(config).stem)
     cfg.resume = bool(resume)
@@ -57,4 +57,4 @@ def main(argv=None) -> int:
 if __name__ == "__main__":
     from prolab.cli import entry_point
 
-    raise SystemExit(entry_point(main, "python -m prolab.mmseg.train"))
+    raise SystemExit(entry_point(main, "python -m prolab.interop.mmseg.train"))

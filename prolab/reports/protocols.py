@@ -194,7 +194,7 @@ def write_protocol_tables(grid_folder: str | Path) -> Path:
     dataset = meta.get("dataset", "?")
     on = "the embedded default" if dataset == "synthetic_outdoor" else f"the dataset '{dataset}'"
     parts = [f"# {meta.get('name', Path(grid_folder).name)}: generated from runs.csv by "
-             f"`prolab.pipeline.protocols.write_protocol_tables` (mean ± std over seeds; CPU scale, {on}; "
+             f"`prolab.reports.protocols.write_protocol_tables` (mean ± std over seeds; CPU scale, {on}; "
              "not the paper's numbers)\n"]
     if "cal_HM" in runs:
         parts.append("## Unseen-class protocol (test: odd val images; gamma chosen on the even ones)\n\n"

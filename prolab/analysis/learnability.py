@@ -233,8 +233,8 @@ def initial_saturation(cfg, inits=("release", "pytorch"), n_images: int = 4) -> 
     augmented crops) through a fresh model, main and auxiliary head. Columns as the training log's
     ``sat_std`` / ``sat_frac`` / ``sat_grad`` (std of z/T, share of |z/T| > 4, mean p(1 - p))."""
     from ..datasets.transforms import AugmentDefaults, TrainTransform
-    from .data import _Batches, open_split
-    from .train import build_model, saturation
+    from ..segment.data import _Batches, open_split
+    from ..segment.train import build_model, saturation
 
     ds = open_split(cfg, "train")
     aug = TrainTransform(AugmentDefaults(scale=tuple(cfg.scale), crop_size=(cfg.crop_size, cfg.crop_size)))

@@ -2,7 +2,7 @@
 (``segment.backbones``: any timm model or ViT-Adapter-B), the heads wrap the kit's UPerNet / FCN blocks, the
 property projection (``segment.model.property_logits``), the losses (``segment.losses.segmentation_loss``,
 fused on CPU) and class recovery (``segment.model.property_class_scores``). Parameter names follow the kit's
-SegModel under ``backbone.body``, ``decode_head`` and ``auxiliary_head`` (``prolab.mmseg.convert`` maps them).
+SegModel under ``backbone.body``, ``decode_head`` and ``auxiliary_head`` (``prolab.interop.mmseg.convert`` maps them).
 
 The decode head returns property logits at 1/4 resolution; ``predict_by_feat`` turns them into C class scores
 (cosine to each signature) before mmseg resizes them, so ``EncoderDecoder`` takes the argmax and ``IoUMetric``
@@ -16,11 +16,11 @@ from mmengine.model import BaseModule
 from mmseg.models.decode_heads.decode_head import BaseDecodeHead
 from mmseg.registry import MODELS
 
-from .. import paths
-from ..segment.backbones import create_backbone
-from ..segment.losses import segmentation_loss
-from .. import defaults
-from ..segment.model import (FCNHead, UPerHead, init_classifier, prepare_bank, property_class_scores,
+from ... import paths
+from ...segment.backbones import create_backbone
+from ...segment.losses import segmentation_loss
+from ... import defaults
+from ...segment.model import (FCNHead, UPerHead, init_classifier, prepare_bank, property_class_scores,
                              property_logits)
 
 MODES = ("property", "category")
@@ -44,7 +44,7 @@ class ProLabBackbone(BaseModule):
 
 
 def load_space(property_space: str, num_classes: int):
-    from ..properties import PropertySpace
+    from ...properties import PropertySpace
 
     if not property_space:
         raise ValueError("a ProLab property head needs property_space: the .safetensors file of a kit "

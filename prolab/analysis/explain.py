@@ -244,7 +244,7 @@ def class_score_maps(model, space, image) -> tuple[np.ndarray, list[str]]:
     x = _as_batch(image, model)
     with _evaluating(model), torch.no_grad():
         z = F.interpolate(model(x)["logits"], size=tuple(x.shape[2:]), mode="bilinear", align_corners=False)
-    from .model import property_class_scores
+    from ..segment.model import property_class_scores
 
     return property_class_scores(z, _signatures(space, model), model.temperature)[0].cpu().numpy(), \
         list(space.class_names)

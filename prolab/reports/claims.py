@@ -5,7 +5,7 @@ augmentation and the initialisation, so the per-seed difference d_s = a_s - b_s 
 does. A claim's evidence is the mean of d_s with its standard error sd(d) / sqrt(n); a difference within two
 standard errors of zero is "level" (not resolved at this number of seeds).
 
-    python -m prolab.pipeline.claims            # the verdicts, as the READMEs and notebooks 05, 07, 08 show them
+    python -m prolab.reports.claims            # the verdicts, as the READMEs and notebooks 05, 07, 08 show them
 
 Claims (paper, arXiv 2312.13764): property supervision >= category supervision; longer training keeps helping
 properties while category supervision saturates; K near descriptions / 6 is best; cosine-with-sigmoid > BCE >
@@ -343,4 +343,4 @@ def markdown() -> str:
 if __name__ == "__main__":
     from prolab.cli import entry_point
 
-    raise SystemExit(entry_point(lambda: print(markdown()), "python -m prolab.pipeline.claims"))
+    raise SystemExit(entry_point(lambda: print(markdown()), "python -m prolab.reports.claims"))

@@ -1,4 +1,4 @@
-"""ProLab inside mmsegmentation 1.x. The registrations live in ``prolab.mmseg.plugin`` (imported by every config
+"""ProLab inside mmsegmentation 1.x. The registrations live in ``prolab.interop.mmseg.plugin`` (imported by every config
 in ``configs/mmseg/`` through ``custom_imports``); this package itself imports nothing of mmsegmentation, so
 ``available()`` can tell a notebook whether ``make mmseg`` has been run."""
 from __future__ import annotations
@@ -29,7 +29,7 @@ TINY_CONFIG = "configs/mmseg/prolab_tiny_synthetic.py"
 def tiny_run(iters: int, work_dir: str | None = None) -> str:
     """Notebook 05's mmsegmentation cell: train the tiny config on the embedded default for ``iters`` iterations
     (0: skip) and say what it scored, or how to install the plug-in."""
-    from .. import paths
+    from ... import paths
 
     if not iters:
         return f"skipped (mmseg_iters = 0); {TINY_CONFIG} is the same run through mmsegmentation"

@@ -40,11 +40,11 @@ def _heads(runner) -> list:
 class ProLabClassCheckHook(Hook):
     """Before training, validation and testing: every ProLab head's property space must hold the dataset's
     classes in the dataset's order (``metainfo['classes']``), or its rows would be scored under other names.
-    ``prolab.mmseg.train`` adds it to every config that lacks it."""
+    ``prolab.interop.mmseg.train`` adds it to every config that lacks it."""
     priority = "VERY_HIGH"
 
     def _check(self, runner, loop: str) -> None:
-        from ..datasets.classes import check_same_classes
+        from ...datasets.classes import check_same_classes
 
         dataset = getattr(getattr(getattr(runner, loop, None), "dataloader", None), "dataset", None)
         classes = getattr(dataset, "metainfo", {}).get("classes") if dataset is not None else None

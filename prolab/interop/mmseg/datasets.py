@@ -6,7 +6,7 @@ from __future__ import annotations
 from mmseg.datasets import BaseSegDataset
 from mmseg.registry import DATASETS
 
-from ..datasets.classes import load_class_names, palette
+from ...datasets.classes import load_class_names, palette
 
 DATASET = "synthetic_outdoor"
 
@@ -18,7 +18,7 @@ class ProLabSyntheticDataset(BaseSegDataset):
     def __init__(self, data_root: str | None = None, img_suffix: str = ".png", seg_map_suffix: str = ".png",
                  **kwargs):
         if not data_root:
-            from ..datasets import synthetic
+            from ...datasets import synthetic
 
             data_root = str(synthetic.generate(progress=False))
         super().__init__(data_root=data_root, img_suffix=img_suffix, seg_map_suffix=seg_map_suffix,

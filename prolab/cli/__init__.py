@@ -1,0 +1,71 @@
+"""Command line: ``prolab <stage> ...``, one module per stage (``describe``, ``properties``, ``train``,
+``pipeline``) over ``common``. Flag names equal the notebooks' parameter names."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .common import PATH_FLAGS, here
+from .describe import add_describe
+from .pipeline import add_doctor, add_grid, add_run, add_verify
+from .properties import add_properties, collision_advice
+from .train import add_evaluate, add_train, space_warnings
+
+__all__ = ["EXPECTED_ERRORS", "build_parser", "collision_advice", "entry_point", "main", "space_warnings"]
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"prolab {version('prolab')}"
+    except PackageNotFoundError:
+        return "prolab (not installed)"
+
+
+EXPECTED_ERRORS = (FileNotFoundError, ValueError, KeyError, LookupError, RuntimeError, OSError, ImportError)
+
+
+def entry_point(func, prog: str, *args) -> int:
+    """Run the ``main`` of a ``python -m prolab.<module>`` tool as ``prolab`` runs its commands: an expected
+    error (bad input, a missing file, a busy folder) is one line on stderr and exit status 2, not a traceback."""
+    from ..redact import redact
+
+    try:
+        return func(*args) or 0
+    except EXPECTED_ERRORS as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"{prog}: error: {redact(msg)}", file=sys.stderr)
+        return 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``prolab`` parser with every subcommand (also what the docs' CLI reference is generated from)."""
+    parser = argparse.ArgumentParser(prog="prolab", description=__doc__)
+    parser.add_argument("--version", action="version", version=_version(), help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in (add_describe, add_properties, add_train, add_evaluate, add_doctor, add_run, add_grid,
+                add_verify):
+        add(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    for name in PATH_FLAGS:
+        if isinstance(getattr(args, name, None), str):
+            setattr(args, name, here(getattr(args, name)))
+    if getattr(args, "parameters_file", None):
+        args.parameters_file = [here(f) for f in args.parameters_file]
+    try:
+        return args.func(args)
+    except EXPECTED_ERRORS as e:
+        from ..redact import redact
+
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e  # KeyError's str() adds quotes
+        print(f"prolab {args.command}: error: {redact(msg)}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
