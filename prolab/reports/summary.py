@@ -123,6 +123,18 @@ def _label_sets() -> str:
         "the 10 coarse classes labelled in training, fine mIoU over the 16.)\n"
 
 
+def _restamps() -> str:
+    """Every re-stamp of the committed grids (``prolab verify GRID --restamp``), from their ``restamps.json``."""
+    lines = ["| grid | code from -> to | date | cells re-run | values compared, all identical | rows re-stamped |",
+             "|---|---|---|---:|---:|---:|"]
+    for f in sorted(paths.results_root().glob("*/restamps.json")):
+        for r in read_json(f):
+            cells = ", ".join(f"{c['axis']} seed {c['seed']}" for c in r["cells"])
+            lines.append(f"| {f.parent.name} | {r['from']} -> {r['to']} | {r['date'][:10]} | {cells} | "
+                         f"{r['values_compared']} | {r['rows_restamped']} |")
+    return "\n".join(lines) + "\n\n(each grid's `restamps.json`: cells, tolerance 0, environment.)\n"
+
+
 def _bench(name: str) -> str:
     f = paths.results_dir("bench") / name
     return "```\n" + f.read_text(encoding="utf-8").strip() + "\n```\n"
@@ -163,6 +175,8 @@ RENDER = {
     "bench-kernel-build": lambda: _bench("kernel_build.txt"),
     "bench-threads": lambda: _bench("threads.txt"),
     "bench-setup": lambda: _bench("setup.txt"),
+    "restamps": _restamps,
+    "demo-reproduced": lambda: _bench("demo_reproduced.txt"),
     "bench-heads-before": lambda: _bench("heads_cpu_before.txt"),
     "bench-throughput": lambda: _bench("throughput.txt"),
     "bench-scoring": lambda: _bench("scoring.txt"),
