@@ -54,3 +54,20 @@ def test_train_flags_for_the_release_head_parse_to_their_types():
     assert cfg().head_init == "pytorch" and cfg("--preset", "paper").head_init == "release"
     with pytest.raises(ValueError, match="head_init"):
         cfg("--head_init", "xavier")
+
+
+def test_a_boolean_flag_takes_true_or_false_and_nothing_else(capsys):
+    """`--amp on` was read as False (anything but 1/true/yes was): now on/off, yes/no, 1/0 and true/false, any
+    case, and anything else is an error naming the value."""
+    import argparse
+
+    from prolab import cli
+    from prolab.cli import train as cli_train
+
+    p = argparse.ArgumentParser()
+    cli.add_train(p.add_subparsers())
+    read = lambda *argv: cli_train.train_config(p.parse_args(["train", *argv]))  # noqa: E731
+    assert read("--normalize", "On").normalize is True and read("--normalize", "no").normalize is False
+    with pytest.raises(SystemExit):
+        p.parse_args(["train", "--normalize", "maybe"])
+    assert "'maybe': expected true or false" in capsys.readouterr().err

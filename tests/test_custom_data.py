@@ -102,7 +102,8 @@ def test_a_custom_dataset_runs_describe_to_grid_from_one_yaml(scratch, street, s
         assert len(pd.read_csv(out / "street-prop" / "per_class.csv")) == 11
 
     # the README's grid, checked (its 9 runs of 200 iterations are what results/custom_grid_street holds)
-    r = _prolab("grid", "--config", "configs/grid_custom.yaml", "--dataset", "street.yaml", "--check", cwd=cwd)
+    r = _prolab("grid", "--config", "configs/grid_custom.yaml", "--dataset", "street.yaml", "--splits", "val",
+                "test", "--check", cwd=cwd)
     assert "grid custom_grid_street: 9 runs (3 settings x 3 seeds) on " in r.stdout and "separate = True" in r.stdout
     assert "scored on val, test" in r.stdout
     grid = tmp_path / "grid.yaml"

@@ -248,10 +248,10 @@ def test_the_repair_axis_adds_cells_without_moving_the_others(scratch_results):
 
 
 def test_grid_splits_are_checked_before_anything_runs(scratch_results):
-    for bad in (["train"], [], ["val", "val"], "val"):
+    for bad in (["train"], [], ["val", "val"], "val", ["val,test"], ["val test"]):
         with pytest.raises(ValueError, match="splits"):
             load_grid(_grid(scratch_results, {**GRID, "splits": bad}))
-    with pytest.raises(ValueError, match="no split 'nosuch'"):
+    with pytest.raises(ValueError, match="cannot open the split 'nosuch'"):
         load_grid(_grid(scratch_results, {**GRID, "splits": ["val", "nosuch"]}))
     assert load_grid(_grid(scratch_results, GRID), splits=["val"]).splits == ["val"]
 

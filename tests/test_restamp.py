@@ -93,3 +93,18 @@ def test_sample_cells_spread_over_the_grid():
         [c["cell"] for c in rs.sample_cells(cells, 3)] == ["0", "5", "9"]
     with pytest.raises(ValueError):
         rs.sample_cells(cells, 0)
+
+
+def test_a_grid_scored_on_several_splits_is_re_run_on_them():
+    """Found in review: the one-cell grid and the grid rebuilt from grid.json fell back to val only, so a grid
+    scored on val and test could never be re-stamped or verified (its test columns "missing in the re-run")."""
+    from prolab.pipeline.grid import GridConfig
+    from prolab.pipeline.restamp import cell_grid
+    from prolab.pipeline.verify import grid_config
+
+    cfg = GridConfig("g", "synthetic_outdoor", {"mode": "property", "seed": 0}, {}, [0], splits=["val", "test"])
+    assert cell_grid(cfg, {"mode": "property", "seed": 0})["splits"] == ["val", "test"]
+    assert "splits" not in cell_grid(GridConfig("g", "synthetic_outdoor", {}, {}, [0]), {"seed": 0})
+    recorded = {"name": "g", "dataset": "synthetic_outdoor", "base": {}, "vary": {}, "seeds": [0],
+                "splits": ["val", "test"]}
+    assert grid_config(recorded)["splits"] == ["val", "test"]

@@ -25,7 +25,7 @@ def add_properties(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help=help_text("clustering seed", 0))
     p.add_argument("--repair", action=argparse.BooleanOptionalAction, default=True,
                    help=help_text("make identical signatures unique (each colliding class gains its nearest property; the "
-                           "file is then named -repaired); --no-repair keeps them (two classes that property "
+                           "file is then named -repaired, where the repair changed the space); --no-repair keeps them (two classes that property "
                            "supervision can never tell apart)", "on"))
     p.add_argument("--separate", action="store_true",
                    help=help_text("also pull near-collisions apart (subset signatures, cosine >= 0.8, Hamming 1) and split "
@@ -76,7 +76,7 @@ def run_properties(a: argparse.Namespace) -> int:
         from ..interop.release.partition import partition_command
 
         given = [f for f, on in (("--descriptor_file", a.descriptor_file), ("--descriptor_root", a.descriptor_root),
-                                 ("--n_properties", a.n_properties is not None),
+                                 ("--n_properties", a.n_properties is not None), ("--no-repair", not a.repair),
                                  ("--method", a.method != defaults.METHOD), ("--seed", a.seed != 0),
                                  ("--separate", a.separate), ("--unseen", a.unseen)) if on]
         if given or len(a.dataset) > 1:

@@ -8,6 +8,16 @@ from .common import help_text, subparser
 from .properties import collision_advice
 
 
+def flag_bool(value: str) -> bool:
+    """A boolean flag's value: true/false, yes/no, 1/0 (any case); anything else is an error, not False."""
+    v = value.strip().lower()
+    if v in ("1", "true", "yes", "on"):
+        return True
+    if v in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"{value!r}: expected true or false")
+
+
 def space_warnings(cfg) -> list[str]:
     """Before training: a property space whose classes collide, and a resize that makes images smaller than the
     crop, are said once, with the fix (training goes on: both are legitimate to measure)."""
@@ -62,8 +72,7 @@ def add_train(sub: argparse._SubParsersAction) -> None:
         if f.name == "scale":
             p.add_argument("--scale", type=int, nargs=2, default=None, metavar=("LONG", "SHORT"), help=text)
         elif f.type in ("bool", bool):
-            p.add_argument(f"--{f.name}", type=lambda v: v.lower() in ("1", "true", "yes"), default=None,
-                           metavar="BOOL", help=text)
+            p.add_argument(f"--{f.name}", type=flag_bool, default=None, metavar="BOOL", help=text)
         else:
             kind = {"int": int, "float": float}.get(str(f.type).removesuffix(" | None"), str)
             if str(f.type).endswith(" | None") and kind is not str:   # "none" = unset: the preset's or the default

@@ -15,6 +15,7 @@ data); ``prolab grid --dataset`` swaps it. ``splits`` lists the splits every run
 """
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -138,9 +139,10 @@ def load_grid(path: str | Path, dataset: str | None = None, splits: list[str] | 
         raw = {**raw, "dataset": str(dataset), "name": f"{raw['name']}_{dataset_key(dataset)}"}
     scored = list(splits) if splits is not None else raw.get("splits", ["val"])
     if not isinstance(scored, list) or not scored or not all(isinstance(x, str) and x.strip() for x in scored) \
-            or len(set(scored)) < len(scored) or "train" in scored:
-        raise ValueError(f"{path}: splits = {scored!r}: a list of distinct split names to score, e.g. [val, test] "
-                         "('train' is what the runs learn from, not a score)")
+            or len(set(scored)) < len(scored) or "train" in scored \
+            or any(not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", x) for x in scored):
+        raise ValueError(f"{path}: splits = {scored!r}: a list of distinct split names (letters, digits, . _ -) to "
+                         "score, e.g. [val, test] ('train' is what the runs learn from, not a score)")
     if is_spec_path(raw["dataset"]):
         from ..datasets.spec import find_spec
 
@@ -205,7 +207,8 @@ def load_grid(path: str | Path, dataset: str | None = None, splits: list[str] | 
             try:
                 eval_split(cell_config(cfg, cfg.cells()[0]), split)
             except (ValueError, OSError, KeyError) as e:
-                raise ValueError(f"{path}: splits: {cfg.dataset} has no split {split!r} to score: {e}") from None
+                raise ValueError(f"{path}: splits: cannot open the split {split!r} of {cfg.dataset} to score it: "
+                                 f"{e}") from None
     from ..datasets import load_class_names
     from ..properties.build import unseen_indices
 
@@ -255,10 +258,8 @@ def run_cell(cfg: GridConfig, cell: dict[str, Any], progress: bool = True) -> tu
     from ..describe.prompts import load_prompt
     from ..properties import build_property_space
     from ..segment import train
-    from ..segment.report import evaluate_runs
-    from ..segment.train import TrainConfig
-
     from ..datasets import dataset_key
+    from ..segment.report import evaluate_runs
 
     over = {a: cell[a] for a in TRAIN_AXES if cell.get(a) is not None}   # training settings this cell sets
     unseen = over.get("unseen", cfg.train.get("unseen")) or ""
@@ -282,24 +283,30 @@ def run_cell(cfg: GridConfig, cell: dict[str, Any], progress: bool = True) -> tu
     t0 = time.time()
     res = train(cell_config(cfg, cell, run_name=run_name, property_space=space_path), progress=progress)
     seconds = time.time() - t0
-    summary, per_class, _ = evaluate_runs([run_name], split=cfg.splits[0], progress=False)
+    from ..segment.train import read_log
+
+    log = read_log(run_name)
+    if getattr(res, "reused", False):   # only re-scored: the training time is the run's own, from its log
+        stamps = [r["seconds"] for r in log if "seconds" in r]
+        seconds = stamps[-1] if stamps else float("nan")
+    summary, _, results = evaluate_runs([run_name], split=cfg.splits[0], progress=False)
     metrics = summary.iloc[0].to_dict()
     row = {**cell, **{k: metrics[k] for k in SCORED if k in metrics},
            "unseen_IoU": metrics.get("unseen IoU (mean)"), "train_seconds": round(seconds, 1),
            "finished": utc_now()}
-    held = [c.strip() for c in unseen.split(",") if c.strip()]
-    if row["unseen_IoU"] is None and held:   # a dataset without reserved classes: the classes this run held out
-        row["unseen_IoU"] = round(float(per_class.iloc[:, 0].reindex(held).mean()), 2)
+    if row["unseen_IoU"] is None and unseen:   # a dataset without reserved classes: the classes it held out
+        from ..datasets import class_key
+
+        iou = results[run_name].per_class["IoU"]
+        keys = {class_key(c) for c in unseen.split(",") if c.strip()}   # spelt as unseen_indices matches them
+        row["unseen_IoU"] = round(float(iou[[class_key(c) in keys for c in iou.index]].mean()), 2)
     for split in cfg.splits[1:]:
         more, _, _ = evaluate_runs([run_name], split=split, progress=False)
         row.update({f"{k}_{split}": more.iloc[0][k] for k in SCORED if k in more.columns})
     row["splits"] = ",".join(cfg.splits)
-    row["_reused"] = bool(getattr(res, "reused", False))
     if unseen:  # the unseen-class protocol: seen / unseen / harmonic mean, uncalibrated and calibrated
-        row.update(unseen_protocol(run_name).row())
-    from ..segment.train import read_log
-
-    curve = [{"cell": cell["cell"], "iteration": r["iteration"], "loss": r["loss"]} for r in read_log(run_name)]
+        row.update(unseen_protocol(run_name, cfg.splits[0]).row())
+    curve = [{"cell": cell["cell"], "iteration": r["iteration"], "loss": r["loss"]} for r in log]
     return row, curve
 
 
@@ -340,7 +347,8 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
-    return pd.read_csv(path) if path.exists() else pd.DataFrame()
+    # hashes as text: an all-digit cell or code hash (or one like "12e5") must not be read as a number
+    return pd.read_csv(path, dtype={"cell": str, "code": str, "splits": str}) if path.exists() else pd.DataFrame()
 
 
 def run_grid(config: GridConfig | str | Path, progress: bool = True,
@@ -368,7 +376,6 @@ def run_grid(config: GridConfig | str | Path, progress: bool = True,
     # a row counts as done only if the code that made it is the code now: results of older code are redone
     code = code_hash(*GRID_CODE)
     current = {r["cell"] for r in done.to_dict("records") if row_is_current(r, code, cfg.splits)}
-    before = {r["cell"]: r for r in done.to_dict("records")}
     cells = cfg.cells()
     if shard is not None:
         cells = cells[shard[0]::shard[1]]
@@ -377,9 +384,6 @@ def run_grid(config: GridConfig | str | Path, progress: bool = True,
                      disable=not progress):
         row, curve = run_cell(cfg, cell, progress=False)
         row["code"] = code
-        old = before.get(cell["cell"])
-        if row.pop("_reused", False) and old is not None and old.get("code") == code:
-            row["train_seconds"] = old.get("train_seconds")   # only re-scored: the training time is the old one
         with lock:   # re-read: another shard may have written rows since
             done, curves = _read_csv(runs_csv), _read_csv(curves_csv)
             if not done.empty:

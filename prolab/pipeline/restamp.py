@@ -47,6 +47,8 @@ def cell_grid(cfg, cell: dict[str, Any]) -> dict[str, Any]:
            "seeds": [int(cell["seed"])]}
     if cfg.train:
         out["train"] = dict(cfg.train)
+    if list(cfg.splits) != ["val"]:   # scored as the grid was (the cell hash does not hold the splits)
+        out["splits"] = list(cfg.splits)
     return out
 
 
@@ -88,7 +90,7 @@ def restamp(results_dir: str | Path, n_cells: int = 1, keep: str | Path | None =
             spec.write_text(yaml.safe_dump(grid_config(grid_json), sort_keys=False), encoding="utf-8")
             cfg = load_grid(spec)
         else:
-            cfg = load_grid(grid_file, dataset=dataset)
+            cfg = load_grid(grid_file, dataset=dataset, splits=grid_json.get("splits"))
             if paths.slug(cfg.name) != folder.name:
                 raise ValueError(f"{grid_file} (dataset {dataset}) makes the grid {cfg.name!r}, not {folder.name!r}")
         cells = cfg.cells()

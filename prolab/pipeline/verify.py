@@ -214,7 +214,7 @@ def grid_config(grid_json: dict[str, Any]) -> dict[str, Any]:
                          "own data): grid.json records its name, not the file, so verify cannot re-run it; re-run "
                          "it with the commands results/README.md gives into another checkout and compare with "
                          "`prolab verify DIR --against OTHER`")
-    cfg = {k: grid_json[k] for k in ("name", "dataset", "base", "vary", "seeds", "train") if k in grid_json}
+    cfg = {k: grid_json[k] for k in ("name", "dataset", "base", "vary", "seeds", "train", "splits") if k in grid_json}
     if grid_json.get("cross"):
         cfg["cross"] = grid_json["cross"]
     return cfg

@@ -78,7 +78,8 @@ def default_space_path(dataset: str, unseen: list[str] | None = None) -> Path:
     for tag in ("-repaired", ""):
         path = paths.property_space_path(dataset_key(dataset), dfile.stem, emb_id,
                                          method_tag(ClusteringDefaults()) + tag + unseen_tag(names), k, root=root)
-        if path.exists():
+        # a plain space with collisions (built with --no-repair, or before repair was the default) is not it
+        if path.exists() and not (tag == "" and PropertySpace.load(path).notes.get("collisions_after")):
             return path
     return build_property_space(dataset, progress=False, unseen=names, out_root=root, repair=True).path
 

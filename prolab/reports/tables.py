@@ -65,7 +65,7 @@ def paper_cell(axis: str, value, n_descriptions: float | None = None) -> str:
     if axis == "separate":
         return "not in the paper (it checks identical signatures only)" if str(value) == "False" else ""
     if axis == "repair":
-        return "the release prints colliding signatures and leaves them" if str(value) == "False" else ""
+        return "the release prints colliding signatures and leaves them" if str(value) in ("False", "nan") else ""
     return ""
 
 
@@ -118,11 +118,13 @@ def value_label(axis: str, value, train: dict | None = None) -> str:
     """A grid value as a table shows it: booleans as on/off (the CSV holds 1.0/0.0), whole numbers without
     ``.0``, and a training setting the base leaves to the preset as the value the runs used (the grid's
     ``train`` section, else the demo preset's)."""
-    from ..pipeline.grid import AXES, TRAIN_AXES
+    from ..pipeline.grid import AXES, DEFAULT_BASE, TRAIN_AXES
 
     if value is None or (isinstance(value, float) and value != value):
-        if axis not in TRAIN_AXES:
-            return "—"
+        if axis not in TRAIN_AXES:   # a row written before the axis existed ran at its default
+            if DEFAULT_BASE.get(axis) is None:
+                return "—"
+            value = DEFAULT_BASE[axis]
         if train and train.get(axis) is not None:
             value = train[axis]
         else:
