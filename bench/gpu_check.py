@@ -1,7 +1,7 @@
 """One prepared GPU check (`make gpu-check`), at most 10 minutes on one GPU. Parts, each in its own process under
 its own time limit, so that one failure or hang does not hide the others:
 
-  triton    tests/test_fused_triton.py with the Triton kernels compiled, on CUDA tensors (TRITON_INTERPRET unset)
+  triton    tests/segment/test_fused_triton.py with the Triton kernels compiled, on CUDA tensors (TRITON_INTERPRET unset)
   gpu       the tests marked ``gpu`` (pytest -m gpu)
   train     a few mixed-precision iterations (bf16 where the GPU has it, else fp16 with a grad scaler) of the kit's
             model with the ViT-Adapter-B backbone, through TrainConfig/train (device cuda, amp), small crops,
@@ -38,7 +38,7 @@ TOTAL_S = 600
 # seconds each part may take; together under TOTAL_S, with room for start-up and the summary
 BUDGET = {"triton": 150, "gpu": 45, "train": 120, "mmseg": 100, "heads": 150}
 TITLE = {
-    "triton": "Triton kernels compiled, on CUDA tensors (tests/test_fused_triton.py)",
+    "triton": "Triton kernels compiled, on CUDA tensors (tests/segment/test_fused_triton.py)",
     "gpu": "tests marked gpu (pytest -m gpu)",
     "train": "ViT-Adapter-B training step, mixed precision (TrainConfig/train, device cuda, amp)",
     "mmseg": "mmseg tiny config on CUDA (configs/mmseg/prolab_tiny_synthetic.py)",
@@ -134,7 +134,7 @@ def last_line(out: str, *starts: str) -> str:
 def part_command(name: str) -> list[str]:
     py = sys.executable
     if name == "triton":
-        return [py, "-m", "pytest", "-p", "no:cacheprovider", "-v", "-rs", "tests/test_fused_triton.py"]
+        return [py, "-m", "pytest", "-p", "no:cacheprovider", "-v", "-rs", "tests/segment/test_fused_triton.py"]
     if name == "gpu":
         return [py, "-m", "pytest", "-p", "no:cacheprovider", "-v", "-rs", "-m", "gpu", "tests"]
     if name == "heads":

@@ -11,7 +11,7 @@ channels-last (B, h, w, K) so a neighbour's K-vector is contiguous. The signatur
 kernel walks.
 
 Checked without a GPU by Triton's interpreter (``TRITON_INTERPRET=1`` runs the same kernels on CPU tensors
-with NumPy): ``tests/test_fused_triton.py``. ``available()`` is False where Triton is not installed.
+with NumPy): ``tests/segment/test_fused_triton.py``. ``available()`` is False where Triton is not installed.
 """
 from __future__ import annotations
 

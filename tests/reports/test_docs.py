@@ -8,7 +8,7 @@ import pytest
 
 from prolab.reports import docs
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_generated_reference_pages_follow_the_code(tmp_path):

@@ -13,7 +13,7 @@ from conftest import make_scratch_root, tree_hash
 
 from prolab.datasets.example import ExampleDefaults, write_example
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SMALL = ExampleDefaults(n_train=12, n_val=4, n_test=4)
 
 

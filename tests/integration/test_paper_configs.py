@@ -16,7 +16,7 @@ from prolab.datasets import DATASETS
 from prolab.datasets.layouts import LAYOUTS, LayoutError, open_dataset
 from prolab.datasets.sample import write_sample
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PAPER_CONFIGS = sorted((REPO / "configs").glob("paper_*.yaml"))
 TRAIN_NB, EVAL_NB = "05_train_segmentation.ipynb", "06_evaluate.ipynb"
 # notebook 05's parameters that are not TrainConfig fields (the notebook uses them itself)

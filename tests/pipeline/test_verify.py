@@ -14,7 +14,7 @@ from prolab.cli import main
 from prolab.pipeline import collect as c
 from prolab.pipeline import verify as v
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 RESULTS = REPO / "results"
 
 

@@ -21,7 +21,7 @@ from prolab import paths
 from prolab.describe import CallCache, RetrievalDefaults, describe_dataset, load_prompt, make_backend, retrieve
 from prolab.describe.stub_server import StubChatServer, StubScript, stub_reply
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 P = load_prompt("structured")
 FAST = RetrievalDefaults(backoff_base=0.01, backoff_max=0.05)
 KEY = "sk-test-" + "Zq3" * 10  # key-shaped, never real

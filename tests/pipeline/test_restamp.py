@@ -12,7 +12,7 @@ import pytest
 from prolab.identity import GRID_CODE, code_hash
 from prolab.pipeline import restamp as rs
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

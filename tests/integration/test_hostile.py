@@ -17,7 +17,7 @@ from PIL import Image
 
 from prolab import paths
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _data(tmp_path: Path, n: int = 4, size=(40, 30), fill: int | None = None, split: bool = False):

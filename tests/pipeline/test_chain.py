@@ -13,7 +13,7 @@ from prolab import paths
 from prolab.pipeline.runner import load_config, parse_overrides, run_pipeline
 from prolab.validation import ValidationError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from prolab.pipeline.runner import PipelineError, load_config, run_pipeline
 from prolab import validation
 from prolab.validation import ValidationError, check
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

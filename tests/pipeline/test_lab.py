@@ -24,7 +24,7 @@ import pytest
 
 pytestmark = pytest.mark.lab
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted(p.name for p in (REPO / "notebooks").glob("[0-9][0-9]_*.ipynb")
                    # PROLAB_LAB_NOTEBOOKS=00,01 runs a subset (debugging the test itself)
                    if not os.environ.get("PROLAB_LAB_NOTEBOOKS")

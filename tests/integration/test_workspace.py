@@ -62,7 +62,7 @@ def test_train_says_when_classes_collide_and_when_images_are_smaller_than_the_cr
     from prolab.segment.config import TrainConfig
 
     monkeypatch.setenv("PROLAB_CACHE", str(tmp_path / "cache"))
-    src = next((Path(__file__).resolve().parents[1] / "properties" / "synthetic_outdoor").glob("*k24.safetensors"))
+    src = next((Path(__file__).resolve().parents[2] / "properties" / "synthetic_outdoor").glob("*k24.safetensors"))
     space = PropertySpace.load(src)
     space.signatures = space.signatures.copy()
     space.signatures[1] = space.signatures[0]

@@ -12,7 +12,7 @@ from prolab.interop.release.checkpoint import load_release_checkpoint, release_t
 from prolab.interop.release.keys import (RELEASE_TO_OURS, RULES, ConversionReport, convert_release_state,
                                          ours_to_release, release_key_names, release_to_ours_key)
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 ADE_SPACE = next((REPO / "properties" / "ade20k_150").glob("*.safetensors"))
 OURS_ONLY = {"bank", "signatures", "warmup_classifier.weight", "warmup_classifier.bias"}
 

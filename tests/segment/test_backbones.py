@@ -8,7 +8,7 @@ import torch
 
 from prolab.segment.backbones import create_backbone
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def named_backbones() -> set[str]:

@@ -12,7 +12,7 @@ import torch
 
 from prolab.datasets import load_class_names
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 ADE_SPACE = next((REPO / "properties" / "ade20k_150").glob("*.safetensors"))
 
 
