@@ -110,6 +110,6 @@ def load_label_sets(folder: str = "results/label_sets") -> pd.DataFrame:
 
 
 if __name__ == "__main__":
-    from prolab.cli import entry_point
+    from prolab.entry import entry_point
 
     raise SystemExit(entry_point(main, "python -m prolab.analysis.label_sets"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..entry import EXPECTED_ERRORS, entry_point
 from .common import PATH_FLAGS, here
 from .describe import add_describe
 from .pipeline import add_doctor, add_grid, add_run, add_verify
@@ -21,22 +22,6 @@ def _version() -> str:
         return f"prolab {version('prolab')}"
     except PackageNotFoundError:
         return "prolab (not installed)"
-
-
-EXPECTED_ERRORS = (FileNotFoundError, ValueError, KeyError, LookupError, RuntimeError, OSError, ImportError)
-
-
-def entry_point(func, prog: str, *args) -> int:
-    """Run the ``main`` of a ``python -m prolab.<module>`` tool as ``prolab`` runs its commands: an expected
-    error (bad input, a missing file, a busy folder) is one line on stderr and exit status 2, not a traceback."""
-    from ..redact import redact
-
-    try:
-        return func(*args) or 0
-    except EXPECTED_ERRORS as e:
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"{prog}: error: {redact(msg)}", file=sys.stderr)
-        return 2
 
 
 def build_parser() -> argparse.ArgumentParser:

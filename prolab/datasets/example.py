@@ -88,6 +88,6 @@ def write_example(out_dir: str | Path, defaults: ExampleDefaults = ExampleDefaul
 if __name__ == "__main__":
     if len(sys.argv) != 2 or sys.argv[1].startswith("-"):
         sys.exit("usage: python -m prolab.datasets.example OUT_DIR   (writes OUT_DIR/street.yaml and the data)")
-    from prolab.cli import entry_point
+    from prolab.entry import entry_point
 
     sys.exit(entry_point(lambda: print(write_example(sys.argv[1])), "python -m prolab.datasets.example"))

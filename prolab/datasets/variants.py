@@ -60,6 +60,6 @@ if __name__ == "__main__":
 
     if len(sys.argv) != 2:
         raise SystemExit("usage: python -m prolab.datasets.variants DIR")
-    from prolab.cli import entry_point
+    from prolab.entry import entry_point
 
     sys.exit(entry_point(lambda: print(write_coarse_variant(sys.argv[1])), "python -m prolab.datasets.variants"))

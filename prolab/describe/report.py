@@ -69,6 +69,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from prolab.cli import entry_point
+    from prolab.entry import entry_point
 
     raise SystemExit(entry_point(main, "python -m prolab.describe.report"))

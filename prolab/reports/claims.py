@@ -341,6 +341,6 @@ def markdown() -> str:
 
 
 if __name__ == "__main__":
-    from prolab.cli import entry_point
+    from prolab.entry import entry_point
 
     raise SystemExit(entry_point(lambda: print(markdown()), "python -m prolab.reports.claims"))

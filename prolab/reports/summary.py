@@ -212,6 +212,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    from prolab.cli import entry_point
+    from prolab.entry import entry_point
 
     raise SystemExit(entry_point(main, "python -m prolab.reports.summary"))

@@ -55,6 +55,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    from prolab.cli import entry_point
+    from prolab.entry import entry_point
 
     raise SystemExit(entry_point(main, "python -m prolab.interop.mmseg.train"))
