@@ -187,7 +187,7 @@ RULES: dict[str, dict[str, Rule]] = {
         "device": Rule(str, pattern=r"auto|cpu|mps|cuda(:\d+)?", pattern_help="auto, cpu, mps, cuda or cuda:N"),
         "preset": Rule(str, choices=tuple(defaults.PRESETS)),
         # the rest of TrainConfig: every field has a rule (a test checks it), so "false" for a flag is an error,
-        # never a truthy string; `dataset` and `unseen` are checked by TrainConfig itself (their own messages)
+        # never a truthy string; `dataset` and `unseen` get only a type check here, TrainConfig checks their values
         "amp": Rule(bool),
         "resume": Rule(bool),
         "backbone": Rule(str),

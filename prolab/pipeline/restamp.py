@@ -104,6 +104,7 @@ def restamp(results_dir: str | Path, n_cells: int = 1, keep: str | Path | None =
         say(f"restamp {paths.portable(folder)}: code {old} -> {now}; re-running {len(chosen)} of {len(cells)} "
             f"cells with the current code\n  in {root}, empty PROLAB_CACHE {scratch / 'cache'}\n  {kernels}")
         rerun: dict[str, Any] = {}
+        held = {f.name for f in folder.iterdir() if f.is_file()}   # the files the committed folder has
         out = root / "results" / cfg.name
         for i, cell in enumerate(chosen):
             one = scratch / f"cell-{i}.yaml"
@@ -121,8 +122,7 @@ def restamp(results_dir: str | Path, n_cells: int = 1, keep: str | Path | None =
                                        "re-stamped")
             # read now: the next one-cell grid sets this row aside as a cell it does not make; only the files the
             # committed folder has (`prolab grid` also writes per_class.csv for a finished one-cell grid)
-            rerun.update({k: v for k, v in collect_grid(out, {cell["cell"]}).items()
-                          if (folder / k.split(SEP, 1)[0]).is_file()})
+            rerun.update({k: v for k, v in collect_grid(out, {cell["cell"]}).items() if k.split(SEP, 1)[0] in held})
         ids = {c["cell"] for c in chosen}
         rows, ok = compare(collect_grid(folder, ids), rerun, 0.0)
         say(format_table([r for r in rows if not r.ok][:20] or rows[:5]))

@@ -8,6 +8,7 @@ Besides the tables: ``plot_axis`` (ours beside the paper's, one figure per axis)
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -114,6 +115,14 @@ def axis_stats(runs: pd.DataFrame, axis: str, metric: str = "mIoU") -> pd.DataFr
     return df.reset_index(drop=True)
 
 
+@lru_cache(maxsize=None)
+def _demo_value(axis: str):
+    """A training setting's value in the demo preset (the grids' starting point), resolved once."""
+    from ..segment.config import TrainConfig
+
+    return getattr(TrainConfig.preset("demo"), axis, None)
+
+
 def value_label(axis: str, value, train: dict | None = None) -> str:
     """A grid value as a table shows it: booleans as on/off (the CSV holds 1.0/0.0), whole numbers without
     ``.0``, and a training setting the base leaves to the preset as the value the runs used (the grid's
@@ -121,18 +130,14 @@ def value_label(axis: str, value, train: dict | None = None) -> str:
     from ..pipeline.grid import AXES, DEFAULT_BASE, TRAIN_AXES
 
     if value is None or (isinstance(value, float) and value != value):
-        if axis not in TRAIN_AXES:   # a row written before the axis existed ran at its default
-            if DEFAULT_BASE.get(axis) is None:
-                return "—"
-            value = DEFAULT_BASE[axis]
-        if train and train.get(axis) is not None:
-            value = train[axis]
-        else:
-            from ..segment.config import TrainConfig
-
-            value = getattr(TrainConfig.preset("demo"), axis, None)
+        if axis in TRAIN_AXES:     # left to the grid's `train` section, else the preset
+            value = train[axis] if train and train.get(axis) is not None else _demo_value(axis)
             if value is None or value == "":
                 return "none"
+        elif DEFAULT_BASE.get(axis) is None:
+            return "—"
+        else:                      # a row written before the axis existed ran at its default
+            value = DEFAULT_BASE[axis]
     if AXES.get(axis) is bool:
         return "on" if str(value).lower() in ("true", "1", "1.0") else "off"
     if AXES.get(axis) is int:

@@ -264,3 +264,12 @@ def test_tables_name_the_base_value_of_a_training_setting():
     t = ablation_table(runs, "normalize")
     assert list(t.iloc[:, 0]) == ["off", "on"] and list(t["base"]) == ["yes", ""]
     assert list(ablation_table(runs, "normalize", train={"normalize": True}).iloc[:, 0]) == ["on"]   # both rows on
+
+
+def test_a_row_older_than_an_axis_is_labelled_with_the_axis_default():
+    """Rows written before the `repair` axis existed hold NaN there; they ran unrepaired (found in review: the
+    label fell through to the training-preset lookup and said "none")."""
+    from prolab.reports.tables import value_label
+
+    assert value_label("repair", float("nan")) == "off" and value_label("repair", True) == "on"
+    assert value_label("n_properties", float("nan")) == "—"
