@@ -143,7 +143,7 @@ $(DOCS_VENV)/.installed: docs/requirements.txt
 	touch $@
 
 docs: $(VENV)/.installed $(DOCS_VENV)/.installed
-	$(PY) -m prolab.reports.docs
+	$(PY) -m prolab.cli.docs
 	NO_MKDOCS_2_WARNING=1 $(DOCS_VENV)/bin/mkdocs build --strict
 
 test-docs: $(VENV)/.installed $(DOCS_VENV)/.installed

@@ -10,11 +10,11 @@ import time
 
 import torch
 
-from prolab.datasets.classes import seen_class_names
-from prolab.segment import load_trained, train
-from prolab.segment.data import eval_split
-from prolab.segment.evaluate import evaluate
-from prolab.segment.train import TrainConfig
+from prolab.datasets import seen_class_names
+from prolab.train import load_trained, train
+from prolab.train.data import eval_split
+from prolab.evaluate.inference import evaluate
+from prolab.train.config import TrainConfig
 
 
 def main():

@@ -22,8 +22,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 TRAIN = """
 import sys
-from prolab.segment import train
-from prolab.segment.config import TrainConfig
+from prolab.train import train
+from prolab.train.config import TrainConfig
 cfg = TrainConfig.demo(run_name=sys.argv[1], iters=int(sys.argv[2]), log_interval=1, checkpoint_interval=10**6)
 train(cfg, progress=False)
 """

@@ -13,8 +13,8 @@ import time
 
 import torch
 
-from prolab.segment import train
-from prolab.segment.train import TrainConfig
+from prolab.train import train
+from prolab.train.config import TrainConfig
 
 SETTINGS = {"demo": dict(), "real-size": dict(scale=(480, 360), crop_size=256, batch_size=8, channels=128)}
 VARIANTS = [("before: upsample + loss, loading on the main thread", "0", 0),

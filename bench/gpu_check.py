@@ -185,9 +185,10 @@ def child_train(device: str):
 
     import torch
 
-    from prolab.segment.train import TrainConfig, train
+    from prolab.train.config import TrainConfig
+    from prolab.train.loop import train
 
-    T = importlib.import_module("prolab.segment.train")   # the module (prolab.segment.train is also the function)
+    T = importlib.import_module("prolab.train.loop")   # the module (prolab.train.train is the function)
 
     dtypes = []
     real_loss = T.segmentation_loss

@@ -10,7 +10,7 @@ nothing. Presets (``prolab.presets``) are not code either: a run's identity hold
 grid cell's hash holds its resolved training config. The other inputs (property space, dataset) are hashed by
 content where they are used. Notebooks may call anything, so the pipeline runner hashes all of the package.
 
-Every file under ``segment/`` and ``datasets/`` is classified here, in or out (``CLASSIFIED``, a test checks
+Every file under ``segment/``, ``train/``, ``evaluate/`` and ``datasets/`` is classified here, in or out (``CLASSIFIED``, a test checks
 it), so a new file cannot silently escape the identity.
 """
 from __future__ import annotations
@@ -23,22 +23,24 @@ _PACKAGE = Path(__file__).resolve().parent
 
 TRAINING_CODE = (
     # the network
-    "segment/model.py", "segment/backbones.py", "segment/vit_adapter.py",
+    "segment/model.py", "segment/backbones.py", "segment/vit_adapter.py", "segment/weights.py",
     # losses and the kernels that compute them (and the fused inference the grid evaluates with)
-    "segment/losses.py", "segment/fused.py", "segment/fused.cpp", "segment/fused_triton.py",
+    "segment/losses.py", "segment/supervision.py", "segment/fused.py", "segment/fused.cpp", "segment/fused_triton.py",
     # the configuration, data, loop, optimiser and checkpoints (a resumed run continues from them)
-    "segment/config.py", "segment/data.py", "segment/train.py", "segment/runs.py",
+    "train/config.py", "train/data.py", "train/build.py", "train/optim.py", "train/callbacks.py",
+    "train/loop.py", "train/runs.py",
     # data loading and transforms; the embedded default's generator and the registered class lists
-    "datasets/__init__.py", "datasets/classes.py", "datasets/layouts.py", "datasets/spec.py",
+    "datasets/__init__.py", "datasets/classes.py", "datasets/resolve.py", "datasets/layouts.py", "datasets/spec.py",
     "datasets/synthetic.py", "datasets/transforms.py", "datasets/classlists",
     "defaults.py", "offline.py",
 )
 # what a grid row adds: the property space it builds (stage 2), evaluation and the unseen-class protocol
-GRID_CODE = TRAINING_CODE + ("properties", "segment/evaluate.py", "segment/unseen.py", "segment/report.py",
-                             "pipeline/grid.py")
-# files of segment/ and datasets/ deliberately left out: analysis, reports, tools and example data
-NOT_TRAINING = ("segment/__init__.py",
-                "segment/evaluate.py", "segment/unseen.py", "segment/report.py",
+GRID_CODE = TRAINING_CODE + ("embed", "properties", "evaluate/metrics.py", "evaluate/inference.py",
+                             "evaluate/unseen.py", "evaluate/score.py", "pipeline/grid.py")
+# files of segment/, train/, evaluate/ and datasets/ deliberately left out: package front doors, scoring, tools
+# and example data
+NOT_TRAINING = ("segment/__init__.py", "train/__init__.py", "evaluate/__init__.py",
+                "evaluate/metrics.py", "evaluate/inference.py", "evaluate/unseen.py", "evaluate/score.py",
                 "datasets/example.py", "datasets/sample.py", "datasets/variants.py")
 CLASSIFIED = TRAINING_CODE + NOT_TRAINING
 SUFFIXES = (".py", ".json", ".cpp", ".h", ".cu")

@@ -124,12 +124,17 @@ def claim(folder: Path, name: str, what: str) -> None:
     atomic_write_text(marker, name + "\n")
 
 
+def registered_dataset_names() -> set[str]:
+    lists = Path(__file__).resolve().parent / "datasets" / "classlists"
+    return {f.name.split(".")[0] for f in lists.glob("*.json")}
+
+
 def kit_folders() -> set[str]:
     """Names of the folders the kit ships under ``descriptors/`` and ``properties/``: the registered datasets,
-    the class lists committed beside them (``descriptors/<name>.txt``) and ``prompts``/``cache``."""
-    from .datasets import DATASETS
-
-    names = {slug(d) for d in DATASETS} | {"prompts", "cache"}
+    the class lists committed beside them (``descriptors/<name>.txt``) and ``prompts``/``cache``. The registered
+    names are read from their class-list files (``prolab/datasets/classlists/<name>.json``, what registers a
+    dataset; a test checks they are ``DATASETS``), so paths stays below the datasets package."""
+    names = {slug(d) for d in registered_dataset_names()} | {"prompts", "cache"}
     return names | {slug(f.stem) for f in (repo_root() / "descriptors").glob("*.txt")}
 
 

@@ -58,7 +58,7 @@ def make_scratch_root(tmp_path, monkeypatch, folders=("notebooks", "descriptors"
 @pytest.fixture(scope="module")
 def minilm():
     """The offline MiniLM embedder, loaded once per test module."""
-    from prolab.properties import make_embedder
+    from prolab.embed import make_embedder
 
     return make_embedder("all-MiniLM-L6-v2")
 

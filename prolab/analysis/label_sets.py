@@ -17,7 +17,7 @@ import pandas as pd
 from .. import paths
 from ..files import atomic_write_json, atomic_write_text, environment_info, utc_now
 from ..progress import tqdm
-from ..reports.tables import _fmt
+from ..fmt import mean_std
 
 FINE = "synthetic_outdoor"
 UNSEEN = ("bus", "boat")
@@ -30,8 +30,9 @@ def run_label_sets(seeds=(0, 1, 2), iters: int = 100, out_dir=None, progress: bo
     from ..properties import PropertySpace
     from ..properties.build import default_descriptor_file
     from ..properties.joint import build_joint_space, save_subset, subset
-    from ..segment import TrainConfig, evaluate, load_trained, train
-    from ..segment.data import eval_split
+    from ..train import TrainConfig, load_trained, train
+    from ..evaluate import evaluate
+    from ..train.data import eval_split
     from .transfer import MappedScores, with_signatures
 
     out = paths.resolve(out_dir) if out_dir else paths.results_dir("label_sets")
@@ -85,7 +86,7 @@ def run_label_sets(seeds=(0, 1, 2), iters: int = 100, out_dir=None, progress: bo
 def label_set_table(runs: pd.DataFrame) -> pd.DataFrame:
     """mIoU mean ± std over seeds for each (trained on, scored on, how)."""
     g = runs.groupby(["trained_on", "scored_on", "how"], sort=False)
-    return pd.DataFrame([{"trained on": k[0], "scored on": k[1], "how": k[2], "mIoU": _fmt(v["mIoU"]),
+    return pd.DataFrame([{"trained on": k[0], "scored on": k[1], "how": k[2], "mIoU": mean_std(v["mIoU"]),
                           "runs": len(v)} for k, v in g])
 
 

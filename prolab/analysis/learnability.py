@@ -32,7 +32,7 @@ from ..defaults import IGNORE_INDEX
 from ..files import environment_info, stable_hash, utc_now
 from ..progress import tqdm
 from ..properties.collisions import find_collisions, property_usage
-from ..properties.space import PropertySpace, _tensor_path
+from ..properties.space import PropertySpace, tensor_path
 
 
 # --- measuring ----------------------------------------------------------------------------------------------
@@ -176,7 +176,7 @@ def pruned_space_path(source: str | Path, pruned: PropertySpace, root: str | Pat
     info = pruned.source.get("pruned_from")
     if not info:
         raise ValueError("this space was not made by drop_properties (its source records no pruned_from)")
-    src = _tensor_path(paths.resolve(source))
+    src = tensor_path(paths.resolve(source))
     m = re.fullmatch(r"(.+)__(.+)__(.+?)(?:-k\d+)?", src.stem)
     desc, emb, method = m.groups() if m else (src.stem, pruned.embedder_id or "embedder", "space")
     tag = f"{method}-drop{len(info['dropped'])}-{stable_hash([info['content_hash'], info['dropped']], 6)}"
@@ -189,7 +189,7 @@ def save_pruned(pruned: PropertySpace, source: str | Path, root: str | Path | No
     """Save a space from ``drop_properties`` at ``pruned_space_path`` (its parent's file name recorded), ready
     for ``prolab train --property_space <returned path>``."""
     path = pruned_space_path(source, pruned, root)
-    info = {**pruned.source["pruned_from"], "file": _tensor_path(Path(source)).name}
+    info = {**pruned.source["pruned_from"], "file": tensor_path(Path(source)).name}
     out = replace(pruned, source={**pruned.source, "pruned_from": info})
     return out.save(path, extra_meta={"created": utc_now(), "environment": environment_info()})
 
@@ -233,12 +233,13 @@ def initial_saturation(cfg, inits=("release", "pytorch"), n_images: int = 4) -> 
     augmented crops) through a fresh model, main and auxiliary head. Columns as the training log's
     ``sat_std`` / ``sat_frac`` / ``sat_grad`` (std of z/T, share of |z/T| > 4, mean p(1 - p))."""
     from ..datasets.transforms import AugmentDefaults, TrainTransform
-    from ..segment.data import _Batches, open_split
-    from ..segment.train import build_model, saturation
+    from ..train.data import Batches, open_split
+    from ..train.build import build_model
+    from ..train.loop import saturation
 
     ds = open_split(cfg, "train")
     aug = TrainTransform(AugmentDefaults(scale=tuple(cfg.scale), crop_size=(cfg.crop_size, cfg.crop_size)))
-    batches = _Batches(ds, aug, cfg.batch_size, cfg.seed)
+    batches = Batches(ds, aug, cfg.batch_size, cfg.seed)
     images = torch.stack([batches[(0, j)][0] for j in range(min(n_images, cfg.batch_size))])
     rows = []
     for init in inits:

@@ -24,8 +24,8 @@ def space_warnings(cfg) -> list[str]:
     from dataclasses import replace
 
     from ..properties.collisions import signature_report
-    from ..segment.data import open_split
-    from ..segment.train import load_space_for
+    from ..train.data import open_split
+    from ..train.build import load_space_for
 
     out = []
     ds = open_split(cfg, "train")
@@ -51,9 +51,9 @@ def space_warnings(cfg) -> list[str]:
 def add_train(sub: argparse._SubParsersAction) -> None:
     from dataclasses import fields
 
-    from ..segment.train import TrainConfig
+    from ..train.config import TrainConfig
 
-    from ..segment.config import HELP
+    from ..train.config import HELP
 
     p = subparser(sub, "train", "stage 3: train a segmentation model (property or category supervision)")
     demo = {k: v for k, v in defaults.PRESETS["demo"].items()}
@@ -87,7 +87,7 @@ def add_train(sub: argparse._SubParsersAction) -> None:
 def train_config(a: argparse.Namespace):
     from dataclasses import fields
 
-    from ..segment.train import TrainConfig
+    from ..train.config import TrainConfig
 
     # "--pretrained none" stays the string "none" here (None would mean "keep the preset's"); TrainConfig makes
     # it None, random initialisation
@@ -96,7 +96,7 @@ def train_config(a: argparse.Namespace):
 
 
 def run_train(a: argparse.Namespace) -> int:
-    from ..segment import train
+    from ..train import train
 
     cfg = train_config(a)
     changes = cfg.preset_changes(a.preset)
@@ -128,7 +128,7 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
 
 def run_evaluate(a: argparse.Namespace) -> int:
     from .. import paths
-    from ..segment.report import evaluate_runs
+    from ..evaluate.score import evaluate_runs
     from ..validation import validate
 
     validate("evaluate", vars(a))

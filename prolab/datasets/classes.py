@@ -5,7 +5,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-_LISTS = Path(__file__).resolve().parent / "classlists"
+LISTS = Path(__file__).resolve().parent / "classlists"
 
 
 @dataclass(frozen=True)
@@ -39,16 +39,6 @@ def dataset_info(name: str) -> DatasetInfo:
     except KeyError:
         raise KeyError(f"unknown dataset {name!r}; registered: {', '.join(DATASETS)} "
                        "(or pass a path to a .txt/.json class list)") from None
-
-
-def dataset_key(dataset: str | Path) -> str:
-    """The name a dataset goes by in file names and tables: a registered name as is, a dataset YAML's
-    ``name:``, a class-list file's stem (``my_classes.txt`` -> ``my_classes``)."""
-    from .spec import is_spec_path, load_spec
-
-    if is_spec_path(dataset):
-        return load_spec(dataset).name
-    return Path(str(dataset)).stem if Path(str(dataset)).suffix else str(dataset)
 
 
 def class_key(name: str) -> str:
@@ -87,19 +77,16 @@ def _read_list(path: Path) -> list[str]:
     raise ValueError(f"class list {path}: expected a .txt (one name per line) or .json file")
 
 
-def load_class_names(dataset_or_path: str | Path, normalize: bool = True) -> list[str]:
-    """Class names in label order, for a registered dataset name or a user file.
+def read_class_names(dataset_or_path: str | Path, normalize: bool = True) -> list[str]:
+    """Class names in label order, for a registered dataset name or a class-list file (.txt/.json); a dataset
+    YAML goes through ``prolab.datasets.load_class_names``, which knows every meaning of a dataset value.
 
     Names are normalised (``normalize_class_name``) unless ``normalize=False``; duplicates after
     normalisation are an error because descriptor files key descriptions by name.
     """
     key = str(dataset_or_path)
-    from .spec import is_spec_path, load_spec
-
-    if is_spec_path(key):
-        return list(load_spec(key).class_names)  # normalised and checked for duplicates when the YAML was read
     if key in DATASETS:
-        raw = _read_list(_LISTS / DATASETS[key].class_file)
+        raw = _read_list(LISTS / DATASETS[key].class_file)
         source = f"dataset {key}"
     else:
         path = Path(dataset_or_path)
@@ -130,28 +117,10 @@ def unseen_class_names(dataset: str) -> list[str]:
     """Classes reserved as unseen for the open-vocabulary protocol (empty for the paper datasets)."""
     if dataset not in DATASETS:
         return []
-    f = _LISTS / Path(DATASETS[dataset].class_file).with_suffix(".unseen.json").name
+    f = LISTS / Path(DATASETS[dataset].class_file).with_suffix(".unseen.json").name
     return _read_list(f) if f.exists() else []
 
 
-def seen_class_names(dataset: str) -> list[str]:
-    """Classes that are labelled in training (all of them, except a dataset's reserved unseen classes)."""
-    unseen = set(unseen_class_names(dataset))
-    return [c for c in load_class_names(dataset) if c not in unseen]
-
-
-def palette(dataset: str) -> list[list[int]]:
-    """The RGB colour of each class (mmseg's palettes; our own for the embedded default; a seeded random one
-    for any other dataset)."""
-    import json
-
-    if dataset not in DATASETS:
-        import numpy as np
-
-        n = len(load_class_names(dataset))
-        return np.random.default_rng(0).integers(0, 256, size=(n, 3)).tolist()
-    f = _LISTS / Path(DATASETS[dataset].class_file).with_suffix(".palette.json").name
-    return json.loads(f.read_text()) if f.exists() else []
 
 
 def class_list_hash(class_names) -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .classes import load_class_names
+from .classes import read_class_names
 
 from ..defaults import IGNORE_INDEX as IGNORE
 
@@ -271,7 +271,7 @@ def open_dataset(dataset: str, root: str | Path, split: str = "train", transform
         raise KeyError(f"no on-disk layout registered for {dataset!r}; known: {', '.join(LAYOUTS)}. "
                        "For other data use custom_dataset(...)")
     layout = replace(LAYOUTS[dataset], **overrides) if overrides else LAYOUTS[dataset]
-    return SegmentationDataset(root, layout, load_class_names(dataset), split, transform, name=dataset)
+    return SegmentationDataset(root, layout, read_class_names(dataset), split, transform, name=dataset)
 
 
 def custom_dataset(img_dir: str | Path, ann_dir: str | Path, classes: str | Path | list[str],
@@ -283,7 +283,7 @@ def custom_dataset(img_dir: str | Path, ann_dir: str | Path, classes: str | Path
 
     ``ignore_index`` is the raw value that means "not labelled" in your maps (0 or 255 are common);
     ``label_map`` renumbers raw values to class indices (values mapped to 255 are ignored)."""
-    names = classes if isinstance(classes, list) else load_class_names(classes)
+    names = classes if isinstance(classes, list) else read_class_names(classes)
     img_dir, ann_dir = Path(img_dir).expanduser().absolute(), Path(ann_dir).expanduser().absolute()
     # absolute folders: joining them to the root keeps them as they are
     layout = Layout(_escape(img_dir), _escape(ann_dir), img_suffix, seg_map_suffix, reduce_zero_label, splits={})

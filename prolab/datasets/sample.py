@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .classes import load_class_names
+from .resolve import load_class_names
 from .layouts import LAYOUTS, Layout
 
 # file stems in each dataset's own naming (the sample looks like the real thing); "{split}" is the split key

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..defaults import IGNORE_INDEX
-from ..validation import Rule, check, unknown_names
+from ..checks import Rule, check, unknown_names
 
 SUFFIXES = (".yaml", ".yml")
 KEYS = {
@@ -110,7 +110,7 @@ class DatasetSpec:
 
 
 def _classes(value, base: Path, where: str) -> tuple[str, ...]:
-    from .classes import class_key, load_class_names, normalize_class_name
+    from .classes import class_key, normalize_class_name, read_class_names
 
     if isinstance(value, list):
         if not value or not all(isinstance(v, str) for v in value):
@@ -118,7 +118,7 @@ def _classes(value, base: Path, where: str) -> tuple[str, ...]:
         names = [normalize_class_name(v) for v in value]
     elif isinstance(value, str):
         f = Path(os.path.expandvars(value)).expanduser()
-        names = load_class_names(f if f.is_absolute() else base / f)
+        names = read_class_names(f if f.is_absolute() else base / f)
     else:
         raise ValueError(f"{where}: classes must be a list of names or the path of a .txt/.json class list")
     seen: dict[str, str] = {}
@@ -220,7 +220,7 @@ def spec_id(dataset: str | os.PathLike) -> str:
 
 def dataset_summary(dataset: str) -> str:
     """A few lines on where a dataset's data and names come from (a registered name or a dataset YAML)."""
-    from .classes import DATASETS, load_class_names
+    from .classes import DATASETS, read_class_names
     from .layouts import LAYOUTS
 
     if is_spec_path(dataset):
@@ -228,7 +228,7 @@ def dataset_summary(dataset: str) -> str:
         splits = ", ".join(f"{k} -> {spec.folder(k)[0]}" for k in (spec.splits or {"train": "train"}))
         return (f"{spec.describe()}\n  splits: {splits}\n  classes: {', '.join(spec.class_names)}\n"
                 f"  from {spec.source}")
-    names = load_class_names(dataset)
+    names = read_class_names(dataset)
     if dataset in DATASETS:
         lay = LAYOUTS.get(dataset)
         where = f"images {lay.img_dir}/*{lay.img_suffix}, labels {lay.ann_dir}/*{lay.seg_map_suffix}" if lay else ""

@@ -25,12 +25,12 @@ from ..progress import tqdm
 
 from .. import paths
 from ..files import atomic_write_json, read_json
-from .classes import load_class_names, unseen_class_names
+from .classes import read_class_names, unseen_class_names
 from .layouts import IGNORE
 
 GENERATOR_VERSION = 1
 DATASET = "synthetic_outdoor"
-C = {n: i for i, n in enumerate(load_class_names(DATASET))}
+C = {n: i for i, n in enumerate(read_class_names(DATASET))}
 
 
 @dataclass(frozen=True)

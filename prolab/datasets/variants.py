@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 
 from ..files import atomic_write_text
-from .classes import load_class_names
+from .resolve import load_class_names
 
 NAME = "synthetic_coarse"
 # coarse class -> the synthetic_outdoor classes it merges

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field
 from difflib import SequenceMatcher
 
-from .prompts import Prompt, _norm
+from .prompts import Prompt, norm_text
 
 _BULLET = re.compile(r"^\s*(?:[-*\u2022\u2013]|\d{1,2}[.)])\s+(.*\S)\s*$")
 _LABEL = re.compile(r"^([A-Za-z][A-Za-z /&-]{0,30}):\s+(.+)$")     # "Material: made of steel"
@@ -64,8 +64,8 @@ def _clean_line(text: str) -> str:
 
 def _is_header(text: str, class_name: str) -> bool:
     """A line that only names the class ("Grass:", "**Road**", "Description of a car:")."""
-    t = _norm(_MD.sub("", text))
-    c = _norm(class_name)
+    t = norm_text(_MD.sub("", text))
+    c = norm_text(class_name)
     if text.rstrip().endswith(":") and len(t.split()) <= 6:
         return True
     return t in (c, c + "s", f"a {c}", f"an {c}", f"the {c}")
@@ -102,7 +102,7 @@ def parse_reply(reply: str, class_name: str, prompt: Prompt, defaults: ParseDefa
     if _REFUSAL.search(reply[:300]):
         return ParsedReply([], "refusal")
     instruction = prompt.instruction_lines()
-    flat = _norm(reply)
+    flat = norm_text(reply)
     if sum(1 for l in instruction if l and l in flat) >= 2:
         return ParsedReply([], "prompt echoed")
 
@@ -115,7 +115,7 @@ def parse_reply(reply: str, class_name: str, prompt: Prompt, defaults: ParseDefa
             dropped.append(raw)
             continue
         text = _clean_line(raw)
-        key = _norm(text)
+        key = norm_text(text)
         if not key or len(text.split()) > defaults.max_words or len(text) > defaults.max_chars:
             dropped.append(raw)
             continue
@@ -123,7 +123,7 @@ def parse_reply(reply: str, class_name: str, prompt: Prompt, defaults: ParseDefa
             n_echo += 1
             dropped.append(raw)
             continue
-        if any(key == _norm(k) or SequenceMatcher(None, key, _norm(k)).ratio() >= defaults.near_duplicate
+        if any(key == norm_text(k) or SequenceMatcher(None, key, norm_text(k)).ratio() >= defaults.near_duplicate
                for k in kept):
             n_loop += 1
             dropped.append(raw)

@@ -49,15 +49,15 @@ class Prompt:
 
     def example_lines(self) -> set[str]:
         """Bullet lines of the worked examples, normalised: a reply repeating them is an echo."""
-        return {_norm(line[2:]) for line in self._text_lines() if line.startswith("- ")}
+        return {norm_text(line[2:]) for line in self._text_lines() if line.startswith("- ")}
 
     def instruction_lines(self) -> list[str]:
         """Non-example lines of the prompt of some length: a reply quoting them is an echo."""
-        return [_norm(l) for l in self._text_lines()
+        return [norm_text(l) for l in self._text_lines()
                 if len(l.split()) >= 6 and not l.startswith("- ") and "{" not in l]
 
 
-def _norm(text: str) -> str:
+def norm_text(text: str) -> str:
     return re.sub(r"[^a-z0-9 ]+", "", text.lower()).strip()
 
 

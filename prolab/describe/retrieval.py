@@ -26,7 +26,7 @@ from .backends import Backend, GenerationParams, ReplayMissError, TransientError
 from .cache import CallCache, call_key
 from ..validation import validate
 from .parsing import ParseDefaults, ParsedReply, parse_reply, reask_message, sanitize_reply
-from .prompts import Prompt, _norm
+from .prompts import Prompt, norm_text
 
 
 # The kit's description recipe for structured (bullet-list) prompts: every committed structured descriptor file was
@@ -159,7 +159,7 @@ def embedder_name(embedder: Any) -> str | None:
 
 class Retriever:
     """``embedder`` (only used for pooled replies): a callable ``list[str] -> array (n, d)``, an object with
-    ``encode(texts)`` (``prolab.properties.make_embedder(...)``), or a model name for ``make_embedder``, built
+    ``encode(texts)`` (``prolab.embed.make_embedder(...)``), or a model name for ``make_embedder``, built
     on first use, so a run that pools nothing never loads it."""
 
     def __init__(self, backend: Backend, prompt: Prompt, cache: CallCache,
@@ -313,7 +313,7 @@ class Retriever:
             if self._embed_fn is None:
                 emb = self.embedder
                 if isinstance(emb, str):
-                    from ..properties import make_embedder  # only now: pooling with an embedder needs it
+                    from ..embed import make_embedder  # only now: pooling with an embedder needs it
 
                     emb = self.embedder = make_embedder(emb)
                 self._embed_fn = emb.encode if hasattr(emb, "encode") else emb
@@ -330,7 +330,7 @@ class Retriever:
 
     def _is_duplicate(self, text: str, kept: list[str], kept_keys: list[str]) -> bool:
         d = self.defaults
-        key = _norm(text)
+        key = norm_text(text)
         if not key or key in kept_keys:
             return True
         if any(SequenceMatcher(None, key, k).ratio() >= d.parse.near_duplicate for k in kept_keys):
@@ -349,7 +349,7 @@ class Retriever:
         d = self.defaults
         cap = d.parse.max_descriptions
         pool = list(res.descriptions)[:cap]
-        keys = [_norm(t) for t in pool]
+        keys = [norm_text(t) for t in pool]
         for i in range(1, d.max_samples + 1):
             try:
                 reply, cached, n_chars = self.call(messages, class_name, 0, sample=i)
@@ -369,7 +369,7 @@ class Retriever:
                     break
                 if not self._is_duplicate(text, pool, keys):
                     pool.append(text)
-                    keys.append(_norm(text))
+                    keys.append(norm_text(text))
             if len(pool) >= d.min_pooled:
                 break
         res.descriptions = pool

@@ -102,7 +102,7 @@ class GridConfig:
 def cell_config(cfg: GridConfig, cell: dict[str, Any], **extra):
     """The training config of a grid cell: the demo preset, the grid's ``train`` section, then the cell's own
     settings (mode, loss, T, seed and the training axes it sets)."""
-    from ..segment.config import TrainConfig
+    from ..train.config import TrainConfig
 
     over = {a: cell[a] for a in TRAIN_AXES if cell.get(a) is not None}
     return TrainConfig.preset("demo", mode=cell["mode"], loss=cell["loss"], temperature=cell["temperature"],
@@ -111,7 +111,7 @@ def cell_config(cfg: GridConfig, cell: dict[str, Any], **extra):
 
 def resolved_config(cfg: GridConfig, cell: dict[str, Any]) -> dict:
     """What of a cell's training config decides its numbers (no names, paths or logging settings)."""
-    from ..segment.config import RESUME_FREE
+    from ..train.config import RESUME_FREE
 
     return {k: v for k, v in cell_config(cfg, cell).to_dict().items()
             if k not in RESUME_FREE | {"property_space", "dataset"}}
@@ -125,7 +125,7 @@ def load_grid(path: str | Path, dataset: str | None = None, splits: list[str] | 
     from ..describe import load_descriptors
     from ..describe.prompts import load_prompt
     from ..properties.build import resolve_n_properties
-    from ..segment.train import TrainConfig
+    from ..train.config import TrainConfig
     from ..validation import RULES, Rule, check, unknown_names
 
     path = paths.resolve(path)
@@ -201,7 +201,7 @@ def load_grid(path: str | Path, dataset: str | None = None, splits: list[str] | 
         raise ValueError(f"{path}: train: {e}") from None
     cfg = GridConfig(raw["name"], raw["dataset"], base, vary, seeds, train, str(path), cross, scored)
     if not is_spec_path(cfg.dataset):   # a registered dataset's extra splits are opened now, not after training
-        from ..segment.data import eval_split
+        from ..train.data import eval_split
 
         for split in scored[1:] if scored[0] == "val" else scored:
             try:
@@ -257,9 +257,9 @@ def run_cell(cfg: GridConfig, cell: dict[str, Any], progress: bool = True) -> tu
     """Build the property space, train, evaluate; returns (row, training curve)."""
     from ..describe.prompts import load_prompt
     from ..properties import build_property_space
-    from ..segment import train
+    from ..train import train
     from ..datasets import dataset_key
-    from ..segment.report import evaluate_runs
+    from ..evaluate.score import evaluate_runs
 
     over = {a: cell[a] for a in TRAIN_AXES if cell.get(a) is not None}   # training settings this cell sets
     unseen = over.get("unseen", cfg.train.get("unseen")) or ""
@@ -283,7 +283,7 @@ def run_cell(cfg: GridConfig, cell: dict[str, Any], progress: bool = True) -> tu
     t0 = time.time()
     res = train(cell_config(cfg, cell, run_name=run_name, property_space=space_path), progress=progress)
     seconds = time.time() - t0
-    from ..segment.train import read_log
+    from ..train.runs import read_log
 
     log = read_log(run_name)
     if getattr(res, "reused", False):   # only re-scored: the training time is the run's own, from its log
@@ -324,10 +324,10 @@ def row_is_current(row: dict, code: str, splits: list[str]) -> bool:
 def unseen_protocol(run_name: str, split: str = "val", progress: bool = False):
     """``segment.unseen.evaluate_unseen`` for a finished run: every class it never saw labelled (its unseen
     setting and the dataset's reserved classes), gamma chosen on the split's even images, scored on the odd."""
-    from ..segment.data import eval_split
-    from ..segment.runs import load_trained
-    from ..segment.train import run_unseen
-    from ..segment.unseen import evaluate_unseen
+    from ..train.data import eval_split
+    from ..train.runs import load_trained
+    from ..train.build import run_unseen
+    from ..evaluate.unseen import evaluate_unseen
 
     model, cfg, names = load_trained(run_name)
     return evaluate_unseen(model, eval_split(cfg, split), run_unseen(cfg, names), progress=progress)

@@ -12,8 +12,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from .embedcache import EmbeddingCache
-from .embedders import Embedder, make_embedder
+from ..embed import Embedder, EmbeddingCache, make_embedder
 from .space import PropertySpace
 
 

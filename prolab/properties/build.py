@@ -14,8 +14,7 @@ from ..files import environment_info, file_sha256, utc_now
 from ..validation import validate
 from .clustering import Clustering, ClusteringDefaults, cluster
 from .collisions import find_collisions, near_collisions, property_usage, repair_collisions, separate_signatures
-from .embedcache import EmbeddingCache
-from .embedders import Embedder, make_embedder
+from ..embed import Embedder, EmbeddingCache, make_embedder
 from .assign import nearest_properties
 from .names import nearest_member_names
 from .space import PropertySpace, signatures_from_assignments

@@ -108,7 +108,7 @@ class PropertySpace:
         from safetensors.numpy import save
 
         self.check()
-        path = _tensor_path(path)
+        path = tensor_path(path)
         tensors = {"bank": np.ascontiguousarray(self.bank, dtype=np.float32),
                    "signatures": np.ascontiguousarray(self.signatures, dtype=np.uint8),
                    "desc_class": np.ascontiguousarray(self.desc_class, dtype=np.int64),
@@ -131,7 +131,7 @@ class PropertySpace:
     def load(cls, path: str | Path) -> "PropertySpace":
         from safetensors.numpy import load_file
 
-        path = _tensor_path(path)
+        path = tensor_path(path)
         if not path.exists():
             raise FileNotFoundError(f"property space not found: {path}")
         meta = read_json(path.with_suffix(".json"))
@@ -225,7 +225,7 @@ def _verify(path: Path, meta: dict[str, Any]) -> None:
                          f"match the tensors of {path.name}); rebuild the space with `prolab properties`")
 
 
-def _tensor_path(path: str | Path) -> Path:
+def tensor_path(path: str | Path) -> Path:
     """``x.safetensors`` for ``x``, ``x.json`` or ``x.safetensors`` (names may contain dots: qwen2.5-...)."""
     p = Path(path)
     if p.suffix in (".safetensors", ".json"):

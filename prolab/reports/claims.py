@@ -275,7 +275,7 @@ def lr_init_table(grid: str = "lr_init_grid") -> pd.DataFrame:
     """The learning rate x initialisation x mode grid: per (lr, init) each mode's mIoU (mean ± std over seeds),
     the paired property - category difference with its standard error, and the worse of the two modes' means
     (the criterion of the demo preset, ``fair_setting``, which the last column marks)."""
-    from .tables import _fmt
+    from ..fmt import mean_std
 
     runs = _runs(grid)
     if runs is None:
@@ -284,8 +284,8 @@ def lr_init_table(grid: str = "lr_init_grid") -> pd.DataFrame:
     rows = []
     for (lr, init), r in runs.groupby(["lr", "head_init"], sort=True):
         p = paired(r, r["mode"] == "property", r["mode"] == "category", "property", "category")
-        rows.append({"lr": f"{lr:g}", "init": init, "property": _fmt(r.loc[r["mode"] == "property", METRIC]),
-                     "category": _fmt(r.loc[r["mode"] == "category", METRIC]),
+        rows.append({"lr": f"{lr:g}", "init": init, "property": mean_std(r.loc[r["mode"] == "property", METRIC]),
+                     "category": mean_std(r.loc[r["mode"] == "category", METRIC]),
                      "property - category (paired)": f"{p.mean:+.2f} ± {p.se:.2f}",
                      "worse mode": round(float(r.groupby("mode")[METRIC].mean().min()), 2),
                      "demo preset": "yes" if (np.isclose(lr, chosen["lr"]) and init == chosen["head_init"]) else ""})

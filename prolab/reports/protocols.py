@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 
 from ..files import atomic_write_text
-from .tables import _fmt, load_grid_results
+from ..fmt import mean_std
+from .tables import load_grid_results
 
 MODE_LABEL = {"property": "property (ProLab)", "category": "category (one-hot, cross-entropy)",
               "name_embedding": "class-name embedding (cosine to the name's MiniLM embedding)"}
@@ -32,7 +33,7 @@ def unseen_table(runs: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for mode in _modes(runs):
         r = runs[runs["mode"] == mode]
-        rows.append({"supervision": MODE_LABEL.get(mode, mode), **{label: _fmt(r[c]) for c, label in UNSEEN_COLUMNS},
+        rows.append({"supervision": MODE_LABEL.get(mode, mode), **{label: mean_std(r[c]) for c, label in UNSEEN_COLUMNS},
                      "gamma (mean)": f"{r['gamma'].mean():.3g}", "runs": len(r)})
     return pd.DataFrame(rows)
 
@@ -47,7 +48,7 @@ def budget_table(runs: pd.DataFrame, meta: dict | None = None, metric: str = "mI
     for mode in _modes(runs):
         for i in iters:
             r = runs[(runs["mode"] == mode) & (runs["iters"] == i)][metric]
-            out.loc[MODE_LABEL.get(mode, mode), f"{i} iters"] = _fmt(r) + f" (n={len(r)})" if len(r) else "not run"
+            out.loc[MODE_LABEL.get(mode, mode), f"{i} iters"] = mean_std(r) + f" (n={len(r)})" if len(r) else "not run"
     out.index.name = "supervision"
     return out.reset_index()
 
@@ -102,7 +103,7 @@ def settings_table(runs: pd.DataFrame, metric: str = "mIoU") -> pd.DataFrame:
                          MODE_LABEL.get(value, value) if axis == "mode" else _setting_value(axis, value)))
             x = r[metric]
             d = paired(runs, runs.index.isin(r.index), cat, "setting", "category", metric)
-            rows.append({"setting": label, metric: _fmt(x), "runs": len(x),
+            rows.append({"setting": label, metric: mean_std(x), "runs": len(x),
                          "- category": "" if axis == "mode" or not d.n else f"{d.mean:+.2f}",
                          "standard error": "" if axis == "mode" or np.isnan(d.se) else f"{d.se:.2f}"})
     return pd.DataFrame(rows)

@@ -15,7 +15,7 @@ import pandas as pd
 
 from .. import paths
 from ..files import atomic_write_text, read_json
-from .tables import _fmt  # the tables' own mean ± std format
+from ..fmt import mean_std
 
 BLOCK = re.compile(r"(<!-- figures:(?P<name>[a-z_-]+) -->\n)(?P<body>.*?)(<!-- /figures:(?P=name) -->)", re.S)
 
@@ -50,7 +50,7 @@ def _grid_results(grid: str = "demo_grid") -> str:
         col = "n_properties" if axis == "base" else axis
         for value, grp in rows.groupby(rows[col].map(lambda v: "the dataset's default" if pd.isna(v) else str(v)), sort=False):
             label = f"K = {value} (base)" if axis == "base" else value
-            lines.append(f"| {axis} | {label} | {_fmt(grp['mIoU'])} | " + "".join(f"{_fmt(grp[c])} | " for c in extra)
+            lines.append(f"| {axis} | {label} | {mean_std(grp['mIoU'])} | " + "".join(f"{mean_std(grp[c])} | " for c in extra)
                          + f"{len(grp)} |")
     return "\n".join(lines) + f"\n\n(`results/{grid}/runs.csv`; the paper-shaped tables are in `tables.md`.)\n"
 
@@ -64,7 +64,7 @@ def _class_iou(grid: str, classes: list[str], settings: list[str] | None = None)
     lines = ["| setting | " + " | ".join(classes) + " |", "|---|" + "---:|" * len(classes)]
     keys = pc["setting"] + (" (" + pc["split"] + ")" if "split" in pc else "")   # one row per setting and split
     for setting, grp in pc.groupby(keys, sort=False):
-        lines.append(f"| {setting} | " + " | ".join(_fmt(grp[c]) for c in classes) + " |")
+        lines.append(f"| {setting} | " + " | ".join(mean_std(grp[c]) for c in classes) + " |")
     return "\n".join(lines) + f"\n\n(IoU per class, `results/{grid}/per_class.csv`.)\n"
 
 
@@ -195,10 +195,19 @@ def fill(text: str) -> str:
     return BLOCK.sub(sub, text)
 
 
+# the site's pages `python -m prolab.cli.docs` writes (everything else under docs/ is written by hand)
+GENERATED = ("index.md", "reference/cli.md", "reference/configuration.md", "course/notebooks", "results/index.md")
+
+
+def source_pages(docs: Path | None = None) -> list[Path]:
+    """The site's hand-written pages (``docs/**/*.md`` without the generated ones)."""
+    docs = docs or paths.repo_root() / "docs"
+    return [f for f in sorted(docs.rglob("*.md"))
+            if not any(f.relative_to(docs).as_posix().startswith(g) for g in GENERATED)]
+
+
 def documents() -> list[Path]:
     """The files with figures blocks: the READMEs and the documentation site's hand-written pages."""
-    from .docs import source_pages
-
     return [paths.repo_root() / "README.md", paths.results_root() / "README.md", *source_pages()]
 
 

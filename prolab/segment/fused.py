@@ -193,7 +193,7 @@ def upsampled_property_loss(z_low: torch.Tensor, labels: torch.Tensor, signature
     """``property_loss`` of the logits bilinearly upsampled to the label size, from the low-resolution logits
     z (B, K, h, w). Fused (no full-resolution K-channel tensor) where ``backend`` names a kernel (C++ on CPU,
     Triton on CUDA); otherwise upsample, then ``property_loss``."""
-    from .losses import _labelled, property_loss
+    from .losses import labelled, property_loss
 
     if kind not in PROPERTY_LOSSES:
         raise ValueError(f"unknown property loss {kind!r}; choose one of cos_sigmoid, bce, cos")
@@ -201,7 +201,7 @@ def upsampled_property_loss(z_low: torch.Tensor, labels: torch.Tensor, signature
     if path == "cpu" and ignore_index != IGNORE:
         path = None
     if path is not None:
-        valid, n_valid, _ = _labelled(labels, signatures.shape[0], ignore_index, "signature")
+        valid, n_valid, _ = labelled(labels, signatures.shape[0], ignore_index, "signature")
         if n_valid == 0:
             return z_low.sum() * 0.0
     if path == "triton":

@@ -51,7 +51,7 @@ class _CosSigmoidLoss(torch.autograd.Function):
         return grad, None, None, None, None, None
 
 
-def _labelled(labels: torch.Tensor, n_classes: int, ignore_index: int, target: str):
+def labelled(labels: torch.Tensor, n_classes: int, ignore_index: int, target: str):
     """(valid mask, number of labelled pixels, labels with ignored pixels set to 0 for indexing); a label
     without a ``target`` row is an error."""
     valid = labels != ignore_index
@@ -78,7 +78,7 @@ def property_loss(logits: torch.Tensor, labels: torch.Tensor, signatures: torch.
                          "upsample the logits to the label size first")
     if kind not in PROPERTY_LOSSES:
         raise ValueError(f"unknown property loss {kind!r}; choose one of cos_sigmoid, bce, cos")
-    valid, n_valid, lab = _labelled(labels, signatures.shape[0], ignore_index, "signature")
+    valid, n_valid, lab = labelled(labels, signatures.shape[0], ignore_index, "signature")
     if n_valid == 0:
         return logits.sum() * 0.0
     idx, w, counts = signature_index(signatures.to(logits.device))
@@ -110,7 +110,7 @@ def name_embedding_loss(e: torch.Tensor, labels: torch.Tensor, name_bank: torch.
                         ignore_index: int = IGNORE) -> torch.Tensor:
     """Mean over labelled pixels of 1 - cos(e, t_c): the pixel embedding e (B, d, H, W) against the
     L2-normalised sentence embedding t_c (rows of ``name_bank``, C x d) of the pixel's class name."""
-    valid, n_valid, lab = _labelled(labels, name_bank.shape[0], ignore_index, "class-name embedding")
+    valid, n_valid, lab = labelled(labels, name_bank.shape[0], ignore_index, "class-name embedding")
     if n_valid == 0:
         return e.sum() * 0.0
     # e . t_c without a (B, H, W, d) target: score every class at every pixel (C is small), pick the label's
@@ -133,7 +133,7 @@ def upsampled_name_embedding_loss(e: torch.Tensor, labels: torch.Tensor, name_ba
     without building the (B, d, H, W) map. Both parts of cos(e', t_c) are exact at low resolution:
     e'.t_c is linear in e, so it is the upsampled (B, C, h, w) score map; |e'|^2 of a blend of four neighbours
     w_a e_a is sum_ab w_a w_b (e_a . e_b), so it needs only the ten neighbour dot products per low-res cell."""
-    valid, n_valid, lab = _labelled(labels, name_bank.shape[0], ignore_index, "class-name embedding")
+    valid, n_valid, lab = labelled(labels, name_bank.shape[0], ignore_index, "class-name embedding")
     if n_valid == 0:
         return e.sum() * 0.0
     (H, W), (h, w) = labels.shape[1:], e.shape[2:]
@@ -156,23 +156,3 @@ def upsampled_name_embedding_loss(e: torch.Tensor, labels: torch.Tensor, name_ba
     norm2 = (ry @ gram @ rx.T * coef.to(e.dtype)).sum(1)                                # |e'|^2, (B, H, W)
     per_pixel = 1 - dots / norm2.clamp_min(0).sqrt().clamp_min(1e-12)
     return (per_pixel * valid).sum() / n_valid
-
-
-def segmentation_loss(out: dict, labels: torch.Tensor, signatures: torch.Tensor | None, temperature: float,
-                      kind: str, aux_weight: float = 0.4, ignore_index: int = IGNORE,
-                      name_bank: torch.Tensor | None = None) -> torch.Tensor:
-    """Main + weighted auxiliary loss, logits upsampled (bilinear) to the label size."""
-    def one(logits):
-        if out["kind"] == "name_embedding":   # exact, without the full-resolution d-channel map
-            return upsampled_name_embedding_loss(logits, labels, name_bank, ignore_index)
-        if out["kind"] == "property":   # fused on CPU: no full-resolution K-channel map (segment.fused)
-            from .fused import upsampled_property_loss
-
-            return upsampled_property_loss(logits, labels, signatures, temperature, kind, ignore_index)
-        logits = F.interpolate(logits, size=labels.shape[1:], mode="bilinear", align_corners=False)
-        return category_loss(logits, labels, ignore_index)
-
-    loss = one(out["logits"])
-    if out.get("aux_logits") is not None and aux_weight:
-        loss = loss + aux_weight * one(out["aux_logits"])
-    return loss

@@ -533,7 +533,7 @@ def vit_adapter_base(pretrained: str | Path | None = None, **overrides) -> ViTAd
                 "deit_base_patch16_224-b5f2ef4d.pth, or pretrained=None for random init") from None
         load_deit_state(model, sd, "timm hub deit_base_patch16_224")
         return model
-    from .backbones import load_state_file
+    from .weights import load_state_file
 
     path = Path(pretrained)
     if not path.is_file():

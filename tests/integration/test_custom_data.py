@@ -131,8 +131,8 @@ def test_a_custom_dataset_runs_describe_to_grid_from_one_yaml(scratch, street, s
 def test_a_split_read_from_the_training_folder_is_refused(scratch, street):
     from prolab.datasets.layouts import LayoutError
     from prolab.datasets.spec import load_spec
-    from prolab.segment.config import TrainConfig
-    from prolab.segment.data import open_split
+    from prolab.train.config import TrainConfig
+    from prolab.train.data import open_split
 
     no_split = _edit(street, img_dir="images/train", ann_dir="labels/train")
     spec = load_spec(no_split)
@@ -240,8 +240,8 @@ def test_a_label_value_outside_the_classes_names_the_file_and_the_fix(scratch, s
     with pytest.raises(LayoutError, match=r"labels/train/train_0000\.png has values \[11\].*set `ignore_index: 11` "
                                           r"in .*edited-0\.yaml"):
         ds.check_files(progress=False)
-    from prolab.segment.config import TrainConfig
-    from prolab.segment.data import open_split
+    from prolab.train.config import TrainConfig
+    from prolab.train.data import open_split
 
     d = street.parent
     cfg = TrainConfig.demo(dataset="custom", img_dir=str(d / "images/{split}"), ann_dir=str(d / "labels/{split}"),
@@ -355,7 +355,7 @@ def test_grid_cells_change_when_the_dataset_yaml_changes(scratch, street):
 
 
 def test_flags_a_dataset_yaml_would_ignore_are_refused(street):
-    from prolab.segment.config import TrainConfig
+    from prolab.train.config import TrainConfig
 
     with pytest.raises(ValueError, match=r"ignore_index = 0 would be ignored: a dataset YAML sets them itself"):
         TrainConfig.demo(dataset=str(street), ignore_index=0)

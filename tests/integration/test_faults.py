@@ -295,7 +295,8 @@ def _custom(tmp_path, n=3, size=(40, 30)):
 
 def test_sixteen_bit_and_truncated_labels_fail_before_training(tmp_path, monkeypatch):
     from prolab.datasets.layouts import LayoutError, custom_dataset
-    from prolab.segment.train import TrainConfig, train
+    from prolab.train.config import TrainConfig
+    from prolab.train.loop import train
 
     monkeypatch.setenv("PROLAB_CACHE", str(tmp_path / "cache"))
     img, ann, classes = _custom(tmp_path)
@@ -348,7 +349,7 @@ def test_custom_dataset_without_property_space_says_how_to_build_one(tmp_path):
 @pytest.fixture
 def tiny_run(tmp_path, monkeypatch):
     """A 2-iteration category run on a 3-image custom dataset (seconds), checkpoint at every iteration."""
-    from prolab.segment.train import TrainConfig
+    from prolab.train.config import TrainConfig
 
     monkeypatch.setenv("PROLAB_CACHE", str(tmp_path / "cache"))
     img, ann, classes = _custom(tmp_path)
@@ -358,7 +359,7 @@ def tiny_run(tmp_path, monkeypatch):
 
 
 def test_damaged_checkpoint_names_the_file_and_the_ways_on(tiny_run):
-    from prolab.segment.train import train
+    from prolab.train.loop import train
 
     from dataclasses import replace
 
@@ -383,7 +384,7 @@ def test_damaged_checkpoint_names_the_file_and_the_ways_on(tiny_run):
 
 
 def test_killed_checkpoint_write_leaves_nothing_behind(tiny_run):
-    from prolab.segment.train import train
+    from prolab.train.loop import train
 
     run = paths.run_dir("tiny")
     run.mkdir(parents=True)
@@ -400,7 +401,7 @@ def test_killed_checkpoint_write_leaves_nothing_behind(tiny_run):
 def test_kill_between_keeping_and_writing_a_checkpoint_resumes_from_the_previous(tiny_run):
     from dataclasses import replace
 
-    from prolab.segment.train import train
+    from prolab.train.loop import train
 
     train(replace(tiny_run, iters=3), progress=False, stop_after=2)
     ck = paths.checkpoint_path("tiny")
@@ -547,7 +548,7 @@ def test_a_key_echoed_inside_a_reply_reaches_no_file(classes_file, tmp_path):
 
 def test_duplicate_steps_null_and_nan_are_refused(tmp_path):
     from prolab.pipeline.runner import load_config
-    from prolab.segment.config import TrainConfig
+    from prolab.train.config import TrainConfig
 
     f = tmp_path / "c.yaml"
     f.write_text(yaml.safe_dump({"run_name": "dup", "notebooks": ["06_evaluate", "06_evaluate"]}))
@@ -566,7 +567,8 @@ def test_resume_when_the_same_space_is_named_by_another_path(tmp_path, monkeypat
     from dataclasses import replace
 
     from prolab.properties import default_space_path
-    from prolab.segment.train import TrainConfig, train
+    from prolab.train.config import TrainConfig
+    from prolab.train.loop import train
 
     monkeypatch.setenv("PROLAB_CACHE", str(tmp_path / "cache"))
     cfg = TrainConfig.preset("demo", run_name="rs", iters=3, batch_size=2, crop_size=32, scale=(64, 32),

@@ -37,7 +37,7 @@ def _data(tmp_path: Path, n: int = 4, size=(40, 30), fill: int | None = None, sp
 
 
 def _cfg(img, ann, classes, run_name="tiny", **kw):
-    from prolab.segment.train import TrainConfig
+    from prolab.train.config import TrainConfig
 
     return TrainConfig.demo(run_name=run_name, dataset="custom", img_dir=str(img), ann_dir=str(ann),
                             classes=str(classes), mode="category", iters=2, batch_size=2, crop_size=32,
@@ -54,7 +54,7 @@ def cache(tmp_path, monkeypatch):
 
 def test_a_second_train_of_a_live_run_stops_with_the_holders_pid_and_moves_nothing(tmp_path, cache):
     from prolab.files import FolderBusyError
-    from prolab.segment import train
+    from prolab.train import train
 
     img, ann, classes = _data(tmp_path)
     run = paths.run_dir("shared")
@@ -178,7 +178,7 @@ def test_datasets_differing_only_in_case_do_not_share_a_descriptor_folder(tmp_pa
 
 
 def test_runs_differing_only_in_case_do_not_share_a_folder(tmp_path, cache):
-    from prolab.segment import train
+    from prolab.train import train
 
     img, ann, classes = _data(tmp_path)
     train(_cfg(img, ann, classes, run_name="Caps"), progress=False)
@@ -199,7 +199,7 @@ def test_val_images_are_never_scored_against_the_training_label_maps(tmp_path):
         load_spec(spec).open("val")
     load_spec(spec).open("train")   # training itself is fine
     # the flag-based custom dataset obeys the same guard
-    from prolab.segment.data import open_split
+    from prolab.train.data import open_split
 
     cfg = _cfg(tmp_path / "img/{split}", tmp_path / "ann/train", tmp_path / "classes.txt")
     with pytest.raises(LayoutError, match="label maps are the training folder"):
@@ -209,8 +209,8 @@ def test_val_images_are_never_scored_against_the_training_label_maps(tmp_path):
 # -- 6: runs are bound to their classes ----------------------------------------------------------------------------
 
 def test_evaluate_refuses_a_class_list_edited_since_training(tmp_path, cache):
-    from prolab.segment import train
-    from prolab.segment.report import evaluate_runs
+    from prolab.train import train
+    from prolab.evaluate.score import evaluate_runs
 
     img, ann, classes = _data(tmp_path)
     train(_cfg(img, ann, classes, run_name="bound"), progress=False)
@@ -269,7 +269,7 @@ def test_grid_check_with_a_shard_lists_only_its_runs():
 
 def test_a_dataset_whose_labels_are_all_ignore_does_not_train(tmp_path, cache):
     from prolab.datasets.layouts import LayoutError
-    from prolab.segment import train
+    from prolab.train import train
 
     img, ann, classes = _data(tmp_path, fill=255)
     with pytest.raises(LayoutError, match="no pixel of the 4 label maps .* belongs to a class"):
@@ -330,7 +330,8 @@ def test_a_data_root_that_is_a_file_says_so(tmp_path):
 
 def test_a_space_where_classes_have_no_property_is_refused(tmp_path):
     from prolab.properties import PropertySpace
-    from prolab.segment.train import TrainConfig, load_space_for
+    from prolab.train.config import TrainConfig
+    from prolab.train.build import load_space_for
 
     src = next((REPO / "properties" / "synthetic_outdoor").glob("*k24.safetensors"))
     space = PropertySpace.load(src)
@@ -359,7 +360,7 @@ def test_every_training_setting_is_checked_so_a_string_is_never_a_truthy_flag():
     every TrainConfig field has a validation rule now."""
     from dataclasses import fields
 
-    from prolab.segment.config import TrainConfig
+    from prolab.train.config import TrainConfig
     from prolab.validation import RULES
 
     assert [f.name for f in fields(TrainConfig) if f.name not in RULES["train"]] == []

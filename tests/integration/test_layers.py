@@ -1,51 +1,91 @@
-"""The package's layering, read from its source (every import, at module level or inside a function): the
-stages (datasets, describe, properties, segment) never import the layers built on them (analysis, reports,
-interop, pipeline, cli), so a stage can be read, tested and reused without the command line or the reports."""
+"""The package's layering, as pyproject.toml's import-linter contracts state it: the stages in pipeline order,
+each importing only the layers below it, and no import cycle among the siblings of any package (grimp reads
+every import, function-level ones included). Plus what import-linter does not check: no private name
+(``_name``) imported from another module."""
 import ast
+import os
+import shutil
+import subprocess
+import sys
+import tomllib
 from pathlib import Path
 
 import prolab
 
 PKG = Path(prolab.__file__).resolve().parent
-STAGES = ("datasets", "describe", "properties", "segment")
-ABOVE = ("analysis", "reports", "interop", "pipeline", "cli")
+ROOT = PKG.parent
+LINT = shutil.which("lint-imports", path=str(Path(sys.executable).parent)) or "lint-imports"
 
 
-def _imports(f: Path, pkg: Path):
+def _lint(cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(cwd)}
+    return subprocess.run([LINT, "--no-cache"], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_the_import_linter_contracts_are_kept():
+    r = _lint(ROOT)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+    assert "2 kept, 0 broken" in r.stdout
+
+
+def test_the_contracts_catch_an_upward_import_inside_a_function_and_a_cycle(tmp_path):
+    """The same contracts on a tiny package shaped like the kit: a stage importing a report inside a function
+    breaks the layers; two sibling modules importing each other break the acyclic contract."""
+    cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
+    pkg = tmp_path / "prolab"
+    layers = [m.strip() for layer in cfg["contracts"][0]["layers"] for m in layer.split("|")]
+    for mod in layers:
+        name = mod.split(".", 1)[1]
+        (pkg / name).mkdir(parents=True, exist_ok=True)
+        (pkg / name / "__init__.py").write_text("")
+    (pkg / "__init__.py").write_text("")
+    (pkg / "describe" / "x.py").write_text("def f():\n    from ..reports import tables\n")
+    (pkg / "reports" / "tables.py").write_text("")
+    (pkg / "segment" / "a.py").write_text("from . import b\n")
+    (pkg / "segment" / "b.py").write_text("def g():\n    from . import a\n")
+    lines = ['[tool.importlinter]', 'root_package = "prolab"']
+    for c in cfg["contracts"]:
+        lines.append("[[tool.importlinter.contracts]]")
+        lines += [f"{k} = {v!r}" if isinstance(v, str) else f"{k} = {list(v)!r}" for k, v in c.items()]
+    (tmp_path / "pyproject.toml").write_text("\n".join(lines).replace("'", '"') + "\n")
+    r = _lint(tmp_path)
+    assert r.returncode != 0
+    assert "prolab.describe.x -> prolab.reports.tables" in r.stdout
+    assert "0 kept, 2 broken" in r.stdout and "prolab.segment" in r.stdout
+
+
+def _module(f: Path, pkg: Path) -> list[str]:
     rel = f.relative_to(pkg.parent).with_suffix("")
-    parts = list(rel.parts)[:-1] if f.name == "__init__.py" else list(rel.parts)
-    base = parts if f.name == "__init__.py" else parts[:-1]
-    for node in ast.walk(ast.parse(f.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.ImportFrom):
-            root = base[:len(base) - node.level + 1] if node.level else []
-            target = ".".join(root + ([node.module] if node.module else []))
-            yield node.lineno, [target] + [f"{target}.{a.name}" for a in node.names]
-        elif isinstance(node, ast.Import):
-            yield node.lineno, [a.name for a in node.names]
+    return list(rel.parts)[:-1] if f.name == "__init__.py" else list(rel.parts)
 
 
-def upward_imports(pkg: Path = PKG) -> list[str]:
+def private_imports(pkg: Path = PKG) -> list[str]:
+    """``from <another module> import _name`` anywhere in the package (function level included)."""
     found = []
     for f in sorted(pkg.rglob("*.py")):
-        stage = f.relative_to(pkg).parts[0]
-        if stage not in STAGES:
-            continue
-        for line, names in _imports(f, pkg):
-            hit = next((n for n in names if n.split(".")[:1] == ["prolab"] and len(n.split(".")) > 1
-                        and n.split(".")[1] in ABOVE), None)
-            if hit:
-                found.append(f"{f.relative_to(pkg)}:{line} imports {hit}")
+        mod = _module(f, pkg)
+        base = mod if f.name == "__init__.py" else mod[:-1]
+        for node in ast.walk(ast.parse(f.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            root = base[:len(base) - node.level + 1] if node.level else []
+            target = ".".join(root + ([node.module] if node.module else []))
+            if not target.startswith("prolab") or target == ".".join(mod):
+                continue
+            for a in node.names:
+                if a.name.startswith("_") and not a.name.startswith("__"):
+                    found.append(f"{f.relative_to(pkg)}:{node.lineno} imports {target}.{a.name}")
     return found
 
 
-def test_stages_never_import_the_layers_above_them():
-    assert upward_imports() == []
+def test_no_private_name_crosses_a_module():
+    assert private_imports() == []
 
 
-def test_the_check_sees_an_upward_import_inside_a_function(tmp_path):
+def test_the_private_check_sees_one(tmp_path):
     pkg = tmp_path / "prolab"
-    (pkg / "describe").mkdir(parents=True)
+    (pkg / "segment").mkdir(parents=True)
     (pkg / "__init__.py").write_text("")
-    (pkg / "describe" / "__init__.py").write_text("")
-    (pkg / "describe" / "x.py").write_text("def f():\n    from ..reports.tables import write_tables\n")
-    assert upward_imports(pkg) == ["describe/x.py:2 imports prolab.reports.tables"]
+    (pkg / "segment" / "__init__.py").write_text("")
+    (pkg / "segment" / "fused.py").write_text("def f():\n    from .losses import _labelled\n")
+    assert private_imports(pkg) == ["segment/fused.py:2 imports prolab.segment.losses._labelled"]

@@ -60,8 +60,8 @@ def test_one_iteration_of_each_paper_config(config_file, tmp_path, cache):
 
     from prolab.pipeline.runner import load_config
     from prolab.properties import PropertySpace
-    from prolab.segment import TrainConfig, train
-    from prolab.segment.report import evaluate_runs
+    from prolab.train import TrainConfig, train
+    from prolab.evaluate.score import evaluate_runs
 
     cfg = load_config(config_file)
     p = _params(cfg, TRAIN_NB)

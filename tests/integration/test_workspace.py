@@ -59,7 +59,7 @@ def test_train_says_when_classes_collide_and_when_images_are_smaller_than_the_cr
 
     from prolab.cli import space_warnings
     from prolab.properties import PropertySpace
-    from prolab.segment.config import TrainConfig
+    from prolab.train.config import TrainConfig
 
     monkeypatch.setenv("PROLAB_CACHE", str(tmp_path / "cache"))
     src = next((Path(__file__).resolve().parents[2] / "properties" / "synthetic_outdoor").glob("*k24.safetensors"))

@@ -43,7 +43,7 @@ def tiny_release():
 def _train_module():
     import importlib
 
-    return importlib.import_module("prolab.segment.train")   # prolab.segment.train is also a function's name
+    return importlib.import_module("prolab.train.build")   # where release_to_run finds build_model
 
 
 class _TinyModel(torch.nn.Module):
@@ -232,7 +232,7 @@ def test_blank_property_name_is_refused(tmp_path, prop):
 
 def test_dropped_duplicates_are_reported(tmp_path):
     from prolab.interop.release import partition_report, partition_report_lines, partition_space, read_partition
-    from prolab.properties.embedders import Embedder
+    from prolab.embed.embedders import Embedder
 
     class Stub(Embedder):
         kind, model_id, dim = "stub", "stub", 3

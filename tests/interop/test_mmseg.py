@@ -104,7 +104,7 @@ def test_plugin_and_kit_model_agree(cache):
     from prolab.interop.mmseg.convert import kit_to_mmseg, mmseg_to_kit
     from prolab.properties import PropertySpace
     from prolab.segment import ModelDefaults, SegModel
-    from prolab.segment.losses import segmentation_loss
+    from prolab.segment.supervision import segmentation_loss
 
     import prolab.interop.mmseg.plugin  # noqa: F401
 

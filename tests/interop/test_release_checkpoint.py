@@ -19,8 +19,8 @@ OURS_ONLY = {"bank", "signatures", "warmup_classifier.weight", "warmup_classifie
 
 def _build(seed):
     from prolab.datasets import load_class_names
-    from prolab.segment.config import TrainConfig
-    from prolab.segment.train import build_model
+    from prolab.train.config import TrainConfig
+    from prolab.train.build import build_model
 
     torch.manual_seed(seed)
     cfg = TrainConfig.preset("paper", dataset="ade20k_150", backbone="vit_adapter_base", pretrained="none",
@@ -215,8 +215,8 @@ def test_release_to_run_is_scored_by_evaluate(model, tmp_path, cache):
     from prolab import paths
     from prolab.datasets.sample import write_sample
     from prolab.properties import PropertySpace
-    from prolab.segment.report import evaluate_runs
-    from prolab.segment.runs import load_trained
+    from prolab.evaluate.score import evaluate_runs
+    from prolab.train.runs import load_trained
 
     data_root = write_sample("ade20k_150", tmp_path / "data")
     sd = model.state_dict()

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from prolab.datasets import load_class_names
-from prolab.properties import PropertySpace, make_embedder
-from prolab.properties.embedders import Embedder
+from prolab.embed import make_embedder
+from prolab.properties import PropertySpace
+from prolab.embed.embedders import Embedder
 from prolab.interop.release import partition_report, partition_report_lines, partition_space, read_partition
 from prolab.interop.release.partition import (_ClassMatcher, kit_reference, known_aliases, neighbourhood_overlap,
                                       partition_command, partition_space_path)

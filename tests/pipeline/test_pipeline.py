@@ -215,7 +215,7 @@ def test_paper_settings_have_one_source():
     import ast
 
     from prolab.paper import RELEASE_CONFIGS
-    from prolab.segment.config import TrainConfig
+    from prolab.train.config import TrainConfig
 
     for ds, r in RELEASE_CONFIGS.items():
         cfg = load_config(paths.repo_root() / "configs" / f"paper_{ds}.yaml")

@@ -85,7 +85,7 @@ def test_report_states_the_tolerance_and_the_verdict():
 
 def _eval_run(folder: Path, run: str, cm: np.ndarray, names: list[str]) -> None:
     """An evaluation folder written by the evaluation's own writer (as notebook 06 does)."""
-    from prolab.segment.evaluate import EvalResult, metrics_from_confusion, save_results
+    from prolab.evaluate.metrics import EvalResult, metrics_from_confusion, save_results
 
     save_results(EvalResult(metrics_from_confusion(cm, names), cm, names, 4), folder / "eval" / run,
                  {"run": {"run_name": run}})

@@ -3,9 +3,8 @@ import json
 import numpy as np
 import pytest
 
-from prolab.properties import (ClusteringDefaults, EmbedderUnavailable, EmbeddingCache, PropertySpace,
-                               build_property_space, cluster, find_collisions, make_embedder, resolve_model)
-from prolab.properties.embedders import Embedder
+from prolab.embed import Embedder, EmbedderUnavailable, EmbeddingCache, make_embedder, resolve_model
+from prolab.properties import ClusteringDefaults, PropertySpace, build_property_space, cluster, find_collisions
 
 
 @pytest.fixture(autouse=True)

@@ -70,7 +70,9 @@ def test_an_unknown_backbone_names_itself():
 def test_vit_adapter_layer_decay_spares_the_adapter():
     """Only the ViT layers are decayed (as the paper's configs): the adapter modules are new and get the
     head's learning rate, the patch embedding the smallest."""
-    from prolab.segment.train import TrainConfig, build_model, param_groups
+    from prolab.train.config import TrainConfig
+    from prolab.train.build import build_model
+    from prolab.train.optim import param_groups
 
     cfg = TrainConfig.preset("paper", backbone="vit_adapter_base", pretrained="none", mode="category",
                              layer_decay=0.95, channels=16)

@@ -5,7 +5,8 @@ import torch
 import torch.nn.functional as F
 
 from prolab.segment import fused
-from prolab.segment.losses import property_loss, segmentation_loss
+from prolab.segment.losses import property_loss
+from prolab.segment.supervision import segmentation_loss
 
 
 def _case(low, full, K=12, C=5, seed=0, scale=1.0):

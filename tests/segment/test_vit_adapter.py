@@ -289,7 +289,7 @@ def test_hub_failure_says_what_to_do(monkeypatch):
 # --- 6. layer ids for layer-wise lr decay -----------------------------------------------------------------------
 
 def test_layer_ids(full):
-    from prolab.segment.train import _layer_id
+    from prolab.train.optim import _layer_id
 
     wrapper = nn.Module()
     wrapper.backbone = full

@@ -15,7 +15,7 @@ def test_every_file_of_segment_and_datasets_is_classified():
     for part in identity.CLASSIFIED:
         p = PKG / part
         listed |= {p} if p.is_file() else {f for f in p.rglob("*") if f.is_file()}
-    for folder in ("segment", "datasets"):
+    for folder in ("segment", "train", "evaluate", "datasets"):
         for f in (PKG / folder).rglob("*"):
             if f.is_file() and f.suffix in identity.SUFFIXES and "__pycache__" not in f.parts:
                 assert f in listed, f"{f.relative_to(PKG)} is neither in TRAINING_CODE nor in NOT_TRAINING"
@@ -24,14 +24,14 @@ def test_every_file_of_segment_and_datasets_is_classified():
 def test_kernels_are_in_the_identity_and_analysis_is_not():
     files = {str(f.relative_to(PKG)) for f in identity._files(identity.TRAINING_CODE)}
     for must in ("segment/fused.cpp", "segment/fused_triton.py", "segment/model.py", "segment/losses.py",
-                 "segment/train.py", "datasets/transforms.py", "defaults.py"):
+                 "train/loop.py", "datasets/transforms.py", "defaults.py"):
         assert must in files
-    for never in ("analysis/explain.py", "analysis/learnability.py", "segment/report.py", "analysis/transfer.py",
-                  "segment/unseen.py", "datasets/example.py", "presets.py", "files.py", "paths.py", "cli/__init__.py",
+    for never in ("analysis/explain.py", "analysis/learnability.py", "evaluate/score.py", "analysis/transfer.py",
+                  "evaluate/unseen.py", "datasets/example.py", "presets.py", "files.py", "paths.py", "cli/__init__.py",
                   "reports/tables.py", "interop/release/checkpoint.py"):
         assert never not in files
     grid = {str(f.relative_to(PKG)) for f in identity._files(identity.GRID_CODE)}
-    assert {"segment/evaluate.py", "segment/unseen.py", "pipeline/grid.py"} <= grid
+    assert {"evaluate/metrics.py", "evaluate/unseen.py", "pipeline/grid.py"} <= grid
 
 
 def _copy(tmp_path, monkeypatch) -> Path:

@@ -13,7 +13,9 @@ import torch
 from prolab import paths
 from prolab.defaults import aux_weight_for
 from prolab.segment import ModelDefaults, SegModel, segmentation_loss
-from prolab.segment.train import TrainConfig, default_property_space, open_split
+from prolab.train.config import TrainConfig
+from prolab.train.build import default_property_space
+from prolab.train.data import open_split
 
 TINY = ["--preset", "demo", "--batch_size", "2", "--crop_size", "64", "--scale", "128", "64", "--channels", "32",
         "--log_interval", "1"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from mmseg.datasets import BaseSegDataset
 from mmseg.registry import DATASETS
 
-from ...datasets.classes import load_class_names, palette
+from ...datasets import load_class_names, palette
 
 DATASET = "synthetic_outdoor"
 

@@ -18,7 +18,7 @@ from mmseg.registry import MODELS
 
 from ... import paths
 from ...segment.backbones import create_backbone
-from ...segment.losses import segmentation_loss
+from ...segment.supervision import segmentation_loss
 from ... import defaults
 from ...segment.model import (FCNHead, UPerHead, init_classifier, prepare_bank, property_class_scores,
                              property_logits)

@@ -9,7 +9,7 @@ from mmengine.model import is_model_wrapper
 from mmengine.optim import DefaultOptimWrapperConstructor
 from mmseg.registry import OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS, OPTIMIZERS
 
-from ...segment.train import param_groups
+from ...train.optim import param_groups
 
 
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module()

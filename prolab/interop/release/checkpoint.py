@@ -38,7 +38,6 @@ scores).
 from __future__ import annotations
 
 import io
-import json
 import logging
 import os
 import re
@@ -233,7 +232,7 @@ def _validate_staged(stage: Path) -> None:
 
 def _swap_in(stage: Path, run: Path, run_name: str) -> None:
     """Move the staged run into place; an old run (``force``) is set aside (kept) only now, right before."""
-    from ...segment.runs import set_aside
+    from ...train.runs import set_aside
 
     aside = None
     if run.exists():
@@ -255,16 +254,14 @@ def _write_run(stage: Path, run: Path, run_name: str, state, report, source, met
                dataset, data_root, config_overrides) -> dict:
     """Write the run's files into ``stage``; the paths recorded in them are the final ones (under ``run``)."""
     import numpy as np
-    from safetensors.torch import save
 
     from ... import defaults
-    from ...datasets.classes import class_list_hash
-    from ...files import atomic_write_bytes, atomic_write_json, canonical_safetensors, environment_info, stable_hash
+    from ...files import atomic_write_json, stable_hash
     from ...paper import RELEASE_CONFIGS
-    from ...segment.config import TrainConfig
-    from ...segment.data import open_split
-    from ...segment.runs import run_identity
-    from ...segment.train import build_model
+    from ...train.build import build_model
+    from ...train.config import TrainConfig
+    from ...train.data import open_split
+    from ...train.runs import run_identity, write_run_config, write_run_record, write_weights
 
     bank = space.bank.astype(np.float32)
     norms = np.linalg.norm(bank, axis=1, keepdims=True)
@@ -303,20 +300,14 @@ def _write_run(stage: Path, run: Path, run_name: str, state, report, source, met
     identity = run_identity(cfg, loaded_space, ds)
     identity["code"] = f"release checkpoint sha256:{source['sha256'] or 'unknown'}"
     identity["id"] = stable_hash({k: identity[k] for k in ("config", "property_space", "dataset", "code")})
-    atomic_write_json(stage / "identity.json", identity)
-    # the classes in label order, as `prolab train` records them: evaluate and load_trained refuse a list edited since
-    atomic_write_json(stage / "classes.json", {"class_names": list(ds.class_names),
-                                               "hash": class_list_hash(ds.class_names)})
-    atomic_write_json(stage / "config.json", {**cfg.to_dict(), "environment": environment_info(), "world_size": 1,
-                                              "device": "cpu", "made_by": "prolab.interop.release.checkpoint.release_to_run"})
+    write_run_record(stage, identity, ds.class_names)
+    write_run_config(stage, cfg, 1, "cpu", made_by="prolab.interop.release.checkpoint.release_to_run")
     details = {**source, "meta": _meta_summary(meta), "conversion": report.to_dict(),
                "filled": {k: why for k, why in OURS_ONLY.items()},
                "bank_row_norms_before": [float(norms.min()), float(norms.max())],
                "paper_miou": {"ade20k_150": 49.0}.get(cfg.dataset)}
     atomic_write_json(stage / "release.json", details)
-    atomic_write_bytes(stage / "model.safetensors", canonical_safetensors(save(
-        {k: v.contiguous().cpu() for k, v in model.state_dict().items()},
-        metadata={"config": json.dumps(cfg.to_dict()), "identity": identity["id"]})))
+    write_weights(stage / "model.safetensors", model, cfg, identity["id"])
     return details
 
 

@@ -226,8 +226,8 @@ def partition_space(path: str | Path, dataset: str, embedder="all-MiniLM-L6-v2",
     Release class spellings are matched as ``read_partition`` says (``aliases`` first, then the dataset's known
     names)."""
     from ...properties.collisions import find_collisions, property_usage
-    from ...properties.embedcache import EmbeddingCache
-    from ...properties.embedders import make_embedder
+    from ...embed.cache import EmbeddingCache
+    from ...embed.embedders import make_embedder
 
     class_names = load_class_names(dataset)
     part = read_partition(path, class_names, aliases, dataset=dataset)

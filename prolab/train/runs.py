@@ -10,9 +10,9 @@ from pathlib import Path
 import torch
 
 from .. import paths
-from ..files import atomic_write_bytes, utc_now
+from ..files import atomic_write_bytes, canonical_safetensors, utc_now
 from .config import TrainConfig
-from .model import SegModel
+from ..segment.model import SegModel
 
 
 def save_checkpoint(path: Path, model, opt, sched, iteration: int, cfg: TrainConfig, scaler=None) -> None:
@@ -75,6 +75,38 @@ def read_log(run_name: str) -> list[dict]:
     return [rows[k] for k in sorted(rows)]
 
 
+# --- the one writer of a run's files (``train`` and the release importer both call these) ------------------------
+
+def write_run_record(folder: Path, identity: dict, class_names: list[str]) -> None:
+    """``identity.json`` and ``classes.json`` (the classes in label order: evaluate and load_trained refuse a
+    class list edited since)."""
+    from ..datasets.classes import class_list_hash
+    from ..files import atomic_write_json
+
+    atomic_write_json(Path(folder) / "identity.json", identity)
+    atomic_write_json(Path(folder) / "classes.json", {"class_names": list(class_names),
+                                                      "hash": class_list_hash(class_names)})
+
+
+def write_run_config(folder: Path, cfg: TrainConfig, world: int, device, **extra) -> None:
+    """``config.json``: the resolved config, the environment, and how the run was made."""
+    from ..files import atomic_write_json, environment_info
+
+    atomic_write_json(Path(folder) / "config.json", {**cfg.to_dict(), "environment": environment_info(),
+                                                     "world_size": world, "device": str(device), **extra})
+
+
+def write_weights(path: Path, model, cfg: TrainConfig, identity: str) -> Path:
+    """The final weights of a finished run (safetensors, byte-stable), with the config that rebuilds the model
+    and the run's identity in its metadata."""
+    from safetensors.torch import save
+
+    atomic_write_bytes(path, canonical_safetensors(save(
+        {k: v.contiguous().cpu() for k, v in model.state_dict().items()},
+        metadata={"config": json.dumps(cfg.to_dict()), "identity": identity})))
+    return path
+
+
 def load_trained(run_name: str, device: str = "cpu") -> tuple[SegModel, TrainConfig, list[str]]:
     """The final weights of a finished run, rebuilt from its recorded config (safetensors, no pickle)."""
     from safetensors import safe_open
@@ -90,8 +122,8 @@ def load_trained(run_name: str, device: str = "cpu") -> tuple[SegModel, TrainCon
     except Exception as e:  # noqa: BLE001 - safetensors raises its own error types for damaged files
         raise RuntimeError(f"cannot read the final weights {f}: {type(e).__name__}: {e}. Train the run again "
                            f"(delete {f.parent} or pick another run_name)") from None
+    from .build import build_model
     from .data import open_split
-    from .train import build_model
 
     ds = open_split(cfg, "train")
     check_run_classes(run_name, ds.class_names, f"dataset {cfg.dataset}")

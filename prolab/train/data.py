@@ -46,7 +46,7 @@ def eval_split(cfg: TrainConfig, split: str = "val", allow_train_folder: bool = 
     return open_split(cfg, split, EvalTransform(tuple(cfg.scale)), allow_train_folder)
 
 
-class _Batches(torch.utils.data.Dataset):
+class Batches(torch.utils.data.Dataset):
     """Item (iteration, slot) -> one augmented sample; slot j of iteration i is sample number i*B + j of an
     endless sequence of seeded permutations."""
 
@@ -68,7 +68,7 @@ class _Batches(torch.utils.data.Dataset):
         return self.transform(img, label, np.random.default_rng([self.seed, it, slot]))
 
 
-class _Keys(torch.utils.data.Sampler):
+class Keys(torch.utils.data.Sampler):
     def __init__(self, start: int, stop: int, slots: range):
         self.start, self.stop, self.slots = start, stop, slots
 

@@ -8,8 +8,9 @@ from prolab.properties import build_property_space, cluster
 from prolab.properties.assign import add_classes, nearest_properties
 from prolab.segment.losses import name_embedding_loss, upsampled_name_embedding_loss
 from prolab.segment.model import ModelDefaults, SegModel
-from prolab.segment.train import TrainConfig, load_space_for, mask_unseen, run_unseen
-from prolab.segment.unseen import confusion_at, evaluate_unseen, gzsl_scores, harmonic_mean
+from prolab.train.config import TrainConfig
+from prolab.train.build import load_space_for, mask_unseen, run_unseen
+from prolab.evaluate.unseen import confusion_at, evaluate_unseen, gzsl_scores, harmonic_mean
 
 
 @pytest.fixture(autouse=True)
@@ -159,9 +160,9 @@ def test_calibrated_stacking_moves_biased_pixels_to_the_unseen_class():
 
 
 def test_a_tiny_run_with_held_out_classes_scores_the_protocol(tmp_path):
-    from prolab.segment import train
-    from prolab.segment.data import eval_split
-    from prolab.segment.runs import load_trained
+    from prolab.train import train
+    from prolab.train.data import eval_split
+    from prolab.train.runs import load_trained
 
     cfg = TrainConfig.demo(run_name="tiny-unseen", mode="name_embedding", unseen="sky", iters=2, batch_size=2,
                            crop_size=64, pretrained=None)
@@ -176,7 +177,7 @@ def test_a_tiny_run_with_held_out_classes_scores_the_protocol(tmp_path):
 
 
 def test_where_pixels_go_names_the_classes_that_took_them():
-    from prolab.segment.unseen import where_pixels_go
+    from prolab.evaluate.unseen import where_pixels_go
 
     cm = np.array([[5, 0, 0], [0, 3, 1], [6, 2, 0]])         # rows: ground truth road, car, bus
     t = where_pixels_go(cm, ["road", "car", "bus"], ["bus"]).set_index("class")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from prolab.reports import docs
+from prolab.cli import docs
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -15,7 +15,7 @@ def test_generated_reference_pages_follow_the_code(tmp_path):
     from dataclasses import fields
 
     from prolab.cli import build_parser
-    from prolab.segment.config import TrainConfig
+    from prolab.train.config import TrainConfig
 
     cli = docs.cli_reference()
     commands = next(a for a in build_parser()._actions if hasattr(a, "choices") and a.choices).choices

@@ -24,7 +24,7 @@ import torch
 
 from ..defaults import IGNORE_INDEX as IGNORE
 from ..progress import tqdm
-from .evaluate import metrics_from_confusion
+from .metrics import confusion_matrix, metrics_from_confusion
 
 
 @dataclass
@@ -86,9 +86,7 @@ def collect_gaps(model, dataset, indices, unseen_ids: list[int], progress: bool 
 
 def confusion_at(gamma: float, gaps, n_classes: int) -> np.ndarray:
     gap, ps, pu, lab = gaps
-    pred = np.where(gap < gamma, pu, ps)
-    idx = lab.astype(np.int64) * n_classes + pred.astype(np.int64)
-    return np.bincount(idx, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+    return confusion_matrix(np.where(gap < gamma, pu, ps), lab, n_classes)
 
 
 def evaluate_unseen(model, dataset, unseen: list[str], n_gammas: int = 41, progress: bool = True) -> UnseenResult:

@@ -9,9 +9,10 @@ import torch
 
 from .. import paths
 from ..datasets import seen_class_names, unseen_class_names
-from .evaluate import EvalResult, evaluate, save_results
-from .data import eval_split
-from .runs import load_trained
+from ..train.data import eval_split
+from ..train.runs import load_trained
+from .inference import evaluate
+from .metrics import EvalResult, save_results
 
 
 def evaluate_runs(run_names: list[str], split: str = "val", inference: str = "whole", limit: int | None = None,

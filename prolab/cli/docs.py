@@ -9,7 +9,7 @@
 
 They are build outputs (git-ignored), so the site cannot disagree with the code or the committed results.
 
-    python -m prolab.reports.docs [--docs docs]
+    python -m prolab.cli.docs [--docs docs]
 """
 from __future__ import annotations
 
@@ -21,22 +21,15 @@ from pathlib import Path
 from .. import paths
 from ..files import atomic_write_text
 
-GENERATED = ("index.md", "reference/cli.md", "reference/configuration.md", "course/notebooks", "results/index.md")
-
-
-def source_pages(docs: Path | None = None) -> list[Path]:
-    """The site's hand-written pages (``docs/**/*.md`` without the generated ones)."""
-    docs = docs or paths.repo_root() / "docs"
-    return [f for f in sorted(docs.rglob("*.md"))
-            if not any(f.relative_to(docs).as_posix().startswith(g) for g in GENERATED)]
+from ..reports.summary import GENERATED, source_pages  # noqa: F401  (the site's own pages)
 
 
 def cli_reference() -> str:
-    from ..cli import build_parser
+    from . import build_parser
 
     parser = build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    out = ["# Command line", "", "Generated from the parser by `prolab.reports.docs`: what `prolab <command> --help` "
+    out = ["# Command line", "", "Generated from the parser by `prolab.cli.docs`: what `prolab <command> --help` "
            "prints. Flag names equal the notebooks' parameter names.", ""]
     for name, p in sub.choices.items():
         p.prog = f"prolab {name}"
@@ -55,7 +48,7 @@ def _cell(v, code: bool = False) -> str:
 
 def configuration_reference() -> str:
     from ..presets import preset_values
-    from ..segment.config import HELP, TrainConfig
+    from ..train.config import HELP, TrainConfig
     from ..validation import RULES
 
     demo, paper = preset_values("demo"), preset_values("paper", "ade20k_150")
@@ -68,9 +61,9 @@ def configuration_reference() -> str:
         rows.append(f"| `{f.name}` | {_cell(str(f.type))} | {_cell(default, code=True)} | {preset[0]} | {preset[1]} | "
                     f"{_cell(HELP.get(f.name, ''))} | {_cell(rule.describe() if rule else '')} |")
     return "\n".join(["# Training configuration", "",
-                      "Generated from `prolab.segment.config.TrainConfig`, its `HELP`, the presets "
+                      "Generated from `prolab.train.config.TrainConfig`, its `HELP`, the presets "
                       "(`prolab.presets`) and the validation rules (`prolab.validation.RULES['train']`) by "
-                      "`prolab.reports.docs`. The same names are `prolab train` flags, notebook 05 parameters "
+                      "`prolab.cli.docs`. The same names are `prolab train` flags, notebook 05 parameters "
                       "and the keys of a grid's `train:` section (except what each cell sets itself). An empty "
                       "preset cell means the preset keeps the default.", "", *rows, ""])
 
