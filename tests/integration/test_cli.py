@@ -4,7 +4,11 @@ import sys
 import pytest
 
 
+from conftest import run_prolab
+
+
 def _prolab(*args, **kw):
+    """The console entry in a real process: the exit status a shell sees."""
     return subprocess.run([sys.executable, "-m", "prolab", *args], capture_output=True, text=True, timeout=120, **kw)
 
 
@@ -22,7 +26,7 @@ def test_describe_unknown_dataset_is_a_clear_error():
 
 def test_describe_replay_miss_is_a_clear_error(tmp_path):
     (tmp_path / "c.txt").write_text("flux capacitor\n")
-    r = _prolab("describe", "--dataset", str(tmp_path / "c.txt"), "--cache_path", str(tmp_path / "none.jsonl"),
+    r = run_prolab("describe", "--dataset", str(tmp_path / "c.txt"), "--cache_path", str(tmp_path / "none.jsonl"),
                 "--out_root", str(tmp_path))
     assert r.returncode == 2
     assert "classes with prompt structured-" in r.stderr and "'flux capacitor'" in r.stderr
@@ -30,7 +34,7 @@ def test_describe_replay_miss_is_a_clear_error(tmp_path):
 
 
 def test_describe_flags_match_notebook_parameters():
-    r = _prolab("describe", "--help")
+    r = run_prolab("describe", "--help")
     for flag in ("--dataset", "--backend", "--llm", "--prompt", "--concurrency", "--max_attempts", "--llm_temperature",
                  "--max_tokens", "--repeat_penalty", "--seed", "--base_url", "--api_key_env"):
         assert flag in r.stdout

@@ -3,13 +3,12 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
-from conftest import make_scratch_root, tree_hash
+from conftest import make_scratch_root, run_prolab, tree_hash
 
 from prolab.datasets.example import ExampleDefaults, write_example
 
@@ -29,9 +28,7 @@ def street(tmp_path):
 
 
 def _prolab(*args, cwd=None, check=True):
-    env = {**os.environ, "PROLAB_PROGRESS": "text"}
-    r = subprocess.run([sys.executable, "-m", "prolab", *map(str, args)], capture_output=True, text=True, cwd=cwd,
-                       env=env, timeout=600)
+    r = run_prolab(*args, cwd=cwd, env={"PROLAB_PROGRESS": "text"})   # in process: no exit or kill under test
     if check and r.returncode != 0:
         raise AssertionError(f"prolab {' '.join(map(str, args))} -> rc {r.returncode}\n{r.stdout}\n{r.stderr}")
     return r

@@ -89,3 +89,17 @@ def test_the_private_check_sees_one(tmp_path):
     (pkg / "segment" / "__init__.py").write_text("")
     (pkg / "segment" / "fused.py").write_text("def f():\n    from .losses import _labelled\n")
     assert private_imports(pkg) == ["segment/fused.py:2 imports prolab.segment.losses._labelled"]
+
+
+MAX_LINES = 500
+
+
+def test_no_module_is_longer_than_a_reader_can_hold():
+    """At most MAX_LINES lines a module; a self-contained model file may be longer when its docstring says so."""
+    long = []
+    for f in sorted(PKG.rglob("*.py")):
+        text = f.read_text(encoding="utf-8")
+        doc = ast.get_docstring(ast.parse(text)) or ""
+        if text.count("\n") > MAX_LINES and "self-contained model file" not in doc:
+            long.append(f"{f.relative_to(PKG)}: {text.count(chr(10))} lines")
+    assert long == []
