@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import os
 import re
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
@@ -123,3 +124,27 @@ def unknown_names(given: Iterable[str], known: Iterable[str], what: str, where: 
         close = difflib.get_close_matches(b, known, n=3, cutoff=0.6)
         hints.append(f"{b!r}" + (f" (did you mean {', '.join(map(repr, close))}?)" if close else ""))
     raise ValidationError(f"{where}: unknown {what} {', '.join(hints)}; known: {', '.join(known)}")
+
+
+def check_all(rules: dict[str, Rule], values: dict[str, Any], where: str = "", skip_none: bool = False) -> dict:
+    """Check every value that ``rules`` has a rule for; unknown names are the caller's business."""
+    for name, value in values.items():
+        if name in rules and not (skip_none and value is None):
+            check(name, value, rules[name], where)
+    return values
+
+
+# --- rules several stages share ----------------------------------------------------------------------------------
+
+def _path_like(value: Any) -> str | None:
+    return None if isinstance(value, (str, os.PathLike)) and str(value).strip() else "a path (a non-empty string)"
+
+
+PATHLIKE = Rule(object, nullable=True, accept=_path_like)            # a file or folder, or None (the default)
+PATHLIKE_REQUIRED = Rule(object, accept=_path_like)
+SUFFIX = Rule(str, pattern=r"[^/\\]*\.[A-Za-z0-9]+", pattern_help="a file ending with an extension, e.g. '.jpg' or "
+              "'_label.png'")
+# numpy's and torch's generators take seeds below 2**32 (larger ones fail deep inside them, "Overflow when
+# unpacking long long", naming no flag)
+SEED_MAX = 2**32 - 1
+SEED = Rule(int, min=0, max=SEED_MAX)

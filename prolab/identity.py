@@ -24,6 +24,7 @@ _PACKAGE = Path(__file__).resolve().parent
 TRAINING_CODE = (
     # the network
     "segment/model.py", "segment/backbones.py", "segment/vit_adapter.py", "segment/weights.py",
+    "segment/layers.py",
     # losses and the kernels that compute them (and the fused inference the grid evaluates with)
     "segment/losses.py", "segment/supervision.py", "segment/fused.py", "segment/fused.cpp", "segment/fused_triton.py",
     # the configuration, data, loop, optimiser and checkpoints (a resumed run continues from them)

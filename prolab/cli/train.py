@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import types
+import typing
 
 from .. import defaults
 from .common import help_text, subparser
@@ -51,9 +53,7 @@ def space_warnings(cfg) -> list[str]:
 def add_train(sub: argparse._SubParsersAction) -> None:
     from dataclasses import fields
 
-    from ..train.config import TrainConfig
-
-    from ..train.config import HELP
+    from ..train.config import HELP, TrainConfig
 
     p = subparser(sub, "train", "stage 3: train a segmentation model (property or category supervision)")
     demo = {k: v for k, v in defaults.PRESETS["demo"].items()}
@@ -63,21 +63,27 @@ def add_train(sub: argparse._SubParsersAction) -> None:
                            "paper's ADE20K schedule. Flags you give override it; what it sets is printed at start",
                            "demo"))
     paper = TrainConfig()
+    hints = typing.get_type_hints(TrainConfig)
     for f in fields(TrainConfig):  # one flag per config field, named like the notebook parameters
         fmt = lambda v: " ".join(map(str, v)) if isinstance(v, tuple) else "none" if v is None else str(v)  # noqa
         shown = fmt(getattr(paper, f.name))
         if f.name in demo and fmt(demo[f.name]) != shown:
             shown = f"{fmt(demo[f.name])} with the demo preset, {shown} with paper"
         text = help_text(HELP[f.name], shown)
-        if f.name == "scale":
-            p.add_argument("--scale", type=int, nargs=2, default=None, metavar=("LONG", "SHORT"), help=text)
-        elif f.type in ("bool", bool):
+        hint = hints[f.name]
+        union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+        optional = union and type(None) in typing.get_args(hint)
+        kind = next(t for t in typing.get_args(hint) if t is not type(None)) if union else hint
+        if typing.get_origin(kind) is tuple:       # scale: two integers
+            p.add_argument(f"--{f.name}", type=int, nargs=2, default=None, metavar=("LONG", "SHORT"), help=text)
+        elif kind is bool:
             p.add_argument(f"--{f.name}", type=flag_bool, default=None, metavar="BOOL", help=text)
-        else:
-            kind = {"int": int, "float": float}.get(str(f.type).removesuffix(" | None"), str)
-            if str(f.type).endswith(" | None") and kind is not str:   # "none" = unset: the preset's or the default
+        elif kind in (int, float):
+            if optional:   # "none" = unset: the preset's or the default
                 kind = (lambda base: lambda v: None if v.strip().lower() == "none" else base(v))(kind)
             p.add_argument(f"--{f.name}", type=kind, default=None, help=text)
+        else:
+            p.add_argument(f"--{f.name}", type=str, default=None, help=text)
     p.add_argument("--force", action="store_true",
                    help=help_text("train again even if a finished run with identical inputs exists (it is moved aside)",
                            "off"))

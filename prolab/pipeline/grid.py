@@ -125,6 +125,7 @@ def load_grid(path: str | Path, dataset: str | None = None, splits: list[str] | 
     from ..describe import load_descriptors
     from ..describe.prompts import load_prompt
     from ..properties.build import resolve_n_properties
+    from ..train.config import RULES as TRAIN_RULES
     from ..train.config import TrainConfig
     from ..validation import RULES, Rule, check, unknown_names
 
@@ -175,7 +176,8 @@ def load_grid(path: str | Path, dataset: str | None = None, splits: list[str] | 
     if both:
         raise ValueError(f"{path}: {both} are in both 'vary' and 'cross'; an axis is varied one way")
     for axis in AXES:
-        rule = RULES[AXIS_STAGE[axis]].get(axis) or Rule(AXES[axis])
+        stage = AXIS_STAGE[axis]
+        rule = (TRAIN_RULES if stage == "train" else RULES[stage]).get(axis) or Rule(AXES[axis])
         values = [base[axis]] + list(vary.get(axis, [])) + list(cross.get(axis, []))
         for v in values:
             if v is None and axis in TRAIN_AXES:

@@ -1,7 +1,7 @@
 """The pipeline runner: execute the notebooks in order with papermill, parameters from a YAML config.
 
 Each executed notebook, the resolved config and the environment go to ``results/<run_name>/``. Every parameter
-of every step is checked before anything runs (``prolab.validation.NOTEBOOK_RULES``). The folder is replaced
+of every step is checked before anything runs (``prolab.pipeline.parameters.NOTEBOOK_RULES``). The folder is replaced
 only by a finished run: the run works in ``results/<run_name>/`` (the notebooks are given, record and publish
 paths inside it, and training runs in the cache keep the property space's path), while the last finished run
 waits beside it, copied to ``results/.<run_name>.previous/``; a run that ends in an error puts that copy back,
@@ -20,7 +20,8 @@ from .. import paths
 from ..files import (atomic_write_json, clean_stale_temps, environment_info, read_json, read_yaml_mapping,
                      stable_hash, utc_now)
 from ..redact import redact, redact_obj
-from ..validation import ValidationError, check, fail, notebook_rules, unknown_names
+from ..validation import ValidationError, check, fail, unknown_names
+from .parameters import notebook_rules
 from .runfolder import aside_path, check_run_folder, drop_aside, put_back, set_aside
 
 STEP_KEYS = ("notebook", "parameters")   # what a step of a run config may say
@@ -97,7 +98,7 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Pi
     ``parameters`` that the notebook declares, the step's ``parameters``, then ``overrides`` (``-p``/``-f``)
     for every step that declares them. ``${NN_notebook.output}`` references must name an earlier step and an
     output that notebook declares. Every value is checked against its notebook parameter's rule
-    (``prolab.validation.NOTEBOOK_RULES``): types, ranges, names (datasets, backbones, prompts), files."""
+    (``prolab.pipeline.parameters.NOTEBOOK_RULES``): types, ranges, names (datasets, backbones, prompts), files."""
     from .outputs import REFERENCE, declared_outputs
 
     path = paths.resolve(path)
@@ -206,7 +207,7 @@ def notebook_parameters(notebook: str) -> dict[str, Any]:
 
 def check_parameters(notebook: str, params: dict[str, Any], where: str, from_flags: set[str] | None = None) -> None:
     """Every parameter must exist in the notebook's parameters cell, fit its default's type and pass its rule
-    (``prolab.validation.NOTEBOOK_RULES``); errors are one line naming the notebook (``where``), the parameter,
+    (``prolab.pipeline.parameters.NOTEBOOK_RULES``); errors are one line naming the notebook (``where``), the parameter,
     the value, what it must be and, for a value given by ``-p``/``-f`` (``from_flags``), that it came from there."""
     defaults = notebook_parameters(notebook)
     unknown_names(params, defaults, "parameter", f"{where}")
@@ -218,7 +219,7 @@ def check_parameters(notebook: str, params: dict[str, Any], where: str, from_fla
         rule = rules.get(name)
         if rule is None:  # a parameter added to a notebook without a rule (a test walks the notebooks for these)
             raise ValidationError(f"{at}: {name}: the notebook's parameter has no rule in "
-                                  "prolab.validation.NOTEBOOK_RULES; add one")
+                                  "prolab.pipeline.parameters.NOTEBOOK_RULES; add one")
         d = defaults[name]
         if value is None and not rule.nullable:
             fail(name, value, f"a value (the notebook's default is {d!r}; None is not allowed here)", at)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from .layers import FeatureInfo
 from .weights import load_state_file  # noqa: F401  (also imported from here)
 
 # timm mobilenetv2_100 stages: number of inverted-residual blocks per stage (t, c, n, s table of the paper)
@@ -98,19 +99,6 @@ def pretrained_state(name: str, pretrained: str | bool | None) -> dict[str, torc
 
 
 PYRAMID = (4, 8, 16, 32)          # the strides the decode head expects
-
-
-class FeatureInfo:
-    """The part of timm's ``feature_info`` the model uses: channels and strides of the returned maps."""
-
-    def __init__(self, channels: list[int], reductions: list[int]):
-        self._channels, self._reductions = list(channels), list(reductions)
-
-    def channels(self) -> list[int]:
-        return list(self._channels)
-
-    def reduction(self) -> list[int]:
-        return list(self._reductions)
 
 
 def pyramid_levels(reductions: list[int]) -> tuple[int, ...] | None:

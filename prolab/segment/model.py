@@ -22,6 +22,8 @@ import torch.nn.functional as F
 
 from .. import defaults
 from .backbones import create_backbone
+from .layers import BatchNorm2d, conv_bn_relu  # noqa: F401  (BatchNorm2d: imported from here too)
+from .supervision import SUPERVISIONS, property_class_scores, property_logits  # noqa: F401  (re-exported)
 
 
 def init_classifier(conv: nn.Conv2d, head_init: str = defaults.HEAD_INIT) -> nn.Conv2d:
@@ -43,20 +45,6 @@ def prepare_bank(bank, normalize_bank: bool = defaults.NORMALIZE_BANK) -> torch.
     (the release normalises every row at load, so all properties share the temperature T)."""
     bank = torch.as_tensor(bank, dtype=torch.float32)
     return F.normalize(bank, dim=1) if normalize_bank else bank
-
-
-class BatchNorm2d(nn.BatchNorm2d):
-    """BatchNorm that also trains with one value per channel (batch 1 through the 1x1 pyramid pooling): there it
-    normalises with the running statistics instead of failing. Same parameters and results otherwise."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training and x.shape[0] * x.shape[2] * x.shape[3] == 1:
-            return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
-        return super().forward(x)
-
-
-def conv_bn_relu(cin: int, cout: int, k: int = 3) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, k, padding=k // 2, bias=False), BatchNorm2d(cout), nn.ReLU(inplace=True))
 
 
 class UPerHead(nn.Module):
@@ -119,8 +107,8 @@ class SegModel(nn.Module):
                  defaults: ModelDefaults = ModelDefaults(), name_bank: torch.Tensor | None = None,
                  loss: str = "cos_sigmoid"):
         super().__init__()
-        if mode not in ("property", "category", "name_embedding"):
-            raise ValueError(f"mode must be 'property', 'category' or 'name_embedding', not {mode!r}")
+        if mode not in SUPERVISIONS:
+            raise ValueError(f"mode must be one of {', '.join(map(repr, SUPERVISIONS))}, not {mode!r}")
         if mode == "property" and (bank is None or signatures is None):
             raise ValueError("property mode needs the property bank (K x d) and the signatures (C x K)")
         if mode == "name_embedding" and (name_bank is None or tuple(name_bank.shape)[0] != n_classes):
@@ -176,20 +164,13 @@ class SegModel(nn.Module):
         ``warmup=True`` (property mode) returns C-way logits of the warm-up classifier instead."""
         feats = self.backbone(images)
         x = self.decode(feats)
-        out = {}
-        if self.mode == "category" or warmup:
-            out["logits"] = (self.warmup_classifier if warmup else self.classifier)(x)
-            out["kind"] = "category"
-        elif self.mode == "name_embedding":
-            out["logits"] = self.classifier(x)          # the pixel embedding e (B, d, h, w)
-            out["kind"] = "name_embedding"
-        else:
-            out["logits"] = self.property_head(x, self.classifier)
-            out["kind"] = "property"
+        if warmup:
+            out = {"logits": self.warmup_classifier(x), "kind": "category"}
+        else:   # the supervision's projection: property logits through the bank, the embedding, or class logits
+            out = {"logits": SUPERVISIONS[self.mode].project(self, x, self.classifier), "kind": self.mode}
         if self.aux is not None and self.training and not warmup:  # the warm-up trains the main head only
             a = self.aux(feats[self.defaults.aux_index])
-            out["aux_logits"] = (self.property_head(a, self.aux_classifier) if out["kind"] == "property"
-                                 else self.aux_classifier(a))
+            out["aux_logits"] = SUPERVISIONS[out["kind"]].project(self, a, self.aux_classifier)
         return out
 
     def property_head(self, x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
@@ -201,11 +182,7 @@ class SegModel(nn.Module):
         with the plain ``cos`` loss) and each signature;
         name_embedding mode: cosine between the pixel embedding and each class name's embedding; category mode:
         the logits themselves."""
-        if self.mode == "category":
-            return logits
-        if self.mode == "name_embedding":
-            return torch.einsum("bdhw,cd->bchw", F.normalize(logits, dim=1), self.name_bank)
-        return property_class_scores(logits, self.signatures, self.temperature, self.score)
+        return SUPERVISIONS[self.mode].class_scores(self, logits)
 
     @torch.no_grad()
     def predict_scores(self, images: torch.Tensor, size=None, score_resolution: str = "feature",
@@ -263,27 +240,3 @@ class SegModel(nn.Module):
             if fast is not None:
                 return fast
         return self.class_scores(logits)
-
-
-def property_logits(x: torch.Tensor, conv: nn.Conv2d, bank: torch.Tensor, normalize: bool = False) -> torch.Tensor:
-    """Property logits z = e . E^T from decoder features x, with e = conv(x) the d-dim pixel embedding and E the
-    frozen (K, d) bank. Without L2 normalisation of e, the 1x1 conv and the bank compose into a single K-output
-    1x1 conv (weights E.W, bias E.b): the d-dim map is never built."""
-    if normalize:
-        return torch.einsum("bdhw,kd->bkhw", F.normalize(conv(x), dim=1), bank)
-    w = conv.weight.flatten(1)                                   # (d, channels)
-    weight = (bank @ w).view(bank.shape[0], -1, 1, 1)
-    bias = bank @ conv.bias if conv.bias is not None else None
-    return F.conv2d(x, weight, bias)
-
-
-def property_class_scores(logits: torch.Tensor, signatures: torch.Tensor, temperature: float,
-                          score: str = "sigmoid") -> torch.Tensor:
-    """s_c = cos(sigmoid(z / T), y_c) for every pixel: (B, K, H, W) logits -> (B, C, H, W). ``score="cos"``:
-    s_c = cos(z, y_c), for models trained with the plain cosine loss (the release scores them so)."""
-    if score not in ("sigmoid", "cos"):
-        raise ValueError(f"score must be 'sigmoid' or 'cos', not {score!r}")
-    p = torch.sigmoid(logits / temperature) if score == "sigmoid" else logits
-    p = F.normalize(p, dim=1)
-    y = F.normalize(signatures.to(p.dtype), dim=1)
-    return torch.einsum("bkhw,ck->bchw", p, y)

@@ -48,6 +48,9 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from timm.layers import DropPath, PatchEmbed
+
+from .layers import FeatureInfo, conv_bn_relu
 
 log = logging.getLogger(__name__)
 
@@ -89,22 +92,6 @@ class ViTAdapterDefaults:
     # Drop path on the extractor's ConvFFN branch. Not stated in the paper; set to drop_path_rate (our reading
     # of the release's configs, unverified here). None = use drop_path_rate.
     adapter_drop_path: float | None = None
-
-
-class FeatureInfo:
-    """The part of timm's ``feature_info`` that ``SegModel`` uses."""
-
-    def __init__(self, channels: list[int], reduction: list[int]):
-        self._channels, self._reduction = list(channels), list(reduction)
-
-    def channels(self) -> list[int]:
-        return list(self._channels)
-
-    def reduction(self) -> list[int]:
-        return list(self._reduction)
-
-    def __repr__(self):
-        return f"FeatureInfo(channels={self._channels}, reduction={self._reduction})"
 
 
 # --- multi-scale deformable attention -----------------------------------------------------------------------
@@ -198,24 +185,6 @@ def grid_centres(shapes: list[tuple[int, int]], device=None, dtype=torch.float32
 
 # --- adapter modules -----------------------------------------------------------------------------------------
 
-class DropPath(nn.Module):
-    """Stochastic depth on a residual branch (per sample)."""
-
-    def __init__(self, p: float = 0.0):
-        super().__init__()
-        self.p = p
-
-    def forward(self, x):
-        if not self.training or self.p == 0.0:
-            return x
-        keep = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(1 - self.p)
-        return x * keep / (1 - self.p)
-
-
-def _conv_bn_relu(cin, cout, stride=1):
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
-
-
 class SpatialPriorModule(nn.Module):
     """Convolutional stem -> c1 (stride 4) and c2/c3/c4 (strides 8/16/32), each projected to ``dim``.
 
@@ -224,11 +193,11 @@ class SpatialPriorModule(nn.Module):
 
     def __init__(self, inplanes: int = 64, dim: int = 768, in_chans: int = 3):
         super().__init__()
-        self.stem = nn.Sequential(_conv_bn_relu(in_chans, inplanes, 2), _conv_bn_relu(inplanes, inplanes),
-                                  _conv_bn_relu(inplanes, inplanes), nn.MaxPool2d(3, 2, 1))
-        self.conv2 = _conv_bn_relu(inplanes, 2 * inplanes, 2)
-        self.conv3 = _conv_bn_relu(2 * inplanes, 4 * inplanes, 2)
-        self.conv4 = _conv_bn_relu(4 * inplanes, 4 * inplanes, 2)
+        self.stem = nn.Sequential(conv_bn_relu(in_chans, inplanes, stride=2, norm=nn.BatchNorm2d), conv_bn_relu(inplanes, inplanes, norm=nn.BatchNorm2d),
+                                  conv_bn_relu(inplanes, inplanes, norm=nn.BatchNorm2d), nn.MaxPool2d(3, 2, 1))
+        self.conv2 = conv_bn_relu(inplanes, 2 * inplanes, stride=2, norm=nn.BatchNorm2d)
+        self.conv3 = conv_bn_relu(2 * inplanes, 4 * inplanes, stride=2, norm=nn.BatchNorm2d)
+        self.conv4 = conv_bn_relu(4 * inplanes, 4 * inplanes, stride=2, norm=nn.BatchNorm2d)
         self.fc1 = nn.Conv2d(inplanes, dim, 1)
         self.fc2 = nn.Conv2d(2 * inplanes, dim, 1)
         self.fc3 = nn.Conv2d(4 * inplanes, dim, 1)
@@ -321,17 +290,6 @@ class Interaction(nn.Module):
         return x, c
 
 
-class PatchEmbed(nn.Module):
-    """Non-overlapping patch projection (named ``patch_embed.proj`` as in timm/DeiT)."""
-
-    def __init__(self, patch_size: int, in_chans: int, dim: int):
-        super().__init__()
-        self.proj = nn.Conv2d(in_chans, dim, patch_size, patch_size)
-
-    def forward(self, x):
-        return self.proj(x)
-
-
 # --- the backbone --------------------------------------------------------------------------------------------
 
 class ViTAdapter(nn.Module):
@@ -351,7 +309,8 @@ class ViTAdapter(nn.Module):
         self.interaction_indexes = idx
         D = d.embed_dim
         # ViT body: names as in timm's deit_base_patch16_224 (patch_embed.proj, pos_embed, blocks.N.*)
-        self.patch_embed = PatchEmbed(d.patch_size, d.in_chans, D)
+        # timm's PatchEmbed without a fixed size: a stride-16 conv named patch_embed.proj, as DeiT's
+        self.patch_embed = PatchEmbed(None, d.patch_size, d.in_chans, D, flatten=False)
         self.pretrain_grid = d.pretrain_size // d.patch_size
         self.pos_embed = nn.Parameter(torch.zeros(1, self.pretrain_grid ** 2, D))  # no class-token slot
         dpr = torch.linspace(0, d.drop_path_rate, d.depth).tolist()               # stochastic depth rule

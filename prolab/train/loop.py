@@ -59,7 +59,8 @@ def _train(cfg: TrainConfig, progress: bool, stop_after: int | None, force: bool
                            identity=identity["id"])
     model.to(device)
     held = torch.tensor(unseen_ids(cfg, ds.class_names), dtype=torch.long, device=device)
-    opt = torch.optim.AdamW(param_groups(model, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW(param_groups(model, cfg.lr, cfg.weight_decay, cfg.layer_decay), lr=cfg.lr,
+                            weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda it: lr_factor(it, cfg))  # groups keep their lr scale
     ckpt_path = paths.checkpoint_path(cfg.run_name)
     start, ck = resume(cfg, ckpt_path, model, opt, sched, device)

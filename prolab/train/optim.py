@@ -21,8 +21,9 @@ def _layer_id(name: str, n_layers: int) -> int:
     return 0 if _STEM.match(name) else n_layers + 1
 
 
-def param_groups(model: torch.nn.Module, cfg: TrainConfig) -> list[dict]:
-    """AdamW groups: layer-wise lr decay over backbone stages; no weight decay on norms and biases."""
+def param_groups(model: torch.nn.Module, lr: float, weight_decay: float, layer_decay: float = 1.0) -> list[dict]:
+    """AdamW groups: layer-wise lr decay over backbone stages; no weight decay on norms and biases. The kit's
+    trainer and its mmseg optimiser constructor both build their groups here."""
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     ids = [int(m.group(1)) for n, _ in named if (m := re.search(r"(?:blocks|stages|layers?)[._](\d+)", n))
            and n.startswith("backbone.")]
@@ -30,9 +31,9 @@ def param_groups(model: torch.nn.Module, cfg: TrainConfig) -> list[dict]:
     groups: dict[tuple, dict] = {}
     for n, p in named:
         lid = _layer_id(n, n_layers)
-        scale = cfg.layer_decay ** (n_layers + 1 - lid)
-        wd = 0.0 if p.ndim <= 1 else cfg.weight_decay
-        g = groups.setdefault((lid, wd), {"params": [], "lr_scale": scale, "weight_decay": wd, "lr": cfg.lr * scale})
+        scale = layer_decay ** (n_layers + 1 - lid)
+        wd = 0.0 if p.ndim <= 1 else weight_decay
+        g = groups.setdefault((lid, wd), {"params": [], "lr_scale": scale, "weight_decay": wd, "lr": lr * scale})
         g["params"].append(p)
     return list(groups.values())
 
@@ -43,7 +44,4 @@ def lr_factor(it: int, cfg: TrainConfig) -> float:
     if cfg.warmup_iters and it < cfg.warmup_iters:
         return poly * (1e-6 + (1 - 1e-6) * it / cfg.warmup_iters)
     return poly
-
-
-# --- the run ------------------------------------------------------------------------------------------------
 

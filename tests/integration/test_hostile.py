@@ -361,9 +361,9 @@ def test_every_training_setting_is_checked_so_a_string_is_never_a_truthy_flag():
     from dataclasses import fields
 
     from prolab.train.config import TrainConfig
-    from prolab.validation import RULES
+    from prolab.train.config import RULES
 
-    assert [f.name for f in fields(TrainConfig) if f.name not in RULES["train"]] == []
+    assert [f.name for f in fields(TrainConfig) if f.name not in RULES] == []
     for bad, msg in ((dict(amp="false"), "amp = 'false': must be true or false"),
                      (dict(resume="no"), "resume = 'no': must be true or false"),
                      (dict(img_suffix="jpg"), "img_suffix = 'jpg': must be a file ending"),

@@ -18,7 +18,7 @@ from conftest import make_scratch_root, tree_hash, write_run_config
 
 from prolab import paths
 from prolab.pipeline.runner import PipelineError, load_config, run_pipeline
-from prolab import validation
+from prolab.pipeline import parameters
 from prolab.validation import ValidationError, check
 
 REPO = Path(__file__).resolve().parents[2]
@@ -280,8 +280,8 @@ NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 @pytest.mark.parametrize("nb_file", NOTEBOOKS, ids=lambda p: p.stem)
 def test_every_notebook_parameter_has_a_rule_that_its_default_passes(nb_file):
     params = _assignments(_parameters_cell(nb_file))
-    rules = getattr(validation, "NOTEBOOK_RULES", {}).get(nb_file.stem)
-    assert rules is not None, f"{nb_file.stem} has no rules in prolab.validation.NOTEBOOK_RULES"
+    rules = parameters.NOTEBOOK_RULES.get(nb_file.stem)
+    assert rules is not None, f"{nb_file.stem} has no rules in prolab.pipeline.parameters.NOTEBOOK_RULES"
     assert set(params) == set(rules), (f"{nb_file.stem}: without a rule {sorted(set(params) - set(rules))}, "
                                        f"rules for no parameter {sorted(set(rules) - set(params))}")
     for name, default in params.items():

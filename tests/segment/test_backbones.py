@@ -77,7 +77,7 @@ def test_vit_adapter_layer_decay_spares_the_adapter():
     cfg = TrainConfig.preset("paper", backbone="vit_adapter_base", pretrained="none", mode="category",
                              layer_decay=0.95, channels=16)
     model, _ = build_model(cfg, ["a", "b", "c"])
-    groups = param_groups(model, cfg)
+    groups = param_groups(model, cfg.lr, cfg.weight_decay, cfg.layer_decay)
     lr_of = {id(p): g["lr"] for g in groups for p in g["params"]}
     named = dict(model.named_parameters())
     head = [n for n in named if not n.startswith("backbone.")]

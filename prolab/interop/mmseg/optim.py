@@ -1,9 +1,7 @@
 """The kit's parameter groups in mmengine: layer-wise lr decay over the backbone's layers (0.95 over the 12 ViT
 layers in the paper; the ViT-Adapter's own modules get the head's rate) and no weight decay on norms and
-biases, from ``segment.train.param_groups``, the same function the kit's trainer uses."""
+biases, from ``train.optim.param_groups``, the same function the kit's trainer uses."""
 from __future__ import annotations
-
-from types import SimpleNamespace
 
 from mmengine.model import is_model_wrapper
 from mmengine.optim import DefaultOptimWrapperConstructor
@@ -25,8 +23,7 @@ class ProLabOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         layer_decay = float((self.paramwise_cfg or {}).get("layer_decay", 1.0))
         if not 0 < layer_decay <= 1:
             raise ValueError(f"paramwise_cfg.layer_decay must be in (0, 1], not {layer_decay}")
-        groups = param_groups(model, SimpleNamespace(layer_decay=layer_decay, lr=float(opt["lr"]),
-                                                     weight_decay=float(opt.get("weight_decay", 0.0))))
+        groups = param_groups(model, float(opt["lr"]), float(opt.get("weight_decay", 0.0)), layer_decay)
         for g in groups:
             g.pop("lr_scale", None)
         opt["params"] = groups
