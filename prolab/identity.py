@@ -45,6 +45,7 @@ NOT_TRAINING = ("segment/__init__.py", "train/__init__.py", "evaluate/__init__.p
                 "datasets/example.py", "datasets/sample.py", "datasets/variants.py")
 CLASSIFIED = TRAINING_CODE + NOT_TRAINING
 SUFFIXES = (".py", ".json", ".cpp", ".h", ".cu")
+DISPLAY_ONLY = (".palette.json",)   # the classes' colours in figures: nothing a run or a row computes reads them
 
 
 def _files(parts: tuple[str, ...]) -> list[Path]:
@@ -56,7 +57,8 @@ def _files(parts: tuple[str, ...]) -> list[Path]:
         if r.is_file():
             files.add(r)
         else:
-            files |= {f for f in r.rglob("*") if f.suffix in SUFFIXES and "__pycache__" not in f.parts}
+            files |= {f for f in r.rglob("*") if f.suffix in SUFFIXES and "__pycache__" not in f.parts
+                      and not f.name.endswith(DISPLAY_ONLY)}
     return sorted(files)
 
 

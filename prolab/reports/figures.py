@@ -37,13 +37,14 @@ def descriptions_per_class(descriptions: dict[str, list[str]], title: str = "", 
 
 
 def word_length_histogram(groups: dict[str, dict[str, list[str]]], title: str = "Words per description"):
-    """Overlaid histograms of description lengths, one per group (e.g. per prompt)."""
+    """Histograms of description lengths, one per group (e.g. per prompt), drawn as outlines (steps) so that
+    overlapping groups stay readable."""
     fig, ax = plt.subplots(figsize=(6, 3.2))
     lengths = {g: [len(d.split()) for ds in descs.values() for d in ds] for g, descs in groups.items()}
     top = max([max(v, default=1) for v in lengths.values()] + [1])
     bins = range(1, top + 2)
     for g, v in lengths.items():
-        ax.hist(v, bins=bins, alpha=0.55, label=f"{g} (n={len(v)})")
+        ax.hist(v, bins=bins, histtype="step", linewidth=1.8, label=f"{g} (n={len(v)})")
     ax.set_xlabel("words")
     ax.set_ylabel("descriptions")
     ax.set_title(title)
@@ -90,17 +91,24 @@ def property_histograms(signatures):
     return fig
 
 
+MARKERS = "os^DvPX*"
+
+
 def _distinct_colours(n: int):
-    """n colours that can be told apart: tab10 / tab20 up to 20, then n evenly spaced hues of 'hsv'."""
+    """n colours for lines and bars: tab10 up to 10, then tab10 repeated (pair them with ``_styles``' markers
+    where points must stay apart)."""
     import numpy as np
 
-    if n <= 10:
-        return np.asarray(plt.get_cmap("tab10").colors[:max(n, 1)])
-    if n <= 20:
-        return np.asarray(plt.get_cmap("tab20").colors[:n])
-    colours = plt.get_cmap("hsv")(np.linspace(0, 1, n, endpoint=False))[:, :3]
-    colours[1::2] *= 0.6  # neighbouring hues alternate bright and dark, so they stay apart
-    return colours
+    base = np.asarray(plt.get_cmap("tab10").colors)
+    return base[np.arange(max(n, 1)) % 10][:max(n, 1)]
+
+
+def _styles(n: int) -> list[tuple]:
+    """n (colour, marker) pairs that stay distinct for many groups: tab10's ten colours (chosen to be told
+    apart, also with common colour-vision deficiencies) crossed with marker shapes, ten groups per shape, up to
+    80. Evenly spaced hues, the usual fallback, make neighbouring groups look alike beyond about 12."""
+    colours = _distinct_colours(n)
+    return [(colours[i], MARKERS[(i // 10) % len(MARKERS)]) for i in range(n)]
 
 
 def _readable_subset(xy, n: int, width: float = 0.36, height: float = 0.045, flip_at: float = 0.65,
@@ -127,8 +135,8 @@ def description_map(xy, labels, texts=None, class_of=None, annotate: int = 0,
                     color_by: str = "property", max_label_chars: int = 36):
     """2-D scatter of descriptions.
 
-    ``color_by``: ``"property"`` (one colour per property: tab10/tab20 up to 20 properties, evenly spaced hues
-    beyond), ``"class"`` (one colour per class, with a legend up to 20 classes; needs ``class_of``) or
+    ``color_by``: ``"property"`` (one colour and marker per property: ``_styles``), ``"class"`` (one colour and
+    marker per class, with a legend up to 40 classes; needs ``class_of``) or
     ``"both"`` (the two side by side). In the property panel each property's index is written at the median
     of its points (up to 40 properties). ``annotate`` is the most descriptions to label; only labels that do
     not overlap are drawn. ``projection`` ("pca", "tsne") names the axes.
@@ -147,9 +155,13 @@ def description_map(xy, labels, texts=None, class_of=None, annotate: int = 0,
     for ax, panel in zip(axes[0], panels):
         if panel == "property":
             ids = sorted(set(labels.tolist()))
-            colours = _distinct_colours(len(ids))
+            styles = _styles(len(ids))
+            colours = [c for c, _ in styles]
             index = {k: i for i, k in enumerate(ids)}
-            ax.scatter(xy[:, 0], xy[:, 1], c=colours[[index[k] for k in labels]], s=14, alpha=0.85, lw=0)
+            for k in ids:
+                m = labels == k
+                ax.scatter(xy[m, 0], xy[m, 1], color=styles[index[k]][0], marker=styles[index[k]][1], s=16,
+                           alpha=0.85, lw=0)
             if len(ids) <= 40:
                 span = np.where(np.ptp(xy, axis=0) > 0, np.ptp(xy, axis=0), 1.0)
                 placed: list = []
@@ -163,12 +175,13 @@ def description_map(xy, labels, texts=None, class_of=None, annotate: int = 0,
             ax.set_title(title if len(panels) == 1 else f"coloured by property (K = {len(ids)})", fontsize=10)
         else:
             names = list(dict.fromkeys(class_of))
-            colours = _distinct_colours(len(names))
+            styles = _styles(len(names))
             index = {c: i for i, c in enumerate(names)}
             for c in names:
                 m = np.array([x == c for x in class_of])
-                ax.scatter(xy[m, 0], xy[m, 1], color=colours[index[c]], s=14, alpha=0.85, lw=0, label=c)
-            if len(names) <= 20:
+                ax.scatter(xy[m, 0], xy[m, 1], color=styles[index[c]][0], marker=styles[index[c]][1], s=16,
+                           alpha=0.85, lw=0, label=c)
+            if len(names) <= 40:
                 ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7, frameon=False,
                           markerscale=1.5, title="class", title_fontsize=8)
             ax.set_title(title if len(panels) == 1 else f"coloured by class ({len(names)} classes)", fontsize=10)
@@ -292,8 +305,10 @@ def prediction_grid(images, labels, predictions: dict, palette, ignore_index: in
                 axes[r, c].set_title(name, fontsize=9)
     if class_names:
         ids = sorted(i for i in shown if i != ignore_index and i < len(class_names))
-        handles = [Patch(color=pal[i] / 255.0, label=class_names[i]) for i in ids]
-        handles.append(Patch(color="black", label="ignored (255)"))
+        # an edge on every swatch: a white class (snow) must not vanish into the page
+        handles = [Patch(facecolor=pal[i] / 255.0, edgecolor="0.35", linewidth=0.6, label=class_names[i])
+                   for i in ids]
+        handles.append(Patch(facecolor="black", edgecolor="0.35", linewidth=0.6, label="ignored (255)"))
         fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False)
     fig.tight_layout()
     return fig

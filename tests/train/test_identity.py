@@ -43,12 +43,17 @@ def _copy(tmp_path, monkeypatch) -> Path:
 
 @pytest.mark.parametrize("path,changes", [("segment/fused.cpp", True), ("segment/model.py", True),
                                           ("analysis/explain.py", False), ("presets.py", False),
-                                          ("datasets/example.py", False)])
+                                          ("datasets/example.py", False),
+                                          ("datasets/classlists/synthetic_outdoor.json", True),
+                                          ("datasets/classlists/synthetic_outdoor.palette.json", False)])
 def test_editing_a_file_changes_the_training_hash_only_if_it_computes(tmp_path, monkeypatch, path, changes):
     pkg = _copy(tmp_path, monkeypatch)
     before = identity.code_hash(*identity.TRAINING_CODE)
     f = pkg / path
-    f.write_text(f.read_text() + ("\nstatic int edited = 1;\n" if f.suffix == ".cpp" else "\nEDITED = 1\n"))
+    if f.suffix == ".json":
+        f.write_text(f.read_text().replace("[", "[[0, 0, 0], ", 1))   # one more (valid) entry
+    else:
+        f.write_text(f.read_text() + ("\nstatic int edited = 1;\n" if f.suffix == ".cpp" else "\nEDITED = 1\n"))
     assert (identity.code_hash(*identity.TRAINING_CODE) != before) is changes
 
 
