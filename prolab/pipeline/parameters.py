@@ -26,7 +26,7 @@ def _one_line(e: BaseException) -> str:
 def _resolve(value: str) -> Path:
     """A path parameter as the notebooks and the CLI read it: ``~`` and ``$VARS`` expanded, relative to the
     repository root."""
-    from . import paths
+    from .. import paths
 
     p = Path(os.path.expandvars(value)).expanduser()
     return p if p.is_absolute() else paths.resolve(p)
@@ -36,8 +36,8 @@ def _dataset_check(class_lists: bool) -> Callable[[Any], str | None]:
     """A dataset parameter: a registered dataset, an existing dataset YAML (read and checked now), or, where the
     notebook takes one (``class_lists``), an existing class-list file (.txt/.json)."""
     def accept(value: str) -> str | None:
-        from .datasets import DATASETS
-        from .datasets.spec import is_spec_path, load_spec
+        from ..datasets import DATASETS
+        from ..datasets.spec import is_spec_path, load_spec
 
         names = ", ".join(DATASETS)
         if value in DATASETS:
@@ -101,7 +101,7 @@ def _pretrained(value: str) -> str | None:
 
 
 def _prompt_missing(name: str) -> bool:
-    from . import paths
+    from .. import paths
 
     if Path(name).suffix.lower() in (".yaml", ".yml"):
         return not (_resolve(name).is_file() or Path(name).expanduser().is_file())
@@ -112,7 +112,7 @@ def _prompt_missing(name: str) -> bool:
 
 
 def _prompts_help() -> str:
-    from . import paths
+    from .. import paths
 
     known = sorted(f.stem for f in paths.prompts_dir().glob("*.yaml"))
     return f"a prompt in descriptors/prompts/ ({', '.join(known)}) or a prompt YAML file"
