@@ -1,0 +1,26 @@
+"""Notebook 06's confusion views: where a class's pixels went."""
+import numpy as np
+
+from prolab.evaluate.metrics import EvalResult, metrics_from_confusion
+from prolab.reports.figures import confusion_matrices, top_confusions
+
+
+def _result():
+    names = ["road", "sidewalk", "sky"]
+    cm = np.array([[80, 20, 0], [40, 60, 0], [0, 0, 100]])
+    return EvalResult(metrics_from_confusion(cm, names), cm, names, 1)
+
+
+def test_top_confusions_are_shares_of_the_true_class():
+    t = top_confusions(_result(), top=3)
+    assert t.iloc[0].tolist() == ["sidewalk", "road", 40.0]
+    assert t.iloc[1].tolist() == ["road", "sidewalk", 20.0]
+    assert len(t) == 2            # nothing else is confused: zero shares are not listed
+
+
+def test_the_figure_has_one_panel_per_run_with_rows_normalised():
+    fig = confusion_matrices({"a": _result(), "b": _result()})
+    panels = [ax for ax in fig.axes if ax.get_title() in ("a", "b")]
+    assert len(panels) == 2
+    shown = panels[0].images[0].get_array()
+    assert np.allclose(np.asarray(shown).sum(1), 1.0)
