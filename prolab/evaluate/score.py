@@ -89,12 +89,17 @@ def split_image(run_name: str, index: int, split: str = "val"):
     return img, lab.astype(np.int64), x
 
 
-def find_example(run_name: str, class_name: str, split: str = "val", start: int = 0) -> tuple[int, tuple[int, int]]:
-    """The first image (from ``start``) whose labels contain ``class_name``, and a pixel well inside that class
-    (the one farthest from the class's border), to explain."""
+def find_example(run_name: str, class_name: str, split: str = "val", start: int = 0,
+                 correct: bool = True) -> tuple[int, tuple[int, int]]:
+    """A showcase pixel chosen by rule, not by accident: the first image (from ``start``) holding 16 or more
+    pixels of ``class_name`` where the run predicts the class correctly at some of them (``correct=False``:
+    misses it at some of them), and among those pixels the one farthest from the class's border. So an
+    explanation shows a success when it says so, and a failure is shown as one."""
     from scipy.ndimage import distance_transform_edt
 
-    _, cfg, names = load_trained(run_name)
+    from .inference import predict_labels
+
+    model, cfg, names = load_trained(run_name)
     if class_name not in names:
         raise ValueError(f"focus_class = {class_name!r} is not a class of {cfg.dataset} ({', '.join(names)})")
     ds = eval_split(cfg, split)
@@ -102,8 +107,15 @@ def find_example(run_name: str, class_name: str, split: str = "val", start: int 
     for i in range(start, len(ds)):
         _, lab = ds.load(i)
         mask = lab == c
-        if mask.sum() >= 16:
-            depth = distance_transform_edt(mask)
+        if mask.sum() < 16:
+            continue
+        x, _ = ds[i]
+        pred = predict_labels(model, x, lab.shape).cpu().numpy()
+        chosen = mask & ((pred == c) if correct else (pred != c))
+        if chosen.any():
+            depth = np.where(chosen, distance_transform_edt(mask), -1.0)
             r, col = np.unravel_index(int(depth.argmax()), depth.shape)
             return i, (int(r), int(col))
-    raise ValueError(f"no {split} image of {cfg.dataset} from index {start} holds 16 or more pixels of {class_name!r}")
+    what = "predicted correctly" if correct else "missed"
+    raise ValueError(f"no {split} image of {cfg.dataset} from index {start} holds 16 or more pixels of "
+                     f"{class_name!r} with one {what} by run {run_name!r}")

@@ -361,10 +361,11 @@ def _short(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def property_activation_maps(image, maps, names, width: int = 24, max_lines: int = 3):
+def property_activation_maps(image, maps, names, width: int = 24, max_lines: int = 3, pixel=None):
     """The image, then one heatmap per property (activation p_k, 0 to 1, one shared colour bar) titled with the
     property name wrapped to ``width`` characters (at most ``max_lines`` lines). ``maps``, ``names``: what
-    ``analysis.explain.property_maps`` returns. Axes: image + one per map + the colour bar."""
+    ``analysis.explain.property_maps`` returns; ``pixel`` (row, col), if given, is marked with a cross on every
+    panel. Axes: image + one per map + the colour bar."""
     import textwrap
 
     if len(maps) != len(names):
@@ -384,6 +385,9 @@ def property_activation_maps(image, maps, names, width: int = 24, max_lines: int
     for ax in axes:
         ax.set_xticks([])
         ax.set_yticks([])
+        if pixel is not None:   # white under black: visible on dark and bright pixels
+            ax.plot(pixel[1], pixel[0], marker="x", color="white", markersize=10, mew=3.5)
+            ax.plot(pixel[1], pixel[0], marker="x", color="black", markersize=9, mew=1.5)
     fig.tight_layout()
     if im is not None:
         fig.colorbar(im, ax=list(axes), shrink=0.8, label="activation $p_k$")
