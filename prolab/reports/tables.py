@@ -333,6 +333,21 @@ def grid_iterations(meta: dict) -> int:
     return TrainConfig.demo(**train).iters
 
 
+def grid_provenance(folder) -> str:
+    """Where a notebook's grid numbers come from: a committed grid folder, made by ``prolab grid`` beforehand,
+    not by the notebook. One line: the folder, its config, its runs and seeds, and the CPU time its training
+    took (``train_seconds``), so a student knows what re-making it costs."""
+    from .. import paths
+
+    runs, _, meta = load_grid_results(folder)
+    seconds = float(runs["train_seconds"].sum()) if "train_seconds" in runs else float("nan")
+    env = meta.get("environment") or {}
+    return (f"read from {paths.portable(paths.resolve(folder))} (made by `prolab grid --config configs/"
+            f"{meta.get('source', '?')}`, not by this notebook): {len(runs)} runs, seeds {meta.get('seeds', '?')}, "
+            f"{seconds / 3600:.1f} hours of training on {env.get('cpu_count', '?')} CPU cores "
+            f"({env.get('torch_threads', '?')} torch thread(s) per run)")
+
+
 def describe_grid(runs: pd.DataFrame, meta: dict) -> str:
     """One paragraph: how many runs, on what, for how many iterations, against which paper setting."""
     keys = ["axis"] + [c for c in TITLES if c in runs.columns]

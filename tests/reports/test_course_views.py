@@ -1,4 +1,4 @@
-"""Notebook 06's confusion views: where a class's pixels went."""
+"""Notebook 06's confusion views (where a class's pixels went) and where 07 and 08's grid numbers come from."""
 import numpy as np
 
 from prolab.evaluate.metrics import EvalResult, metrics_from_confusion
@@ -24,3 +24,11 @@ def test_the_figure_has_one_panel_per_run_with_rows_normalised():
     assert len(panels) == 2
     shown = panels[0].images[0].get_array()
     assert np.allclose(np.asarray(shown).sum(1), 1.0)
+
+
+def test_a_grid_says_where_it_came_from_and_what_it_cost():
+    from prolab.reports.tables import grid_provenance
+
+    line = grid_provenance("results/budget_grid")
+    assert line.startswith("read from results/budget_grid (made by `prolab grid --config configs/grid_budget.yaml`")
+    assert "hours of training" in line and "runs" in line
