@@ -103,7 +103,7 @@ def main(argv=None) -> int:
 
 
 def load_label_sets(folder: str = "results/label_sets") -> pd.DataFrame:
-    """The runs.csv the experiment wrote (notebook 08)."""
+    """The runs.csv the experiment wrote (notebook 13)."""
     f = paths.resolve(folder) / "runs.csv"
     if not f.exists():
         raise FileNotFoundError(f"{f} not found: run `python -m prolab.analysis.label_sets` first")

@@ -113,7 +113,8 @@ def find_example(run_name: str, class_name: str, split: str = "val", start: int 
         pred = predict_labels(model, x, lab.shape).cpu().numpy()
         chosen = mask & ((pred == c) if correct else (pred != c))
         if chosen.any():
-            depth = np.where(chosen, distance_transform_edt(mask), -1.0)
+            # padded: the image's edge counts as the class's border, so the pixel is inside the picture too
+            depth = np.where(chosen, distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1], -1.0)
             r, col = np.unravel_index(int(depth.argmax()), depth.shape)
             return i, (int(r), int(col))
     what = "predicted correctly" if correct else "missed"

@@ -151,6 +151,22 @@ _RUN_NAMES = Rule(list, item=str, min_length=1)
 _TOY_CLASSES = ("sky", "grass", "road", "water", "car")              # notebook 00's toy scene
 _TOY_SENTENCES = 15                                                 # its 5 classes x 3 descriptions
 
+_WHAT_PROPERTIES_BUY: dict[str, Rule] = {
+    "run_names": _RUN_NAMES,
+    "split": RULES["evaluate"]["split"],
+    "focus_class": Rule(str),
+    "show_properties": Rule(int, min=1, max=64),
+    "why_not_class": Rule(str),
+    "new_classes_file": Rule(str, accept=_existing("file", "an existing class-list file (.txt/.json)")),
+    "backend": RULES["describe"]["backend"],
+    "unseen_grid": Rule(str, accept=_existing("folder", "a grid's results folder")),
+    "budget_grid": Rule(str, accept=_existing("folder", "a grid's results folder")),
+    "settings_grid": Rule(str, accept=_existing("folder", "a grid's results folder")),
+    "label_sets": Rule(str, accept=_existing("folder", "the label-set results folder (results/label_sets)")),
+    "n_drop": Rule(int, min=1, max=10_000),
+    "limit": Rule(int, min=1, nullable=True),
+}
+
 NOTEBOOK_RULES: dict[str, dict[str, Rule]] = {
     "00_prolab_in_60_lines": {
         "n_properties": Rule(int, min=1, max=_TOY_SENTENCES),       # K-Means needs a description per cluster
@@ -230,21 +246,14 @@ NOTEBOOK_RULES: dict[str, dict[str, Rule]] = {
         "grid": Rule(str, accept=_existing("folder", "a grid's results folder (runs.csv, curves.csv, grid.json)")),
         "write": Rule(bool),
     },
-    "08_what_properties_buy": {
-        "run_names": _RUN_NAMES,
-        "split": RULES["evaluate"]["split"],
-        "focus_class": Rule(str),
-        "show_properties": Rule(int, min=1, max=64),
-        "why_not_class": Rule(str),
-        "new_classes_file": Rule(str, accept=_existing("file", "an existing class-list file (.txt/.json)")),
-        "backend": RULES["describe"]["backend"],
-        "unseen_grid": Rule(str, accept=_existing("folder", "a grid's results folder")),
-        "budget_grid": Rule(str, accept=_existing("folder", "a grid's results folder")),
-        "settings_grid": Rule(str, accept=_existing("folder", "a grid's results folder")),
-        "label_sets": Rule(str, accept=_existing("folder", "the label-set results folder (results/label_sets)")),
-        "n_drop": Rule(int, min=1, max=10_000),
-        "limit": Rule(int, min=1, nullable=True),
-    },
+    # notebooks 08-13, what properties buy: one question each (the rules they share are written once, above them)
+    **{nb: {k: _WHAT_PROPERTIES_BUY[k] for k in names} for nb, names in (
+        ("08_explanations", ("run_names", "split", "focus_class", "show_properties", "why_not_class")),
+        ("09_unseen_classes", ("run_names", "split", "unseen_grid")),
+        ("10_new_classes", ("run_names", "split", "focus_class", "new_classes_file", "backend")),
+        ("11_training_length_and_settings", ("budget_grid", "settings_grid")),
+        ("12_learnability", ("run_names", "split", "n_drop", "limit")),
+        ("13_label_sets", ("label_sets",)))},
 }
 
 

@@ -402,7 +402,7 @@ def contribution_bars(explanation, top: int = 10, max_label_chars: int = 40):
 
     e = explanation
     a, b = e.contribution(e.predicted), e.contribution(e.rival)
-    ks = np.flatnonzero(np.maximum(np.abs(a), np.abs(b)) > 0)
+    ks = np.flatnonzero(np.maximum(np.abs(a), np.abs(b)) > 1e-3)   # a row without a visible bar says nothing
     ks = ks[np.argsort(-np.maximum(np.abs(a[ks]), np.abs(b[ks])), kind="stable")][:top]
     rows = np.arange(len(ks))
     fig, ax = plt.subplots(figsize=(7.5, 1.2 + 0.38 * max(len(ks), 1)))

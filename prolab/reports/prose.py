@@ -4,7 +4,8 @@ when the data, the descriptor files or the grids change).
 
 A *figure* is a number in markdown prose, outside inline code, fenced code and LaTeX math (a setting a student
 types, ``iters=200``, is code; ``p(1-p) <= 0.25`` is mathematics). Allowed without question: integers up to 10
-(counts, list numbering, small exercise values), notebook numbers (``05``), years. Every other figure must be a
+(counts, list numbering, small exercise values), notebook numbers (``05``; ``11`` where it names a notebook:
+"notebook 11", "notebooks 08 to 13", a title "# 11 ·"), years. Every other figure must be a
 numeric literal of ``prolab/paper.py`` (the paper's numbers), ``prolab/defaults.py`` or ``prolab/presets.py``
 (the kit's constants and presets), a default of a stage's settings (the ``*Defaults`` dataclasses, the LLM's
 ``GenerationParams``, ``TrainConfig``), a value a committed config sets (``configs/*.yaml``: the grids' axes), or
@@ -86,6 +87,11 @@ def allowed_values() -> set[float]:
             | _setting_defaults() | _config_values() | set(map(float, CONSTANTS)))
 
 
+def _names_a_notebook(prose: str, m: re.Match) -> bool:
+    before, after = prose[max(0, m.start() - 24):m.start()], prose[m.end():m.end() + 3]
+    return bool(re.search(r"otebooks?\s+(\d\d\s*(to|and|-)\s*)?$", before) or re.match(r"\s*·", after))
+
+
 def figures(text: str, allowed: set[float] | None = None) -> list[str]:
     """The figures of a markdown text that are neither trivially allowed nor constants (see the module doc)."""
     allowed = allowed_values() if allowed is None else allowed
@@ -94,6 +100,8 @@ def figures(text: str, allowed: set[float] | None = None) -> list[str]:
     for m in _NUMBER.finditer(prose):
         token, v = m.group(1), float(m.group(1))
         if re.fullmatch(r"0\d", token) or (v.is_integer() and (v <= 10 or 1900 <= v <= 2099)) or v in allowed:
+            continue
+        if re.fullmatch(r"\d\d", token) and _names_a_notebook(prose, m):
             continue
         out.append(f"{token} in '...{' '.join(prose[max(0, m.start() - 50):m.end() + 30].split())}...'")
     return out

@@ -1,4 +1,4 @@
-"""Tables and figures of the grids behind notebook 08: the unseen-class protocol (``configs/grid_unseen.yaml``)
+"""Tables and figures of the grids behind notebooks 09 and 11: the unseen-class protocol (``configs/grid_unseen.yaml``)
 the training budget (``configs/grid_budget.yaml``) and the property-supervision settings
 (``configs/grid_settings.yaml``), mean ± std over seeds straight from their runs.csv."""
 from __future__ import annotations

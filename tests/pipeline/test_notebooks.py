@@ -1,5 +1,6 @@
 """Notebooks 01 and 02 executed end to end by papermill with tiny parameters."""
 import json
+from pathlib import Path
 
 import papermill as pm
 import pytest
@@ -188,38 +189,76 @@ def test_07_tables_from_csv_only(repo, tmp_path):
     assert (g / "tables.md").exists() and (g / "tables" / "mode.csv").exists()
 
 
-def test_08_what_properties_buy(repo, tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def what_properties_buy(tmp_path_factory):
+    """Notebooks 08-13's inputs, made once: notebook 05's tiny runs (in a module cache) and small grid folders."""
     import pandas as pd
 
-    monkeypatch.setenv("PROLAB_CACHE", str(tmp_path / "cache"))
+    tmp = tmp_path_factory.mktemp("what_properties_buy")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("PROLAB_CACHE", str(tmp / "cache"))
     tiny = dict(iters=3, batch_size=2, crop_size=64, channels=16, run_prefix="e")
-    _run(repo, "05_train_segmentation.ipynb", tmp_path / "05.ipynb", **tiny)
+    _run(Path(__file__).resolve().parents[2], "05_train_segmentation.ipynb", tmp / "05.ipynb", **tiny)
     grids = {}
-    for name, extra in (("unseen", {}), ("budget", {})):
-        g = tmp_path / name
+    for name in ("unseen", "budget"):
+        g = tmp / name
         g.mkdir()
         rows = [{"mode": m, "iters": it, "seed": s, "mIoU": 40.0 + s + (it == 300) * 3 - (m == "category"),
                  "seen_mIoU": 45.0 + s, "unseen_mIoU": 0.0, "HM": 0.0, "cal_seen_mIoU": 40.0,
-                 "cal_unseen_mIoU": 5.0 + s, "cal_HM": 9.0, "gamma": 0.05}
+                 "cal_unseen_mIoU": 5.0 + s, "cal_HM": 9.0, "gamma": 0.05, "train_seconds": 1.0}
                 for m in ("property", "category", "name_embedding") for it in (100, 300) for s in (0, 1)]
         pd.DataFrame(rows).to_csv(g / "runs.csv", index=False)
-        (g / "grid.json").write_text(json.dumps({"name": name}))
+        (g / "grid.json").write_text(json.dumps({"name": name, "source": f"grid_{name}.yaml"}))
         grids[name] = str(g)
-    ls = tmp_path / "label_sets"
+    ls = tmp / "label_sets"
     ls.mkdir()
     pd.DataFrame([{"seed": 0, "trained_on": t, "scored_on": o, "how": h, "mIoU": m} for t, o, h, m in (
         ("fine", "fine", "its own signatures", 50.0),
         ("fine", "coarse", "joint space: coarse signatures, no retraining", 41.5),
         ("fine", "coarse", "fine prediction mapped by the known class map", 55.0),
         ("coarse", "coarse", "trained on the coarse labels", 52.0))]).to_csv(ls / "runs.csv", index=False)
+    yield {"tmp": tmp, "runs": ["e-property", "e-category"], "grids": grids, "label_sets": str(ls)}
+    mp.undo()
+
+
+def _what(repo, env, name, **params):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PROLAB_CACHE", str(env["tmp"] / "cache"))
+        return json.dumps(_run(repo, f"{name}.ipynb", env["tmp"] / f"{name}.ipynb", **params), ensure_ascii=False)
+
+
+def test_08_explanations(repo, what_properties_buy):
+    text = _what(repo, what_properties_buy, "08_explanations", run_names=what_properties_buy["runs"])
+    assert text.count("image/png") >= 2                                   # activation maps, contribution bars
+    assert "why not 'bus'?" in text and "the contributions sum to it exactly" in text
+
+
+def test_09_unseen_classes(repo, what_properties_buy):
+    text = _what(repo, what_properties_buy, "09_unseen_classes", run_names=what_properties_buy["runs"],
+                 unseen_grid=what_properties_buy["grids"]["unseen"])
+    assert "Calibrated stacking on that run" in text and "verdict:" in text and "image/png" in text
+
+
+def test_10_new_classes(repo, what_properties_buy):
     before = {f: f.read_bytes() for f in (repo / "descriptors").rglob("*") if f.is_file()}
-    nb = _run(repo, "08_what_properties_buy.ipynb", tmp_path / "08.ipynb", run_names=["e-property", "e-category"],
-              unseen_grid=grids["unseen"], budget_grid=grids["budget"], label_sets=str(ls), limit=3, n_drop=1)
-    text = json.dumps(nb, ensure_ascii=False)
-    assert text.count("image/png") >= 5                                   # maps, bars, calibration, scores, budget
-    assert "why not 'bus'?" in text and "vehicle:" in text and "lorry:" in text
-    assert "Budget sweep, property - category mIoU: 100 iters +1.00, 300 iters +1.00" in text
-    assert "e-property-pruned: trained iterations 0->3" in text
-    assert "fine model through the coarse signatures 41.50, through the known class map 55.00" in text
+    text = _what(repo, what_properties_buy, "10_new_classes", run_names=what_properties_buy["runs"])
+    assert "vehicle:" in text and "lorry:" in text and "the new classes score" in text
     after = {f: f.read_bytes() for f in (repo / "descriptors").rglob("*") if f.is_file()}
     assert after == before                                               # it wrote to the cache, not descriptors/
+
+
+def test_11_training_length_and_settings(repo, what_properties_buy):
+    text = _what(repo, what_properties_buy, "11_training_length_and_settings",
+                 budget_grid=what_properties_buy["grids"]["budget"])
+    assert "Budget sweep, property - category mIoU: 100 iters +1.00, 300 iters +1.00" in text
+
+
+def test_12_learnability(repo, what_properties_buy):
+    text = _what(repo, what_properties_buy, "12_learnability", run_names=what_properties_buy["runs"], limit=3,
+                 n_drop=1)
+    assert "e-property-pruned: trained iterations 0->3" in text and "Dropping the 1 least learnable" in text
+
+
+def test_13_label_sets(repo, what_properties_buy):
+    text = _what(repo, what_properties_buy, "13_label_sets", label_sets=what_properties_buy["label_sets"])
+    assert "fine model through the coarse signatures 41.50, through the known class map 55.00" in text

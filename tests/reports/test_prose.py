@@ -20,5 +20,7 @@ def test_the_check_finds_a_measurement_and_lets_constants_code_and_math_pass():
     assert [f.split()[0] for f in found] == ["144", "4.5", "0.93"]
     # the paper's K and T, the ignore label, small counts, notebook numbers, a year, code and mathematics
     assert figures("K = 256 and T = 0.04 (notebook 05, Chao et al., 2016), 3 seeds, label 255") == []
+    assert figures("# 11 · Training length. Notebooks 08 to 13 ask; notebook 12 drops") == []
+    assert [f.split()[0] for f in figures("11 runs of notebook 12")] == ["11"]
     assert figures("set `iters=250` and read $p(1-p) < 0.018$ and $$x = 0.123$$") == []
     assert all(isinstance(v, str) and v for v in CONSTANTS.values())   # every allowed constant says why

@@ -1,4 +1,4 @@
-"""Notebook 08's grid tables: the unseen-class protocol and the training budget, from runs.csv rows."""
+"""Notebooks 09 and 11's grid tables: the unseen-class protocol and the training budget, from runs.csv rows."""
 import json
 
 import matplotlib
