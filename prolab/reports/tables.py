@@ -264,7 +264,8 @@ def plot_axis(runs: pd.DataFrame, axis: str, metric: str = "mIoU", n_description
     """Ours (left: each seed as a dot, mean ± s as a bar) beside the paper's numbers for the same axis (right).
 
     For ``n_properties`` with ``n_descriptions`` given, both panels use descriptions per property n/K on the x
-    axis, so our K and the paper's K sit where they are comparable. The two y axes are on different scales.
+    axis, so our K and the paper's K sit where they are comparable. The two y axes have their own levels but the
+    same span of points, so a gap looks as large on the right as on the left.
     """
     import matplotlib.pyplot as plt
 
@@ -306,8 +307,11 @@ def plot_axis(runs: pd.DataFrame, axis: str, metric: str = "mIoU", n_description
             axp.set_xticks(pos, px, rotation=15, fontsize=8)
             axp.set_xlim(-0.5, len(px) - 0.5)
         axp.set_ylabel(f"{metric} (paper)")
-        lo, hi = min(py), max(py)
-        axp.set_ylim(lo - 0.5, hi + 0.5)
+        # the same span of mIoU points as our panel, centred on the paper's values: a 0.6-point gap must not
+        # fill the panel while ours spans ten times that
+        span = max(float(np.subtract(*ax.get_ylim()[::-1])), max(py) - min(py) + 1.0)
+        mid = (max(py) + min(py)) / 2
+        axp.set_ylim(mid - span / 2, mid + span / 2)
     else:
         axp.axis("off")
         if axis in paper.ABLATIONS:
