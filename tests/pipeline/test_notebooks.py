@@ -230,7 +230,7 @@ def _what(repo, env, name, **params):
 def test_08_explanations(repo, what_properties_buy):
     text = _what(repo, what_properties_buy, "08_explanations", run_names=what_properties_buy["runs"])
     assert text.count("image/png") >= 2                                   # activation maps, contribution bars
-    assert "why not 'bus'?" in text and "the contributions sum to it exactly" in text
+    assert "why not 'fence'?" in text and "the contributions sum to it exactly" in text
 
 
 def test_09_unseen_classes(repo, what_properties_buy):
