@@ -1,0 +1,45 @@
+"""Where a class's pixels went: a run's confusion matrix as a row-normalised heatmap, and its largest confusions
+as a table (notebook 06)."""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+
+
+def confusion_matrices(results: dict, normalize: bool = True):
+    """One heatmap per run of its confusion matrix (rows: ground truth, columns: prediction), each row divided by
+    the class's pixels (``normalize``): the diagonal is the class's accuracy, the rest of its row where its pixels
+    went. ``results``: {run name: EvalResult}."""
+    import numpy as np
+
+    names = list(results)
+    fig, axes = plt.subplots(1, len(names), figsize=(5.6 * len(names), 5.2), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        r = results[name]
+        cm = np.asarray(r.confusion, dtype=np.float64)
+        if normalize:
+            cm = cm / np.clip(cm.sum(1, keepdims=True), 1, None)
+        im = ax.imshow(cm, vmin=0, vmax=1 if normalize else None, cmap="Blues")
+        ticks = np.arange(len(r.class_names))
+        ax.set_xticks(ticks, r.class_names, rotation=90, fontsize=7)
+        ax.set_yticks(ticks, r.class_names, fontsize=7)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("ground truth")
+        ax.set_title(name, fontsize=10)
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="share of the class's pixels" if normalize else "pixels")
+    fig.tight_layout()
+    return fig
+
+
+def top_confusions(result, top: int = 5):
+    """The largest off-diagonal entries of a run's confusion matrix as a table: which class's pixels went to
+    which other class, as a share of the first class's pixels."""
+    import numpy as np
+    import pandas as pd
+
+    cm = np.asarray(result.confusion, dtype=np.float64)
+    share = cm / np.clip(cm.sum(1, keepdims=True), 1, None)
+    np.fill_diagonal(share, 0)
+    order = np.argsort(share, axis=None)[::-1][:top]
+    rows = [(result.class_names[i], result.class_names[j], round(100 * share[i, j], 1))
+            for i, j in zip(*np.unravel_index(order, share.shape)) if share[i, j] > 0]
+    return pd.DataFrame(rows, columns=["ground truth", "predicted as", "% of its pixels"])
