@@ -40,6 +40,13 @@ def python():
     return sys.executable
 
 
+@pytest.fixture
+def scratch(tmp_path, monkeypatch):
+    """A scratch checkout with the committed notebooks, descriptors, properties and configs (``make_scratch_root``);
+    a test file that needs other folders defines its own."""
+    return make_scratch_root(tmp_path, monkeypatch)
+
+
 def make_scratch_root(tmp_path, monkeypatch, folders=("notebooks", "descriptors", "properties", "configs")):
     """A scratch checkout (copies of ``folders``, the package linked) as PROLAB_ROOT and an empty PROLAB_CACHE,
     so a test's runs never touch the committed artefacts or the user's cache."""
@@ -74,7 +81,7 @@ def fused_kernels():
     return e
 
 
-def write_run_config(root, cfg: dict, name: str):
+def write_run_config(root, cfg: dict, name: str = "c"):
     """A run config YAML in a scratch checkout's configs/."""
     import yaml
 

@@ -174,6 +174,18 @@ def why_not(model, space, image, where, other_class: str | int, top: int | None 
                   lacking=rows(lacking, ("contribution_predicted", pred)), threshold=threshold)
 
 
+def showcase_pixel(run_name: str, class_name: str, split: str = "val") -> tuple[int, tuple[int, int], bool]:
+    """The pixel a notebook shows for ``class_name``: ``evaluate.score.find_example``'s rule (a correctly
+    predicted pixel, the deepest one of the first image that has one), or, for a run that predicts the class
+    nowhere (a very short one), a missed pixel by the same rule. (image index, (row, col), predicted correctly?)"""
+    from ..evaluate.score import find_example
+
+    try:
+        return (*find_example(run_name, class_name, split), True)
+    except ValueError:
+        return (*find_example(run_name, class_name, split, correct=False), False)
+
+
 def find_property(space, query: str | int) -> int:
     """Index of a property: an index, an exact name, or a case-insensitive substring of exactly one name."""
     names = space.property_names
@@ -227,7 +239,7 @@ def _check_model(model, space) -> None:
         raise ValueError(f"the property space ({c} classes x {k} properties) is not the one this model was "
                          f"trained with (signatures {tuple(model.signatures.shape)} differ), nor that space with "
                          "classes added by properties.assign.add_classes; load it with "
-                         "segment.train.load_space_for(cfg, class_names)")
+                         "prolab.train.load_space_for(cfg, class_names)")
     if c < 2:
         raise ValueError("explanations compare classes: the model has fewer than two")
 

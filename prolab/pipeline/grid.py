@@ -324,7 +324,7 @@ def row_is_current(row: dict, code: str, splits: list[str]) -> bool:
 
 
 def unseen_protocol(run_name: str, split: str = "val", progress: bool = False):
-    """``segment.unseen.evaluate_unseen`` for a finished run: every class it never saw labelled (its unseen
+    """``evaluate.unseen.evaluate_unseen`` for a finished run: every class it never saw labelled (its unseen
     setting and the dataset's reserved classes), gamma chosen on the split's even images, scored on the odd."""
     from ..train.data import eval_split
     from ..train.runs import load_trained

@@ -3,21 +3,24 @@ as a table (notebook 06)."""
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+import numpy as np
+
+
+def row_shares(confusion) -> np.ndarray:
+    """Each row of a confusion matrix divided by the class's pixels (a class without pixels stays 0)."""
+    cm = np.asarray(confusion, dtype=np.float64)
+    return cm / np.clip(cm.sum(1, keepdims=True), 1, None)
 
 
 def confusion_matrices(results: dict, normalize: bool = True):
     """One heatmap per run of its confusion matrix (rows: ground truth, columns: prediction), each row divided by
     the class's pixels (``normalize``): the diagonal is the class's accuracy, the rest of its row where its pixels
     went. ``results``: {run name: EvalResult}."""
-    import numpy as np
-
     names = list(results)
     fig, axes = plt.subplots(1, len(names), figsize=(5.6 * len(names), 5.2), squeeze=False)
     for ax, name in zip(axes[0], names):
         r = results[name]
-        cm = np.asarray(r.confusion, dtype=np.float64)
-        if normalize:
-            cm = cm / np.clip(cm.sum(1, keepdims=True), 1, None)
+        cm = row_shares(r.confusion) if normalize else np.asarray(r.confusion, dtype=np.float64)
         im = ax.imshow(cm, vmin=0, vmax=1 if normalize else None, cmap="Blues")
         ticks = np.arange(len(r.class_names))
         ax.set_xticks(ticks, r.class_names, rotation=90, fontsize=7)
@@ -33,11 +36,9 @@ def confusion_matrices(results: dict, normalize: bool = True):
 def top_confusions(result, top: int = 5):
     """The largest off-diagonal entries of a run's confusion matrix as a table: which class's pixels went to
     which other class, as a share of the first class's pixels."""
-    import numpy as np
     import pandas as pd
 
-    cm = np.asarray(result.confusion, dtype=np.float64)
-    share = cm / np.clip(cm.sum(1, keepdims=True), 1, None)
+    share = row_shares(result.confusion)
     np.fill_diagonal(share, 0)
     order = np.argsort(share, axis=None)[::-1][:top]
     rows = [(result.class_names[i], result.class_names[j], round(100 * share[i, j], 1))

@@ -257,7 +257,7 @@ SATURATION = (("sat_std", "std of z / T"), ("sat_frac", "share of |z / T| > 4 (s
 
 
 def saturation_curves(logs: dict[str, list[dict]], title: str = "Saturation of the property sigmoids"):
-    """The saturation the training log records at each logging interval (``segment.train.saturation``), main
+    """The saturation the training log records at each logging interval (``train.loop.saturation``), main
     head solid, auxiliary head dashed, one line per run that has a property head; runs without one (category
     supervision) are named in the title instead."""
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.2))

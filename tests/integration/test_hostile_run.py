@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import make_scratch_root, tree_hash, write_run_config
+from conftest import tree_hash, write_run_config
 
 from prolab import paths
 from prolab.pipeline.runner import PipelineError, load_config, run_pipeline
@@ -22,15 +22,6 @@ from prolab.pipeline import parameters
 from prolab.validation import ValidationError, check
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def scratch(tmp_path, monkeypatch):
-    return make_scratch_root(tmp_path, monkeypatch)
-
-
-def _write(root, cfg, name="h"):
-    return write_run_config(root, cfg, name)
 
 
 _tree_hash = tree_hash
@@ -77,7 +68,7 @@ def fake(monkeypatch):
 
 def _demo_like(root, seed=0):
     """A run config named demo, like the committed one, of two quick steps."""
-    return _write(root, {"run_name": "demo", "notebooks": [
+    return write_run_config(root, {"run_name": "demo", "notebooks": [
         {"notebook": "00_prolab_in_60_lines", "parameters": {"seed": seed}},
         {"notebook": "07_ablation_tables", "parameters": {"write": False}}]})
 
@@ -215,7 +206,7 @@ def test_a_run_name_of_a_folder_that_is_not_a_run_is_refused(scratch, fake):
     grid = scratch / "results" / "g"
     grid.mkdir(parents=True)
     (grid / "grid.json").write_text("{}")
-    cfg = _write(scratch, {"run_name": "g", "notebooks": ["07_ablation_tables"]})
+    cfg = write_run_config(scratch, {"run_name": "g", "notebooks": ["07_ablation_tables"]})
     with pytest.raises(ValidationError, match="not a `prolab run` folder"):
         run_pipeline(cfg, progress=False)
     assert fake.calls == [] and [p.name for p in grid.iterdir()] == ["grid.json"]
@@ -240,7 +231,7 @@ def test_a_run_name_of_a_folder_that_is_not_a_run_is_refused(scratch, fake):
     ({"run_name": "x", "parameters": [1], "notebooks": ["07_ablation_tables"]}, ["parameters = [1]", "mapping"]),
 ])
 def test_a_malformed_run_config_is_one_line_naming_the_file_and_the_key(scratch, cfg, words):
-    f = _write(scratch, cfg)
+    f = write_run_config(scratch, cfg)
     with pytest.raises(ValueError) as e:
         load_config(f)
     msg = str(e.value)
@@ -253,7 +244,7 @@ def test_a_malformed_run_config_is_one_line_naming_the_file_and_the_key(scratch,
 def test_a_malformed_run_config_exits_2_from_the_cli(scratch, capsys):
     from prolab import cli
 
-    f = _write(scratch, {"run_name": "x", "notebooks": [{"notebook": 5}]})
+    f = write_run_config(scratch, {"run_name": "x", "notebooks": [{"notebook": 5}]})
     assert cli.main(["run", "--config", str(f)]) == 2
     err = capsys.readouterr().err
     _one_line(err)
@@ -327,7 +318,7 @@ def test_papermill_reads_every_parameter_without_a_warning(nb_file, caplog):
 ])
 def test_a_bad_notebook_parameter_names_the_notebook_the_parameter_and_the_value(scratch, notebook, name, value,
                                                                                words):
-    f = _write(scratch, {"run_name": "x", "notebooks": [notebook]})
+    f = write_run_config(scratch, {"run_name": "x", "notebooks": [notebook]})
     with pytest.raises(ValidationError) as e:
         load_config(f, overrides={name: value})
     msg = str(e.value)
@@ -343,7 +334,7 @@ def test_a_bad_notebook_parameter_names_the_notebook_the_parameter_and_the_value
 def test_a_dataset_yaml_is_read_up_front(scratch):
     bad = scratch / "mine.yaml"
     bad.write_text("name: mine\nimg_dir: i\nann_dir: a\nclasses: [a, b]\nignore: 3\n")
-    f = _write(scratch, {"run_name": "x", "notebooks": ["05_train_segmentation"]})
+    f = write_run_config(scratch, {"run_name": "x", "notebooks": ["05_train_segmentation"]})
     with pytest.raises(ValidationError) as e:
         load_config(f, overrides={"dataset": str(bad)})
     _one_line(str(e.value))
@@ -353,7 +344,7 @@ def test_a_dataset_yaml_is_read_up_front(scratch):
 
 
 def test_good_values_pass_and_notebook_00_takes_its_parameters(scratch):
-    f = _write(scratch, {"run_name": "x", "notebooks": ["00_prolab_in_60_lines", "02_llm_retrieval",
+    f = write_run_config(scratch, {"run_name": "x", "notebooks": ["00_prolab_in_60_lines", "02_llm_retrieval",
                                                          "05_train_segmentation"]})
     cfg = load_config(f, overrides={"n_properties": 5, "temperature": 0.5, "seed": 2**32 - 1,
                                     "dataset": "synthetic_outdoor", "backbone": "resnet18", "pretrained": "none",

@@ -7,22 +7,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import make_scratch_root, write_run_config
+from conftest import write_run_config
 
 from prolab import paths
 from prolab.pipeline.runner import load_config, parse_overrides, run_pipeline
 from prolab.validation import ValidationError
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def scratch(tmp_path, monkeypatch):
-    return make_scratch_root(tmp_path, monkeypatch)
-
-
-def _write(root, cfg, name="c"):
-    return write_run_config(root, cfg, name)
 
 
 CHAIN = {"run_name": "chain", "parameters": {"dataset": "synthetic_outdoor", "n_properties": 8},
@@ -43,7 +34,7 @@ def test_overrides_parse_as_yaml(tmp_path):
 
 
 def test_shared_parameters_and_overrides_reach_the_steps_that_declare_them(scratch):
-    cfg = load_config(_write(scratch, CHAIN), overrides={"n_properties": 12})
+    cfg = load_config(write_run_config(scratch, CHAIN), overrides={"n_properties": 12})
     p02, p03 = (s.parameters for s in cfg.steps)
     assert p02["dataset"] == p03["dataset"] == "synthetic_outdoor"
     assert "n_properties" not in p02 and p03["n_properties"] == 12  # the override wins over the shared value
@@ -63,14 +54,14 @@ def test_bad_wiring_is_refused_before_anything_runs(scratch, change, words):
     if "ref" in change:
         cfg["notebooks"][1]["parameters"]["descriptor_file"] = change["ref"]
     with pytest.raises((ValueError, ValidationError)) as e:
-        run_pipeline(_write(scratch, cfg), progress=False, overrides=change.get("overrides"))
+        run_pipeline(write_run_config(scratch, cfg), progress=False, overrides=change.get("overrides"))
     for w in words:
         assert w in str(e.value), str(e.value)
     assert not (scratch / "results" / "chain").exists()
 
 
 def test_each_step_reads_what_the_step_before_wrote(scratch, capsys):
-    out = run_pipeline(_write(scratch, CHAIN), progress=False)
+    out = run_pipeline(write_run_config(scratch, CHAIN), progress=False)
     from prolab.pipeline import read_outputs
 
     o2 = read_outputs(out / "notebooks" / "02_llm_retrieval.ipynb")
@@ -87,10 +78,10 @@ def test_each_step_reads_what_the_step_before_wrote(scratch, capsys):
     # no progress widget frozen at 0% in a saved notebook (the kit's bars are text under the runner)
     assert "widget-view" not in json.dumps(nb3) and "Batches:   0%" not in json.dumps(nb3)
     capsys.readouterr()
-    run_pipeline(_write(scratch, CHAIN), progress=False)  # unchanged: both skipped, outputs read back
+    run_pipeline(write_run_config(scratch, CHAIN), progress=False)  # unchanged: both skipped, outputs read back
     assert capsys.readouterr().out.count("unchanged, skipped") == 2
     # an override that changes step 03 only re-runs 03, with 02's published file
-    run_pipeline(_write(scratch, CHAIN), progress=False, overrides={"n_properties": 6})
+    run_pipeline(write_run_config(scratch, CHAIN), progress=False, overrides={"n_properties": 6})
     printed = capsys.readouterr().out
     assert "02_llm_retrieval.ipynb: unchanged, skipped" in printed and "[2/2] 03_embedding_clustering" in printed
     assert read_outputs(out / "notebooks" / "03_embedding_clustering.ipynb")["property_space"].endswith(
@@ -98,7 +89,7 @@ def test_each_step_reads_what_the_step_before_wrote(scratch, capsys):
 
 
 def test_cli_p_flag(scratch):
-    f = _write(scratch, CHAIN)
+    f = write_run_config(scratch, CHAIN)
     r = subprocess.run([sys.executable, "-m", "prolab", "run", "--config", str(f), "-p", "n_properties=0"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "n_properties = 0" in r.stderr, r.stderr
@@ -157,12 +148,12 @@ def test_a_step_whose_artefacts_are_gone_runs_again_and_so_do_the_later_ones(scr
     from prolab.pipeline import read_outputs
     from prolab.pipeline.runner import missing_artefacts
 
-    out = run_pipeline(_write(scratch, CHAIN), progress=False)
+    out = run_pipeline(write_run_config(scratch, CHAIN), progress=False)
     space = scratch / read_outputs(out / "notebooks" / "03_embedding_clustering.ipynb")["property_space"]
     descriptors = scratch / read_outputs(out / "notebooks" / "02_llm_retrieval.ipynb")["descriptor_file"]
     descriptors.unlink()                                  # what step 02 made, removed behind the runner's back
     capsys.readouterr()
-    run_pipeline(_write(scratch, CHAIN), progress=False)
+    run_pipeline(write_run_config(scratch, CHAIN), progress=False)
     printed = capsys.readouterr().out
     assert "02_llm_retrieval.ipynb: unchanged, but what it made is gone" in printed
     assert "[2/2] 03_embedding_clustering.ipynb\n" in printed  # re-run after 02, not skipped
@@ -175,10 +166,8 @@ def test_a_step_whose_artefacts_are_gone_runs_again_and_so_do_the_later_ones(scr
 
 def test_a_step_runs_again_when_the_file_it_is_given_changes_on_disk(scratch, capsys):
     src = scratch / "results" / "grid_copy"
-    import shutil as sh
-
-    sh.copytree(REPO / "results" / "demo_grid", src)
-    cfg = _write(scratch, {"run_name": "tab", "notebooks": [
+    shutil.copytree(REPO / "results" / "demo_grid", src)
+    cfg = write_run_config(scratch, {"run_name": "tab", "notebooks": [
         {"notebook": "07_ablation_tables", "parameters": {"grid": "results/grid_copy", "write": False}}]})
     run_pipeline(cfg, progress=False)
     run_pipeline(cfg, progress=False)

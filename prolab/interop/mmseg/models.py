@@ -1,6 +1,6 @@
 """ProLab's parts as mmsegmentation 1.x modules. One implementation, two front ends: the backbones are the kit's
 (``segment.backbones``: any timm model or ViT-Adapter-B), the heads wrap the kit's UPerNet / FCN blocks, the
-property projection (``segment.model.property_logits``), the losses (``segment.losses.segmentation_loss``,
+property projection (``segment.supervision.property_logits``), the losses (``segment.supervision.segmentation_loss``,
 fused on CPU) and class recovery (``segment.model.property_class_scores``). Parameter names follow the kit's
 SegModel under ``backbone.body``, ``decode_head`` and ``auxiliary_head`` (``prolab.interop.mmseg.convert`` maps them).
 
