@@ -244,8 +244,12 @@ def property_space_path(dataset: str, descriptor_stem: str, embedder_id: str, me
 # --- stage 3: data, checkpoints ----------------------------------------------------------------------------
 
 def datasets_dir() -> Path:
-    """Generated datasets (the embedded default) live in the user cache, never in git."""
-    return cache_root() / "datasets"
+    """Where generated datasets (the embedded default and its variants) are rendered: ``$PROLAB_DATASETS``, else
+    ``$PROLAB_CACHE/datasets``; never in git. A generated dataset is the same bytes on every machine (its stamp
+    records the generator version and seed), so caches may share one folder: the tests render it once per
+    machine, as they build the kernels once (``extensions_dir``)."""
+    env = os.environ.get("PROLAB_DATASETS")
+    return Path(env).expanduser() if env else cache_root() / "datasets"
 
 
 def run_dir(run_name: str) -> Path:

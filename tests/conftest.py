@@ -12,6 +12,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # Tests run with scratch caches; the fused loss kernel is compiled once per machine, not once per test (and
 # subprocesses and notebook kernels inherit this).
 os.environ.setdefault("PROLAB_EXTENSIONS", str(Path(os.environ.get("TMPDIR", "/tmp")) / "prolab-test-extensions"))
+# Likewise the embedded default dataset is rendered once per machine (about 8 s), not once per scratch cache.
+os.environ.setdefault("PROLAB_DATASETS", str(Path(os.environ.get("TMPDIR", "/tmp")) / "prolab-test-datasets"))
 # Without a GPU the Triton kernels (segment.fused_triton) run in Triton's interpreter on CPU tensors; the switch
 # is read when a kernel is decorated, so it is set before anything imports them.
 if "TRITON_INTERPRET" not in os.environ:
@@ -19,6 +21,15 @@ if "TRITON_INTERPRET" not in os.environ:
 
     if not torch.cuda.is_available():
         os.environ["TRITON_INTERPRET"] = "1"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def embedded_dataset():
+    """The embedded default rendered (or found) once, before any test: a test that kills a process never
+    interrupts a rendering of the shared folder."""
+    from prolab.datasets import synthetic
+
+    return synthetic.generate(progress=False)
 
 
 @pytest.fixture

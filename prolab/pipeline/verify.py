@@ -186,6 +186,7 @@ def rerun_environment(root: Path, cache: Path, recorded: dict[str, Any] | None =
     """The re-run's environment variables (scratch root, empty cache, the recorded thread count) and lines
     saying where kernels come from and how many threads run."""
     env = dict(os.environ, PROLAB_ROOT=str(root), PROLAB_CACHE=str(cache))
+    env.pop("PROLAB_DATASETS", None)          # the dataset is rendered again in the empty cache, as said above
     # the notebooks' kernels import this very package (not whatever an editable install elsewhere points at)
     here = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join([here] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])

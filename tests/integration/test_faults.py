@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from conftest import run_prolab
 from PIL import Image
 
 from prolab import paths
@@ -28,7 +29,13 @@ KEY = "sk-test-" + "Zq3" * 10  # key-shaped, never real
 COMMITTED = paths.descriptor_path("cityscapes_19", "qwen2.5-coder-1.5b-instruct-q4_k_m", P.tag)
 
 
-def _prolab(*args, env=None, timeout=300):
+def _prolab(*args, env=None):
+    """``prolab <args>`` in this process (conftest.run_prolab: the same parser, command and error handling)."""
+    return run_prolab(*args, env=env)
+
+
+def _prolab_process(*args, env=None, timeout=300):
+    """``prolab <args>`` as the console runs it, for the test whose subject is the process's exit status."""
     return subprocess.run([sys.executable, "-m", "prolab", *args], capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, **(env or {})})
 
@@ -148,7 +155,7 @@ def test_prolab_run_with_a_typo_fails_with_rc_2(tmp_path):
     cfg = tmp_path / "typo.yaml"
     cfg.write_text(yaml.safe_dump({"run_name": "typo", "notebooks": [
         {"notebook": "05_train_segmentation", "parameters": {"iter": 10}}]}))
-    r = _prolab("run", "--config", str(cfg))
+    r = _prolab_process("run", "--config", str(cfg))
     assert r.returncode == 2 and "'iter'" in r.stderr and "did you mean 'iters'" in r.stderr, r.stderr
     assert not paths.results_dir("typo").exists()
 

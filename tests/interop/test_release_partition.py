@@ -1,15 +1,12 @@
 """The release's property partition (property_<dataset>.json) -> PropertySpace, its report, and the CLI path."""
 import hashlib
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from conftest import run_prolab
 
 from prolab.datasets import load_class_names
-from prolab.embed import make_embedder
 from prolab.properties import PropertySpace
 from prolab.embed.embedders import Embedder
 from prolab.interop.release import partition_report, partition_report_lines, partition_space, read_partition
@@ -406,10 +403,8 @@ def test_cli_help_states_default_once():
 def test_cli_end_to_end(tmp_path):
     f = _write(tmp_path, PARTITION)
     out = tmp_path / "out"
-    env = {**os.environ, "PROLAB_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    r = subprocess.run([sys.executable, "-m", "prolab", "properties", "--dataset", "cityscapes_19",
-                        "--release_partition", str(f), "--out_root", str(out)],
-                       capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    r = run_prolab("properties", "--dataset", "cityscapes_19", "--release_partition", f, "--out_root", out,
+                   env={"PROLAB_CACHE": tmp_path / "cache", "HF_HUB_OFFLINE": "1"}, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     saved = (out / "cityscapes_19" /
              "release-partition-property_cityscapes__all-minilm-l6-v2__st__release-k3.safetensors")

@@ -86,6 +86,28 @@ def test_each_step_reads_what_the_step_before_wrote(scratch, capsys):
     assert "02_llm_retrieval.ipynb: unchanged, skipped" in printed and "[2/2] 03_embedding_clustering" in printed
     assert read_outputs(out / "notebooks" / "03_embedding_clustering.ipynb")["property_space"].endswith(
         "-k6.safetensors")
+    assert set(json.loads((out / "state.json").read_text())) == {"02_llm_retrieval.ipynb",
+                                                                 "03_embedding_clustering.ipynb"}
+    # what step 02 made, removed behind the runner's back: 02 runs again, and so does 03 after it. Found by running
+    # `make demo` twice with two empty caches: 00-07 were "unchanged, skipped" and 08 failed, because 05's
+    # training runs lived in the first cache.
+    space = scratch / read_outputs(out / "notebooks" / "03_embedding_clustering.ipynb")["property_space"]
+    descriptors = scratch / o2["descriptor_file"]
+    descriptors.unlink()
+    run_pipeline(write_run_config(scratch, CHAIN), progress=False, overrides={"n_properties": 6})
+    printed = capsys.readouterr().out
+    assert "02_llm_retrieval.ipynb: unchanged, but what it made is gone" in printed
+    assert "[2/2] 03_embedding_clustering.ipynb\n" in printed  # re-run after 02, although its parameters held
+    assert descriptors.exists() and space.exists()
+
+
+def test_missing_artefacts_lists_what_a_step_published_and_is_gone():
+    from prolab.pipeline.runner import missing_artefacts
+
+    assert missing_artefacts({"run_names": ["no-such-run"]}) == [str(paths.run_dir("no-such-run") /
+                                                                     "model.safetensors")]
+    assert missing_artefacts({"property_space": "results/none/x.safetensors", "n": 3}) == [
+        "results/none/x.safetensors"]
 
 
 def test_cli_p_flag(scratch):
@@ -140,28 +162,6 @@ def test_quoted_figures_equal_the_result_files():
     readme = (REPO / "README.md").read_text()
     timings = json.loads((REPO / "results" / "demo" / "timings.json").read_text())
     assert f"**{sum(timings.values()):.0f} s**" in readme
-
-
-def test_a_step_whose_artefacts_are_gone_runs_again_and_so_do_the_later_ones(scratch, capsys):
-    """Found by running `make demo` twice with two empty caches: notebooks 00-07 were "unchanged, skipped" and
-    notebook 08 failed, because notebook 05's training runs lived in the first cache."""
-    from prolab.pipeline import read_outputs
-    from prolab.pipeline.runner import missing_artefacts
-
-    out = run_pipeline(write_run_config(scratch, CHAIN), progress=False)
-    space = scratch / read_outputs(out / "notebooks" / "03_embedding_clustering.ipynb")["property_space"]
-    descriptors = scratch / read_outputs(out / "notebooks" / "02_llm_retrieval.ipynb")["descriptor_file"]
-    descriptors.unlink()                                  # what step 02 made, removed behind the runner's back
-    capsys.readouterr()
-    run_pipeline(write_run_config(scratch, CHAIN), progress=False)
-    printed = capsys.readouterr().out
-    assert "02_llm_retrieval.ipynb: unchanged, but what it made is gone" in printed
-    assert "[2/2] 03_embedding_clustering.ipynb\n" in printed  # re-run after 02, not skipped
-    assert descriptors.exists() and space.exists()
-    assert missing_artefacts({"run_names": ["no-such-run"]}) == [str(paths.run_dir("no-such-run") /
-                                                                     "model.safetensors")]
-    assert missing_artefacts({"property_space": "results/none/x.safetensors", "n": 3}) == [
-        "results/none/x.safetensors"]
 
 
 def test_a_step_runs_again_when_the_file_it_is_given_changes_on_disk(scratch, capsys):

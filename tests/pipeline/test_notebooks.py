@@ -138,31 +138,28 @@ def test_04_property_space(repo, tmp_path):
     assert "application/vnd.prolab.outputs+json" not in text  # 04 publishes nothing
 
 
-def test_05_and_06_train_and_evaluate(repo, tmp_path, monkeypatch):
+def test_05_and_06_train_and_evaluate(repo, tmp_path, what_properties_buy):
     from prolab.pipeline.outputs import MIME
 
-    monkeypatch.setenv("PROLAB_CACHE", str(tmp_path / "cache"))
+    env = what_properties_buy
     # 06 before 05: the error names the notebook that makes the runs, before anything is evaluated
     with pytest.raises(pm.PapermillExecutionError) as e:
-        _run(repo, "06_evaluate.ipynb", tmp_path / "06-early.ipynb", run_names=["t-property", "t-category"])
+        _what(repo, env, "06_evaluate", run_names=["t-property", "t-category"])
     assert "Run notebook 05_train_segmentation first" in str(e.value.evalue)
-    tiny = dict(iters=3, batch_size=2, crop_size=64, channels=16, run_prefix="t")
-    nb5 = _run(repo, "05_train_segmentation.ipynb", tmp_path / "05.ipynb", **tiny)
+    nb5 = env["nb05"]                                  # the fixture's first run of 05 trained both runs
     text5 = json.dumps(nb5)
     assert "image/png" in text5 and "already trained" not in text5
-    assert "t-property: trained iterations 0->3" in text5 and "t-category: trained iterations 0->3" in text5
+    assert "e-property: trained iterations 0->3" in text5 and "e-category: trained iterations 0->3" in text5
     published = [o["data"][MIME] for c in nb5["cells"] for o in c.get("outputs", []) if MIME in o.get("data", {})]
-    assert published == [{"run_names": ["t-property", "t-category"]}]
+    assert published == [{"run_names": env["runs"]}]
     # the same parameters again: both runs are reused, and the notebook says so
-    again = json.dumps(_run(repo, "05_train_segmentation.ipynb", tmp_path / "05b.ipynb", **tiny))
+    again = _what(repo, env, "05_train_segmentation", **env["tiny"])
     assert again.count("reused a finished run with identical inputs") == 2
-    nb6 = _run(repo, "06_evaluate.ipynb", tmp_path / "06.ipynb", run_names=["t-property", "t-category"], limit=3,
-               n_show=2, out_dir=str(tmp_path / "res"))
-    text = json.dumps(nb6)
-    assert "mIoU" in text and "image/png" in text and "difference t-property - t-category" in text
-    metrics = json.loads((tmp_path / "res" / "t-property" / "metrics.json").read_text())
+    text = _what(repo, env, "06_evaluate", run_names=env["runs"], limit=3, n_show=2, out_dir=str(tmp_path / "res"))
+    assert "mIoU" in text and "image/png" in text and "difference e-property - e-category" in text
+    metrics = json.loads((tmp_path / "res" / "e-property" / "metrics.json").read_text())
     assert {"mIoU", "mAcc", "aAcc", "config", "environment"} <= set(metrics) and metrics["n_images"] == 3
-    assert (tmp_path / "res" / "t-category" / "per_class.csv").exists()
+    assert (tmp_path / "res" / "e-category" / "per_class.csv").exists()
 
 
 def test_07_tables_from_csv_only(repo, tmp_path):
@@ -191,14 +188,15 @@ def test_07_tables_from_csv_only(repo, tmp_path):
 
 @pytest.fixture(scope="module")
 def what_properties_buy(tmp_path_factory):
-    """Notebooks 08-13's inputs, made once: notebook 05's tiny runs (in a module cache) and small grid folders."""
+    """Notebooks 06 and 08-13's inputs, made once: notebook 05's tiny runs (in a module cache; its executed copy
+    is checked by the 05/06 test) and small grid folders."""
     import pandas as pd
 
     tmp = tmp_path_factory.mktemp("what_properties_buy")
     mp = pytest.MonkeyPatch()
     mp.setenv("PROLAB_CACHE", str(tmp / "cache"))
     tiny = dict(iters=3, batch_size=2, crop_size=64, channels=16, run_prefix="e")
-    _run(Path(__file__).resolve().parents[2], "05_train_segmentation.ipynb", tmp / "05.ipynb", **tiny)
+    nb05 = _run(Path(__file__).resolve().parents[2], "05_train_segmentation.ipynb", tmp / "05.ipynb", **tiny)
     grids = {}
     for name in ("unseen", "budget"):
         g = tmp / name
@@ -217,7 +215,8 @@ def what_properties_buy(tmp_path_factory):
         ("fine", "coarse", "joint space: coarse signatures, no retraining", 41.5),
         ("fine", "coarse", "fine prediction mapped by the known class map", 55.0),
         ("coarse", "coarse", "trained on the coarse labels", 52.0))]).to_csv(ls / "runs.csv", index=False)
-    yield {"tmp": tmp, "runs": ["e-property", "e-category"], "grids": grids, "label_sets": str(ls)}
+    yield {"tmp": tmp, "runs": ["e-property", "e-category"], "grids": grids, "label_sets": str(ls), "nb05": nb05,
+           "tiny": tiny}
     mp.undo()
 
 

@@ -1,10 +1,12 @@
 """The notebook pipeline runner, the ablation grid and the tables."""
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -13,8 +15,10 @@ import yaml
 
 from prolab import paths
 from prolab.pipeline.grid import load_grid, run_grid
-from prolab.pipeline.runner import load_config, run_pipeline
+from prolab.pipeline.runner import load_config
 from prolab.reports.tables import all_tables, write_tables
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -29,29 +33,14 @@ def _config(root, steps, name="t"):
     return f
 
 
+# Executing, skipping and re-running changed steps are tested on a two-step chain in test_chain.py; here a kill
+# between two steps (the second a cheap one: tables from a copy of a committed grid).
 STEPS = [{"notebook": "02_llm_retrieval", "parameters": {"dataset": "synthetic_outdoor", "out_root": "results/t/d"}},
-         {"notebook": "04_property_space", "parameters": {"dataset": "synthetic_outdoor", "ks": [4, 8],
-                                                          "compare_embedder": None}}]
-
-
-def test_runner_executes_then_skips_unchanged(scratch_results, capsys):
-    cfg = _config(scratch_results, STEPS)
-    out = run_pipeline(cfg, progress=False)
-    assert (out / "notebooks" / "02_llm_retrieval.ipynb").exists()
-    assert (out / "notebooks" / "04_property_space.ipynb").exists()
-    state = json.loads((out / "state.json").read_text())
-    assert set(state) == {"02_llm_retrieval.ipynb", "04_property_space.ipynb"}
-    capsys.readouterr()
-    run_pipeline(cfg, progress=False)
-    assert capsys.readouterr().out.count("unchanged, skipped") == 2
-    # changing a parameter of the second step reruns it only
-    steps = [STEPS[0], {**STEPS[1], "parameters": {**STEPS[1]["parameters"], "ks": [4]}}]
-    run_pipeline(_config(scratch_results, steps), progress=False)
-    printed = capsys.readouterr().out
-    assert "02_llm_retrieval.ipynb: unchanged, skipped" in printed and "[2/2] 04_property_space.ipynb\n" in printed
+         {"notebook": "07_ablation_tables", "parameters": {"grid": "results/grid_copy", "write": False}}]
 
 
 def test_runner_resumes_after_kill(scratch_results):
+    shutil.copytree(REPO / "results" / "demo_grid", scratch_results / "results" / "grid_copy")
     cfg = _config(scratch_results, STEPS, "k")
     env = {**os.environ}
     proc = subprocess.Popen([sys.executable, "-m", "prolab", "run", "--config", str(cfg)], env=env,
@@ -62,12 +51,12 @@ def test_runner_resumes_after_kill(scratch_results):
         time.sleep(0.2)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert state.exists() and "04_property_space.ipynb" not in json.loads(state.read_text())
+    assert state.exists() and "07_ablation_tables.ipynb" not in json.loads(state.read_text())
     r = subprocess.run([sys.executable, "-m", "prolab", "run", "--config", str(cfg)], env=env, capture_output=True,
                        text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     assert "02_llm_retrieval.ipynb: unchanged, skipped" in r.stdout
-    assert set(json.loads(state.read_text())) == {"02_llm_retrieval.ipynb", "04_property_space.ipynb"}
+    assert set(json.loads(state.read_text())) == {"02_llm_retrieval.ipynb", "07_ablation_tables.ipynb"}
 
 
 def test_bad_run_config(scratch_results):

@@ -376,3 +376,20 @@ def test_many_differences_are_listed_up_to_a_limit_per_file():
     assert "metrics.json | mIoU" in text and "confusion.csv | c4 " in text and "confusion.csv | c5 " not in text
     assert "25 more differing values" in text and "31 of 31 values differ" in text
     assert "confusion.csv | c29 " in v.report(rows, ok, 0.0, show_all=True)
+
+
+def test_the_rerun_renders_the_dataset_in_its_empty_cache_and_reuses_kernels(tmp_path, monkeypatch):
+    """A shared dataset folder (PROLAB_DATASETS, as the tests set it) is not carried into a verification: the
+    re-run renders the embedded default again, as its docstring says; compiled kernels are carried."""
+    from prolab import paths
+    from prolab.pipeline.verify import rerun_environment
+
+    monkeypatch.setenv("PROLAB_DATASETS", str(tmp_path / "shared"))
+    assert paths.datasets_dir() == tmp_path / "shared"
+    monkeypatch.setenv("PROLAB_EXTENSIONS", str(tmp_path / "kernels"))
+    env, said = rerun_environment(tmp_path / "root", tmp_path / "cache", {"torch_threads": 1})
+    assert "PROLAB_DATASETS" not in env and env["PROLAB_CACHE"] == str(tmp_path / "cache")
+    assert env["PROLAB_EXTENSIONS"] == str(tmp_path / "kernels") and "reused" in said
+    monkeypatch.delenv("PROLAB_DATASETS")
+    monkeypatch.setenv("PROLAB_CACHE", str(tmp_path / "c2"))
+    assert paths.datasets_dir() == tmp_path / "c2" / "datasets"

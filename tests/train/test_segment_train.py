@@ -9,6 +9,7 @@ import time
 import numpy as np
 import pytest
 import torch
+from conftest import run_prolab
 
 from prolab import paths
 from prolab.defaults import aux_weight_for
@@ -85,6 +86,11 @@ def _train_cmd(run, iters, *extra):
     return [sys.executable, "-m", "prolab", "train", *TINY, "--run_name", run, "--iters", str(iters), *extra]
 
 
+def _train_in_process(run, iters, *extra):
+    """``prolab train`` in this process (no exit status or kill under test)."""
+    return run_prolab(*_train_cmd(run, iters, *extra)[3:])
+
+
 def _log(run):
     f = paths.run_dir(run) / "metrics.jsonl"
     return [json.loads(l) for l in f.read_text().splitlines()] if f.exists() else []
@@ -131,12 +137,11 @@ def test_resume_after_sigkill_continues_with_the_same_next_loss(cache):
 
 def test_identity_decides_reuse_resume_or_retrain(cache):
     """Same inputs: reused, nothing trained. Another setting: the old run is moved aside (kept), a new one trains."""
-    again = subprocess.run(_train_cmd("ref", 10, "--checkpoint_interval", "100"), capture_output=True, text=True,
-                           timeout=300)
+    again = _train_in_process("ref", 10, "--checkpoint_interval", "100")
     assert again.returncode == 0 and "reused a finished run with identical inputs" in again.stdout, again.stderr
     ident = json.loads((paths.run_dir("ref") / "identity.json").read_text())
     assert set(ident) == {"id", "config", "property_space", "dataset", "code"}
-    r = subprocess.run(_train_cmd("ref", 10, "--lr", "0.5"), capture_output=True, text=True, timeout=300)
+    r = _train_in_process("ref", 10, "--lr", "0.5")
     assert r.returncode == 0, r.stderr[-2000:]
     assert "config: lr changed since it was trained: training afresh" in r.stdout
     kept = paths.run_dir("ref").with_name(f"ref@{ident['id']}")
@@ -145,7 +150,7 @@ def test_identity_decides_reuse_resume_or_retrain(cache):
     # a code change is another identity too (simulated: the recorded code hash differs)
     f = paths.run_dir("ref") / "identity.json"
     f.write_text(json.dumps({**json.loads(f.read_text()), "code": "0000"}))
-    r = subprocess.run(_train_cmd("ref", 10, "--lr", "0.5"), capture_output=True, text=True, timeout=300)
+    r = _train_in_process("ref", 10, "--lr", "0.5")
     assert r.returncode == 0 and "code changed since it was trained" in r.stdout, r.stdout + r.stderr[-2000:]
 
 
