@@ -16,6 +16,7 @@ Public API
     FRAMEWORKS                     tuple of FrameworkResult (DeepLabv3+, SegFormer)
     DESCRIPTOR_COUNTS              tuple of DescriptorCount (classes / descriptions / K of the release)
     LARGE_MODEL                    the ViT-L (BEiTv2) ADE20K number
+    RELEASE_PROMPT                 ReleasePrompt: facts about the release's description prompt
     main_results(), ablation(name), ablation_frame(name), frameworks(), descriptor_counts(), descriptor_count(ds)
 """
 from __future__ import annotations
@@ -300,6 +301,30 @@ DESCRIPTOR_COUNTS: tuple[DescriptorCount, ...] = (
     DescriptorCount("Pascal Context-59", 59, 584, 128),
     DescriptorCount("Cityscapes / BDD", 19, 186, 32),
 )
+
+
+@dataclass(frozen=True)
+class ReleasePrompt:
+    """The release's description prompt, as facts about it. Its wording is the authors' and is not reproduced
+    here; the kit's prompts (``descriptors/prompts/``) are written in our own words to the same structure."""
+    content_order: tuple[str, ...] = ("a general description of the object or scene",
+                                      "shape, orientation and primary physical characteristics",
+                                      "material, texture or typical colours",
+                                      "common features or elements associated with it",
+                                      "additional details, variations or environmental context")
+    examples: tuple[str, ...] = ("wall", "building", "sky", "floor")
+    lines_per_example: str = "5-8"
+    examples_as: str = "written out in the prompt, before the request to apply the format to the category"
+    lines_asked: str = "no count recorded in the facts file"
+    system: str = "a plain system message"
+    kept: str = "lines that start with '- ', the prefix stripped"
+    class_names: str = "underscores become spaces"
+    model: str = "gpt-3.5-turbo, temperature 0"
+    retries: str = "on API errors only, random exponential back-off"
+    source: str = cite("description prompt " + NO_TABLE) + ", and the authors' release"
+
+
+RELEASE_PROMPT = ReleasePrompt()
 
 
 def descriptor_count(dataset: str) -> DescriptorCount:

@@ -6,7 +6,7 @@ from .descriptors import (descriptor_stats, export_release, import_release, load
                           save_descriptors)
 from .parsing import ParseDefaults, parse_reply
 from . import quality
-from .prompts import Prompt, available_prompts, load_prompt, prompts_overview
+from .prompts import Prompt, available_prompts, load_prompt, prompt_comparison, prompts_overview
 from .retrieval import RetrievalDefaults, RetrievalResult, Retriever, retrieve
 from .run import DescribeOutput, committed_match, compare_prompts, describe_dataset, replay_settings
 from .senses import prompt_name, prompt_names
@@ -16,7 +16,7 @@ __all__ = [
     "CallCache", "call_key", "descriptor_stats", "export_release", "import_release", "load_descriptors",
     "load_meta", "save_descriptors", "ParseDefaults", "parse_reply", "Prompt", "available_prompts", "load_prompt",
     "RetrievalDefaults", "RetrievalResult", "Retriever", "retrieve", "DescribeOutput", "describe_dataset",
-    "committed_match", "compare_prompts", "prompts_overview", "quality", "replay_settings", "prompt_name",
+    "committed_match", "compare_prompts", "prompt_comparison", "prompts_overview", "quality", "replay_settings", "prompt_name",
     "prompt_names", "descriptions_table", "format_descriptions_tables",
 ]
 

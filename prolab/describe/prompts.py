@@ -115,3 +115,60 @@ def prompts_overview(names: list[str], styled: bool = True):
     if not styled:
         return df
     return df.style.set_properties(**{"white-space": "pre-wrap", "text-align": "left", "vertical-align": "top"})
+
+
+def _numbered_parts(text: str) -> list[str]:
+    return [m.strip().rstrip(";.") for m in re.findall(r"^\s*\d+\.\s*(.+)$", text, re.M)]
+
+
+def _lines_asked(text: str) -> str:
+    m = re.search(r"(\d+)\s*(?:to|-)\s*(\d+)\s+lines", text)
+    return f"{m.group(1)}-{m.group(2)}" if m else "not stated"
+
+
+def _inline_examples(text: str) -> list[tuple[str, int]]:
+    """Worked examples written into the prompt text: a name line followed by its "- " lines."""
+    out, lines = [], [l.strip() for l in text.splitlines()]
+    for i, line in enumerate(lines):
+        if line and not line.startswith("- ") and i + 1 < len(lines) and lines[i + 1].startswith("- "):
+            n = 0
+            while i + 1 + n < len(lines) and lines[i + 1 + n].startswith("- "):
+                n += 1
+            out.append((line, n))
+    return out
+
+
+def prompt_comparison(names: list[str]):
+    """The release's description prompt (facts from ``prolab.paper.RELEASE_PROMPT``) beside the kit's prompts,
+    one row per aspect; the kit's columns are read from the prompt files, so an edited prompt shows here."""
+    import pandas as pd
+
+    from ..paper import RELEASE_PROMPT as R
+
+    rows = {"content, in order": [f"{len(R.content_order)} parts: " + "; ".join(R.content_order)],
+            "worked examples": [", ".join(R.examples)],
+            "lines per example": [R.lines_per_example],
+            "examples given as": [R.examples_as],
+            "lines asked for": [R.lines_asked],
+            "system message": [R.system],
+            "reply kept": [R.kept]}
+    for n in names:
+        p = load_prompt(n)
+        parts = _numbered_parts(p.system + "\n" + p.template)
+        turns = [(c, sum(l.strip().startswith("- ") for l in reply.splitlines())) for c, reply in p.examples]
+        inline = _inline_examples(p.system + "\n" + p.template)
+        examples = turns or inline
+        counts = [n for _, n in examples]
+        rows["content, in order"].append(f"{len(parts)} parts: " + "; ".join(parts) if parts else "no order given")
+        rows["worked examples"].append(", ".join(c for c, _ in examples) or "none")
+        rows["lines per example"].append(f"{min(counts)}-{max(counts)}" if counts else "-")
+        rows["examples given as"].append("earlier chat turns (user: the name, assistant: the list)" if turns
+                                         else "written out in the prompt, after the instructions" if inline
+                                         else "-")
+        rows["lines asked for"].append(_lines_asked(p.system + "\n" + p.template))
+        rows["system message"].append(p.system.strip().splitlines()[0] if p.system.strip() else "none")
+        rows["reply kept"].append("lines that start with '- ', the prefix stripped" if p.reply_format == "bullets"
+                                  else "the reply split into sentences")
+    df = pd.DataFrame.from_dict(rows, orient="index", columns=["the release (facts)", *names])
+    df.attrs.update(source=R.source)
+    return df.style.set_properties(**{"white-space": "pre-wrap", "text-align": "left", "vertical-align": "top"})

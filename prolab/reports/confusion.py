@@ -33,14 +33,25 @@ def confusion_matrices(results: dict, normalize: bool = True):
     return fig
 
 
-def top_confusions(result, top: int = 5):
+def top_confusions(result, top: int = 5, signatures=None):
     """The largest off-diagonal entries of a run's confusion matrix as a table: which class's pixels went to
-    which other class, as a share of the first class's pixels."""
+    which other class, as a share of the first class's pixels. With the property space's ``signatures``
+    (C x K), two more columns link each confusion to the space (notebook 04): the cosine of the two classes'
+    signatures and its rank among all pairs of classes (1: the most similar pair)."""
     import pandas as pd
 
     share = row_shares(result.confusion)
     np.fill_diagonal(share, 0)
     order = np.argsort(share, axis=None)[::-1][:top]
-    rows = [(result.class_names[i], result.class_names[j], round(100 * share[i, j], 1))
-            for i, j in zip(*np.unravel_index(order, share.shape)) if share[i, j] > 0]
-    return pd.DataFrame(rows, columns=["ground truth", "predicted as", "% of its pixels"])
+    pairs = [(i, j) for i, j in zip(*np.unravel_index(order, share.shape)) if share[i, j] > 0]
+    table = pd.DataFrame([(result.class_names[i], result.class_names[j], round(100 * share[i, j], 1))
+                          for i, j in pairs], columns=["ground truth", "predicted as", "% of its pixels"])
+    if signatures is not None:
+        from ..properties.analysis import class_similarity
+
+        sim = class_similarity(np.asarray(signatures))
+        upper = np.sort(sim[np.triu_indices_from(sim, k=1)])[::-1]       # every unordered pair once
+        table["signature cosine"] = [round(float(sim[i, j]), 2) for i, j in pairs]
+        table["similarity rank"] = [int(np.searchsorted(-upper, -sim[i, j], side="left")) + 1 for i, j in pairs]
+        table.attrs["pairs"] = len(upper)
+    return table

@@ -64,3 +64,25 @@ def test_bad_reply_format(tmp_path):
     f.write_text("name: p\ntemplate: '{class_name}'\nreply_format: poem\n")
     with pytest.raises(ValueError, match="reply_format 'poem'"):
         load_prompt(f)
+
+
+def test_the_release_prompt_facts_sit_beside_what_each_prompt_file_says(tmp_path):
+    """The kit's columns are read from the files: an edited prompt shows in the table, the release's column is
+    the facts of prolab.paper."""
+    from prolab import paper
+    from prolab.describe import prompt_comparison
+
+    f = tmp_path / "mine.yaml"
+    f.write_text('name: mine\nsystem: "Be brief."\ntemplate: |\n  1. colour;\n  2. shape.\n  Write 3 to 4 lines.\n'
+                 '  kettle\n  - a metal pot\n  - a spout\n\n  chair\n  - four legs\n  Now {class_name}.\n')
+    table = prompt_comparison(["structured", str(f)]).data
+    release = table["the release (facts)"]
+    assert release["worked examples"] == ", ".join(paper.RELEASE_PROMPT.examples)
+    assert release["content, in order"].startswith("5 parts: a general description")
+    mine = table[str(f)]
+    assert mine["content, in order"] == "2 parts: colour; shape"
+    assert mine["worked examples"] == "kettle, chair" and mine["lines per example"] == "1-2"
+    assert mine["lines asked for"] == "3-4" and mine["system message"] == "Be brief."
+    assert mine["examples given as"].startswith("written out in the prompt")
+    ours = table["structured"]
+    assert ours["examples given as"].startswith("earlier chat turns") and ours["worked examples"].count(",") == 3

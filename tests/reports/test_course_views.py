@@ -18,6 +18,17 @@ def test_top_confusions_are_shares_of_the_true_class():
     assert len(t) == 2            # nothing else is confused: zero shares are not listed
 
 
+def test_top_confusions_name_how_close_the_two_signatures_are():
+    """04 -> 06: each confusion with the cosine of the two classes' signatures and its rank among all pairs."""
+    signatures = np.array([[1, 1, 0, 0], [1, 1, 1, 0], [0, 0, 0, 1]])       # road and sidewalk share two of three
+    t = top_confusions(_result(), top=3, signatures=signatures)
+    want = 2 / np.sqrt(2 * 3)
+    assert t["signature cosine"].tolist() == [round(want, 2)] * 2
+    assert t["similarity rank"].tolist() == [1, 1] and t.attrs["pairs"] == 3   # the most similar of three pairs
+    apart = top_confusions(_result(), signatures=np.array([[1, 0, 0], [0, 1, 0], [1, 0, 1]]))
+    assert apart["signature cosine"].tolist() == [0.0, 0.0] and apart["similarity rank"].tolist() == [2, 2]
+
+
 def test_the_figure_has_one_panel_per_run_with_rows_normalised():
     fig = confusion_matrices({"a": _result(), "b": _result()})
     panels = [ax for ax in fig.axes if ax.get_title() in ("a", "b")]
