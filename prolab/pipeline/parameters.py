@@ -162,6 +162,7 @@ _WHAT_PROPERTIES_BUY: dict[str, Rule] = {
     "unseen_grid": Rule(str, accept=_existing("folder", "a grid's results folder")),
     "budget_grid": Rule(str, accept=_existing("folder", "a grid's results folder")),
     "settings_grid": Rule(str, accept=_existing("folder", "a grid's results folder")),
+    "lr_init_grid": Rule(str, accept=_existing("folder", "a grid's results folder")),
     "label_sets": Rule(str, accept=_existing("folder", "the label-set results folder (results/label_sets)")),
     "n_drop": Rule(int, min=1, max=10_000),
     "limit": Rule(int, min=1, nullable=True),
@@ -202,6 +203,8 @@ NOTEBOOK_RULES: dict[str, dict[str, Rule]] = {
         "api_key_env": _ENV,
         "out_root": _PATH,
         "cache_path": _PATH,
+        "release_descriptor_file": Rule(str, nullable=True,
+                                        accept=_existing("file", "an existing descriptor file of the release")),
     },
     "03_embedding_clustering": {
         "dataset": Rule(str, accept=_dataset_check(class_lists=True)),
@@ -251,7 +254,7 @@ NOTEBOOK_RULES: dict[str, dict[str, Rule]] = {
         ("08_explanations", ("run_names", "split", "focus_class", "show_properties", "why_not_class")),
         ("09_unseen_classes", ("run_names", "split", "unseen_grid")),
         ("10_new_classes", ("run_names", "split", "focus_class", "new_classes_file", "backend")),
-        ("11_training_length_and_settings", ("budget_grid", "settings_grid")),
+        ("11_training_length_and_settings", ("budget_grid", "settings_grid", "lr_init_grid")),
         ("12_learnability", ("run_names", "split", "n_drop", "limit")),
         ("13_label_sets", ("label_sets",)))},
 }

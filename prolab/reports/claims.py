@@ -78,7 +78,10 @@ class Claim:
     evidence: list[str] = field(default_factory=list)
 
 
-def _runs(grid: str) -> pd.DataFrame | None:
+def _runs(grid: str | pd.DataFrame) -> pd.DataFrame | None:
+    """A committed grid's rows by its name (``results/<grid>/runs.csv``; None when absent), or rows given."""
+    if isinstance(grid, pd.DataFrame):
+        return grid
     f = paths.results_dir(grid) / "runs.csv"
     return pd.read_csv(f) if f.is_file() else None
 
@@ -271,7 +274,7 @@ def unseen_classes() -> Claim:
     return c
 
 
-def lr_init_table(grid: str = "lr_init_grid") -> pd.DataFrame:
+def lr_init_table(grid: str | pd.DataFrame = "lr_init_grid") -> pd.DataFrame:
     """The learning rate x initialisation x mode grid: per (lr, init) each mode's mIoU (mean ± std over seeds),
     the paired property - category difference with its standard error, and the worse of the two modes' means
     (the criterion of the demo preset, ``fair_setting``, which the last column marks)."""
@@ -292,7 +295,7 @@ def lr_init_table(grid: str = "lr_init_grid") -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def fair_setting(grid: str = "lr_init_grid") -> dict:
+def fair_setting(grid: str | pd.DataFrame = "lr_init_grid") -> dict:
     """The demo preset's rule: one (lr, init) for both modes, the one whose worse mode does best (maximin: the
     setting handicaps neither supervision more than it must); with each mode's own best setting beside it."""
     runs = _runs(grid)
@@ -306,7 +309,7 @@ def fair_setting(grid: str = "lr_init_grid") -> dict:
     return out
 
 
-def lr_init_summary(grid: str = "lr_init_grid") -> str:
+def lr_init_summary(grid: str | pd.DataFrame = "lr_init_grid") -> str:
     """The chosen setting and each mode at its own best, in words."""
     f = fair_setting(grid)
     best = {m: f[f"best for {m}"] for m in ("property", "category")}

@@ -220,11 +220,19 @@ def k_sweep_plot(table, reference_k: int | None = None, reference_label: str = "
         ax.xaxis.set_minor_locator(NullLocator())
         if reference_k:
             ax.axvline(reference_k, color="#C44E52", lw=1, ls="--", label=reference_label or f"K = {reference_k}")
+        title = col
         if col == "collisions":
             ax.yaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_ylim(bottom=-0.5, top=max(1.5, float(table[col].max()) + 0.5))
+        elif col in ("silhouette", "properties per class"):
+            # from 0 (the silhouette's range is -1 to 1): a zoomed axis would make a small change look large
+            top = float(table[col].max())
+            ax.set_ylim(bottom=min(0.0, float(table[col].min()) * 1.1), top=top * 1.15 if top > 0 else 1.0)
+            title = f"{col} (axis from 0)"
+        else:
+            title = f"{col} (axis zoomed)"    # inertia: only its fall with K matters, not its level
         ax.set_xlabel("K (n_properties)")
-        ax.set_title(col, fontsize=10)
+        ax.set_title(title, fontsize=10)
     if reference_k:
         axes[0].legend(fontsize=8)
     fig.tight_layout()

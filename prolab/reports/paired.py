@@ -90,4 +90,29 @@ def plot_class_gap(gap: pd.DataFrame, title: str = "per-class IoU difference"):
     return fig
 
 
-__all__ = ["paired_seeds", "plot_paired_seeds", "class_gap", "plot_class_gap"]
+def class_gap_of(grid_folder, a: str = "base", b: str = "mode=category") -> pd.DataFrame | None:
+    """``class_gap`` of a grid folder's ``per_class.csv``; None when the grid has none (it is written after the
+    grid: ``prolab grid`` writes it when its last cell finishes, ``prolab.reports.tables.write_class_iou`` on demand)."""
+    from .. import paths
+
+    f = paths.resolve(grid_folder) / "per_class.csv"
+    return class_gap(pd.read_csv(f), a, b) if f.is_file() else None
+
+
+def paired_lines(pairs: pd.DataFrame, gap: pd.DataFrame | None = None, top: int = 3) -> list[str]:
+    """What the two views say, in sentences: the per-seed differences and whether their sign holds; with the
+    class gap, the classes that move most and their share of the summed per-class differences."""
+    a, b, d = pairs.columns[1], pairs.columns[2], pairs.iloc[:, 3]
+    sign = ("the same sign on every seed" if (d > 0).all() or (d < 0).all() else "the sign changes with the seed")
+    lines = [f"{a} - {b} per seed: " + ", ".join(f"seed {int(s)} {v:+.2f}" for s, v in zip(pairs["seed"], d))
+             + f" ({sign})."]
+    if gap is not None and gap["difference"].abs().sum() > 0:
+        big = gap.reindex(gap["difference"].abs().sort_values(ascending=False).index).head(top)
+        share = big["difference"].abs().sum() / gap["difference"].abs().sum()
+        lines.append(f"Class by class, the largest gaps: " + ", ".join(
+            f"{r['class']} {r['difference']:+.2f} ± {r['se']:.2f}" for _, r in big.iterrows())
+            + f"; these {len(big)} of {len(gap)} classes make {share:.0%} of the summed per-class differences.")
+    return lines
+
+
+__all__ = ["paired_seeds", "plot_paired_seeds", "class_gap", "plot_class_gap", "class_gap_of", "paired_lines"]

@@ -1,6 +1,7 @@
 """Tables and figures of the grids behind notebooks 09 and 11: the unseen-class protocol (``configs/grid_unseen.yaml``)
-the training budget (``configs/grid_budget.yaml``) and the property-supervision settings
-(``configs/grid_settings.yaml``), mean ± std over seeds straight from their runs.csv."""
+the training budget (``configs/grid_budget.yaml``), the property-supervision settings
+(``configs/grid_settings.yaml``) and the learning rate x head initialisation (``configs/grid_lr_init.yaml``), mean ±
+std over seeds straight from their runs.csv."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -169,6 +170,51 @@ def plot_budget(runs: pd.DataFrame, metric: str = "mIoU"):
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+def plot_lr_init(runs: pd.DataFrame, metric: str = "mIoU"):
+    """mIoU against the learning rate (log scale), one panel per initialisation of the head's last layer, one
+    line per supervision mode: seeds as dots, means joined. The panels share their y axis."""
+    import matplotlib.pyplot as plt
+
+    inits = sorted(runs["head_init"].unique())
+    lrs = sorted(runs["lr"].unique())
+    fig, axes = plt.subplots(1, len(inits), figsize=(4.6 * len(inits), 3.8), sharey=True, squeeze=False)
+    for ax, init in zip(axes[0], inits):
+        r = runs[runs["head_init"] == init]
+        for mode, marker in zip(_modes(r), ("o", "s", "^")):
+            m = r[r["mode"] == mode]
+            ax.scatter(m["lr"], m[metric], s=14, alpha=0.45, marker=marker)
+            mean = m.groupby("lr")[metric].mean()
+            ax.plot(mean.index, mean.values, marker=marker, label=MODE_LABEL.get(mode, mode).split(" (")[0],
+                    color=ax.collections[-1].get_facecolor()[0][:3])
+        ax.set_xscale("log")
+        ax.set_xticks(lrs, [f"{v:g}" for v in lrs])
+        ax.minorticks_off()
+        ax.set_xlabel("learning rate")
+        ax.set_title(f"{init} initialisation", fontsize=10)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel(f"{metric} (seeds; mean joined)")
+    axes[0][0].legend(frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def lr_init_verdict(runs: pd.DataFrame, metric: str = "mIoU") -> str:
+    """Property - category paired by seed at every (initialisation, learning rate), counted per initialisation:
+    where property supervision is ahead, behind or level (within two standard errors)."""
+    from .claims import paired
+
+    parts = []
+    for init, r in runs.groupby("head_init", sort=True):
+        signs = []
+        for lr, g in r.groupby("lr", sort=True):
+            p = paired(g, g["mode"] == "property", g["mode"] == "category", "property", "category", metric)
+            signs.append(p.sign)
+        n = len(signs)
+        parts.append(f"with the {init} initialisation property is ahead at {signs.count(1)} of {n} learning "
+                     f"rates, behind at {signs.count(-1)}, level at {signs.count(0)}")
+    return "Property - category, paired by seed: " + "; ".join(parts) + "."
 
 
 def plot_calibration(curve: pd.DataFrame, gamma: float):
