@@ -112,6 +112,8 @@ def test_02_llm_retrieval_replays_committed_file(repo, tmp_path):
     assert MIME in text and declared_outputs("02_llm_retrieval.ipynb") == ["descriptor_file"]
     assert read_outputs(tmp_path / "02.ipynb") == {"descriptor_file": str(written[0])}
     assert "n = 192 descriptions" in text  # "What you just saw", computed from the run (pooled: 8-15 per class)
+    # the authors' file format: without one, this run's file exported and imported back gives the same descriptions
+    assert "the same descriptions as this run: True" in text
 
 
 def test_03_embedding_clustering(repo, tmp_path):
@@ -157,6 +159,7 @@ def test_05_and_06_train_and_evaluate(repo, tmp_path, what_properties_buy):
     assert again.count("reused a finished run with identical inputs") == 2
     text = _what(repo, env, "06_evaluate", run_names=env["runs"], limit=3, n_show=2, out_dir=str(tmp_path / "res"))
     assert "mIoU" in text and "image/png" in text and "difference e-property - e-category" in text
+    assert "signature cosine" in text and "similarity rank" in text      # 04 -> 06: confusions beside the space
     metrics = json.loads((tmp_path / "res" / "e-property" / "metrics.json").read_text())
     assert {"mIoU", "mAcc", "aAcc", "config", "environment"} <= set(metrics) and metrics["n_images"] == 3
     assert (tmp_path / "res" / "e-category" / "per_class.csv").exists()
@@ -183,6 +186,9 @@ def test_07_tables_from_csv_only(repo, tmp_path):
     nb = _run(repo, "07_ablation_tables.ipynb", tmp_path / "07.ipynb", grid=str(g))
     text = json.dumps(nb, ensure_ascii=False)
     assert "40.50 ± 0.71" in text and "K=256: 48.3" in text and "image/png" in text
+    # paired by seed (seed 0: 40 vs 38, seed 1: 41 vs 39); no per_class.csv in this grid, and the notebook says so
+    assert "base - mode=category per seed: seed 0 +2.00, seed 1 +2.00 (the same sign on every seed)" in text
+    assert "has no per_class.csv" in text
     assert (g / "tables.md").exists() and (g / "tables" / "mode.csv").exists()
 
 
@@ -250,6 +256,9 @@ def test_11_training_length_and_settings(repo, what_properties_buy):
     text = _what(repo, what_properties_buy, "11_training_length_and_settings",
                  budget_grid=what_properties_buy["grids"]["budget"])
     assert "Budget sweep, property - category mIoU: 100 iters +1.00, 300 iters +1.00" in text
+    # the committed learning-rate x initialisation grid (the default lr_init_grid), read-only
+    assert "Property - category, paired by seed: with the pytorch initialisation property is" in text
+    assert "Demo preset (maximin over the table" in text and "read from results/lr_init_grid" in text
 
 
 def test_12_learnability(repo, what_properties_buy):

@@ -97,8 +97,7 @@ def _log(run):
 
 
 def test_resume_after_sigkill_continues_with_the_same_next_loss(cache):
-    ref = subprocess.run(_train_cmd("ref", 10, "--checkpoint_interval", "100"), capture_output=True, text=True,
-                         timeout=600)
+    ref = _train_in_process("ref", 10, "--checkpoint_interval", "100")    # the uninterrupted reference
     assert ref.returncode == 0, ref.stderr[-2000:]
     ref_loss = {r["iteration"]: r["loss"] for r in _log("ref")}
     assert len(ref_loss) == 10
