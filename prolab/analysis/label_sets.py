@@ -90,6 +90,30 @@ def label_set_table(runs: pd.DataFrame) -> pd.DataFrame:
                           "runs": len(v)} for k, v in g])
 
 
+def label_set_verdict(runs: pd.DataFrame, joint: str = "joint space: coarse signatures, no retraining") -> str:
+    """The joint space against each baseline of the experiment, paired by seed (mean difference of mIoU ± its
+    standard error; "level" within two standard errors)."""
+    import numpy as np
+
+    scored = runs.loc[runs["how"] == joint, "scored_on"]
+    if scored.empty:
+        return f"no '{joint}' rows to compare"
+    same = runs[runs["scored_on"] == scored.iloc[0]]          # the baselines scored on the same label set
+    per_seed = same.groupby(["how", "seed"])["mIoU"].mean().unstack("how")
+    parts = []
+    for other in per_seed.columns:
+        if other == joint or joint not in per_seed:
+            continue
+        d = (per_seed[joint] - per_seed[other]).dropna()
+        se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
+        word = ("level" if not np.isfinite(se) or abs(d.mean()) <= 2 * se
+                else "ahead" if d.mean() > 0 else "behind")
+        parts.append(f"{d.mean():+.2f} ± {se:.2f} against '{other}' ({word}, {len(d)} seeds)")
+    if not parts:
+        return "no baseline rows to compare"
+    return f"The joint space on the {scored.iloc[0]} labels, paired by seed: " + "; ".join(parts) + "."
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m prolab.analysis.label_sets", description=__doc__.split("\n\n")[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds (default 0 1 2)")

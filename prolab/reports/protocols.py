@@ -217,6 +217,19 @@ def lr_init_verdict(runs: pd.DataFrame, metric: str = "mIoU") -> str:
     return "Property - category, paired by seed: " + "; ".join(parts) + "."
 
 
+def init_effect(runs: pd.DataFrame, metric: str = "mIoU", start: str = "pytorch", to: str = "release") -> str:
+    """How the start moves each head: per mode, the change of mean mIoU from the ``start`` initialisation to the
+    ``to`` one at every learning rate (means over seeds; the two starts share seeds)."""
+    means = runs.groupby(["mode", "lr", "head_init"])[metric].mean().unstack("head_init")
+    if start not in means or to not in means:
+        return f"the grid lacks the {start!r} or the {to!r} initialisation"
+    parts = []
+    for mode in _modes(runs):
+        d = (means.loc[mode, to] - means.loc[mode, start]).sort_index()
+        parts.append(f"{mode} " + ", ".join(f"{v:+.2f} at lr {lr:g}" for lr, v in d.items()))
+    return f"From the {start} to the {to} initialisation, {metric} changes by: " + "; ".join(parts) + "."
+
+
 def plot_calibration(curve: pd.DataFrame, gamma: float):
     """Seen mIoU, unseen mIoU and their harmonic mean on the calibration images against gamma."""
     import matplotlib.pyplot as plt

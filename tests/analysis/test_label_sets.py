@@ -71,3 +71,19 @@ def test_the_label_set_experiment_writes_its_table(tmp_path):
                                                    "trained on the coarse labels"}
     assert runs["mIoU"].notna().all()
     assert (tmp_path / "res" / "tables.md").read_text().count("|") > 10
+
+
+def test_the_verdict_pairs_the_joint_space_with_the_baselines_of_the_same_label_set():
+    import pandas as pd
+
+    from prolab.analysis.label_sets import label_set_verdict
+
+    joint, mapped, own = ("joint space: coarse signatures, no retraining",
+                          "fine prediction mapped by the known class map", "its own signatures")
+    rows = [{"seed": s, "trained_on": "fine", "scored_on": "coarse", "how": joint, "mIoU": 40.0 + s} for s in (0, 1, 2)]
+    rows += [{"seed": s, "trained_on": "fine", "scored_on": "coarse", "how": mapped, "mIoU": m}
+             for s, m in ((0, 44.0), (1, 45.5), (2, 45.5))]
+    rows += [{"seed": s, "trained_on": "fine", "scored_on": "fine", "how": own, "mIoU": 10.0} for s in (0, 1, 2)]
+    text = label_set_verdict(pd.DataFrame(rows))
+    assert text.startswith("The joint space on the coarse labels, paired by seed: -4.00 ± 0.29 against")
+    assert "(behind, 3 seeds)" in text and own not in text            # the fine-label row is not a baseline

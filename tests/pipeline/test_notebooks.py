@@ -270,3 +270,4 @@ def test_12_learnability(repo, what_properties_buy):
 def test_13_label_sets(repo, what_properties_buy):
     text = _what(repo, what_properties_buy, "13_label_sets", label_sets=what_properties_buy["label_sets"])
     assert "fine model through the coarse signatures 41.50, through the known class map 55.00" in text
+    assert "The joint space on the coarse labels, paired by seed: -13.50" in text        # one seed: level

@@ -43,3 +43,25 @@ def test_a_grid_says_where_it_came_from_and_what_it_cost():
     line = grid_provenance("results/budget_grid")
     assert line.startswith("read from results/budget_grid (made by `prolab grid --config configs/grid_budget.yaml`")
     assert "hours of training" in line and "runs" in line
+
+
+def test_the_lr_init_views_count_signs_per_start_and_say_how_the_start_moves_each_head():
+    import pandas as pd
+
+    from prolab.reports.protocols import init_effect, lr_init_verdict, plot_lr_init
+
+    rows = []
+    for seed in (0, 1, 2):
+        for lr in (0.001, 0.01):
+            rows += [{"seed": seed, "lr": lr, "head_init": "pytorch", "mode": "property", "mIoU": 30.0 + seed},
+                     {"seed": seed, "lr": lr, "head_init": "pytorch", "mode": "category", "mIoU": 40.0 + seed},
+                     {"seed": seed, "lr": lr, "head_init": "release", "mode": "property", "mIoU": 45.0 + seed},
+                     {"seed": seed, "lr": lr, "head_init": "release", "mode": "category", "mIoU": 35.0 + seed * lr}]
+    runs = pd.DataFrame(rows)
+    verdict = lr_init_verdict(runs)
+    assert "with the pytorch initialisation property is ahead at 0 of 2 learning rates, behind at 2" in verdict
+    assert "with the release initialisation property is ahead at 2 of 2" in verdict
+    effect = init_effect(runs)
+    assert "property +15.00 at lr 0.001, +15.00 at lr 0.01" in effect and "category -6.00 at lr 0.001" in effect
+    fig = plot_lr_init(runs)
+    assert [ax.get_title() for ax in fig.axes] == ["pytorch initialisation", "release initialisation"]
