@@ -17,7 +17,9 @@ ships none, so nothing is copied from either):
   preset: the same shape shrunk), its per-stage assignments and its group embeddings;
 - ``zero_shot``: the GroupViT/PGSeg evaluation protocol (groups named by softmax over cosine x logit scale,
   restricted to the image's top-k classes, a background threshold) and the oracle naming (each group given its
-  majority class), which measures grouping apart from naming.
+  majority class), which measures grouping apart from naming;
+- ``baselines``: trivial groupings (one group per image, a square grid) scored by oracle naming with the kit's
+  metrics, the bar a trained grouping must clear (``python -m prolab.wovss.baselines``).
 
 Status: these parts and their tests. Training (the loop, the CPU preset's starting weights), the CLI
 (``prolab wovss``), the data for GPU users, the checkpoint converter and the notebook are the next steps of the
