@@ -91,24 +91,21 @@ def label_set_table(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def label_set_verdict(runs: pd.DataFrame, joint: str = "joint space: coarse signatures, no retraining") -> str:
-    """The joint space against each baseline of the experiment, paired by seed (mean difference of mIoU ± its
-    standard error; "level" within two standard errors)."""
-    import numpy as np
+    """The joint space against each baseline of the experiment scored on the same label set, paired by seed
+    (``prolab.pairing``: mean difference of mIoU ± its standard error; "level" within two standard errors)."""
+    from ..pairing import paired
 
     scored = runs.loc[runs["how"] == joint, "scored_on"]
     if scored.empty:
         return f"no '{joint}' rows to compare"
     same = runs[runs["scored_on"] == scored.iloc[0]]          # the baselines scored on the same label set
-    per_seed = same.groupby(["how", "seed"])["mIoU"].mean().unstack("how")
     parts = []
-    for other in per_seed.columns:
-        if other == joint or joint not in per_seed:
+    for other in same["how"].unique():
+        if other == joint:
             continue
-        d = (per_seed[joint] - per_seed[other]).dropna()
-        se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
-        word = ("level" if not np.isfinite(se) or abs(d.mean()) <= 2 * se
-                else "ahead" if d.mean() > 0 else "behind")
-        parts.append(f"{d.mean():+.2f} ± {se:.2f} against '{other}' ({word}, {len(d)} seeds)")
+        p = paired(same, same["how"] == joint, same["how"] == other, joint, other)
+        word = {1: "ahead", -1: "behind", 0: "level"}[p.sign]
+        parts.append(f"{p.mean:+.2f} ± {p.se:.2f} against '{other}' ({word}, {p.n} seeds)")
     if not parts:
         return "no baseline rows to compare"
     return f"The joint space on the {scored.iloc[0]} labels, paired by seed: " + "; ".join(parts) + "."

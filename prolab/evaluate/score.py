@@ -45,6 +45,21 @@ def evaluate_runs(run_names: list[str], split: str = "val", inference: str = "wh
     return pd.DataFrame(rows).set_index("run"), per_class, results
 
 
+def run_signatures(run_names: list[str]):
+    """The signatures (C x K, numpy) the first property run of ``run_names`` was trained with, read from its
+    weights file without building the model; None when no run is a property run."""
+    import json
+
+    from safetensors import safe_open
+
+    for name in run_names:
+        f = paths.run_dir(name) / "model.safetensors"
+        with safe_open(str(f), "pt") as h:
+            if json.loads(h.metadata()["config"]).get("mode") == "property" and "signatures" in h.keys():
+                return h.get_tensor("signatures").numpy()
+    return None
+
+
 def require_finished(run_names: list[str]) -> None:
     """Every run must have its final weights; otherwise say which notebook or command makes it, and where
     the kit looked."""

@@ -55,3 +55,14 @@ def top_confusions(result, top: int = 5, signatures=None):
         table["similarity rank"] = [int(np.searchsorted(-upper, -sim[i, j], side="left")) + 1 for i, j in pairs]
         table.attrs["pairs"] = len(upper)
     return table
+
+
+def confusion_link(run_name: str, table) -> str | None:
+    """One sentence on a run's largest confusion and where its pair sits in the property space (a table of
+    ``top_confusions`` with ``signatures``); None when the table has no confusion or no similarity columns."""
+    if not len(table) or "similarity rank" not in table:
+        return None
+    top = table.iloc[0]
+    return (f"{run_name}: the largest confusion, {top['ground truth']} -> {top['predicted as']} "
+            f"({top['% of its pixels']}% of its pixels), is between signatures with cosine {top['signature cosine']}, "
+            f"the pair ranked {top['similarity rank']} of {table.attrs['pairs']} by similarity in notebook 04's space.")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 
 from ..defaults import IGNORE_INDEX
-from .confusion import confusion_matrices, top_confusions  # noqa: F401  (notebook 06 imports them from here)
+from .confusion import confusion_link, confusion_matrices, top_confusions  # noqa: F401  (notebook 06 imports them from here)
 
 
 def descriptions_per_class(descriptions: dict[str, list[str]], title: str = "", min_line: int | None = 6,

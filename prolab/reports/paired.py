@@ -59,15 +59,17 @@ def class_gap(per_class: pd.DataFrame, a: str = "base", b: str = "mode=category"
     column per class)."""
     if "split" in per_class:
         per_class = per_class[per_class["split"] == per_class["split"].iloc[0]]
+    from ..pairing import paired
+
     classes = [c for c in per_class.columns if c not in ("setting", "seed", "cell", "split")]
+    in_a, in_b = per_class["setting"] == a, per_class["setting"] == b
+    for setting, mask in ((a, in_a), (b, in_b)):
+        if not mask.any():
+            _by_seed(per_class, setting, classes[0])          # the error that lists the grid's settings
     rows = []
     for c in classes:
-        sa, sb = _by_seed(per_class, a, c), _by_seed(per_class, b, c)
-        seeds = sorted(set(sa.index) & set(sb.index))
-        d = np.array([sa[s] - sb[s] for s in seeds], dtype=float)
-        se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
-        rows.append({"class": c, a: float(sa[seeds].mean()), b: float(sb[seeds].mean()),
-                     "difference": float(d.mean()), "se": se, "n": len(d)})
+        p = paired(per_class, in_a, in_b, a, b, metric=c)
+        rows.append({"class": c, a: p.a_mean, b: p.b_mean, "difference": p.mean, "se": p.se, "n": p.n})
     return pd.DataFrame(rows).sort_values("difference", ascending=False, ignore_index=True)
 
 
@@ -109,7 +111,7 @@ def paired_lines(pairs: pd.DataFrame, gap: pd.DataFrame | None = None, top: int 
     if gap is not None and gap["difference"].abs().sum() > 0:
         big = gap.reindex(gap["difference"].abs().sort_values(ascending=False).index).head(top)
         share = big["difference"].abs().sum() / gap["difference"].abs().sum()
-        lines.append(f"Class by class, the largest gaps: " + ", ".join(
+        lines.append("Class by class, the largest gaps: " + ", ".join(
             f"{r['class']} {r['difference']:+.2f} ± {r['se']:.2f}" for _, r in big.iterrows())
             + f"; these {len(big)} of {len(gap)} classes make {share:.0%} of the summed per-class differences.")
     return lines

@@ -180,7 +180,7 @@ def evaluate_wovss(model: GroupingModel, cfg: WovssConfig, embedder=None, limit:
     from ..progress import tqdm
     from ..train.config import TrainConfig
     from ..train.data import open_split
-    from .baselines import trivial_baselines
+    from .baselines import grid_groups
     from .captions import EVAL_TEMPLATE
     from .zero_shot import name_groups, oracle_labels, pixel_labels
 
@@ -190,7 +190,8 @@ def evaluate_wovss(model: GroupingModel, cfg: WovssConfig, embedder=None, limit:
     embedder = embedder or make_embedder(cfg.text_embedder)
     texts = model.text(torch.from_numpy(np.asarray(embedder.encode([EVAL_TEMPLATE.format(n) for n in names]))).float())
     side = cfg.image_size // STRIDE
-    cms = {k: np.zeros((c, c), np.int64) for k in ("oracle final", "oracle stage 1", "named")}
+    g1, g2 = PRESETS[cfg.preset].num_output_groups[:2]
+    cms = {k: np.zeros((c, c), np.int64) for k in ("oracle final", "oracle stage 1", "named", g2, g1)}
     n = len(ds) if limit is None else min(limit, len(ds))
     for i in tqdm(range(n), desc="wovss evaluation", disable=not progress):
         image, label = ds.load(i)
@@ -203,20 +204,23 @@ def evaluate_wovss(model: GroupingModel, cfg: WovssConfig, embedder=None, limit:
             return F.interpolate(a.view(1, -1, side, side), size=(h, w), mode="nearest")[0]
 
         truth = torch.from_numpy(label.astype(np.int64)).ravel()
-        for key, a in (("oracle final", final), ("oracle stage 1", s1[0])):
-            named = oracle_labels(up(a).argmax(0).ravel(), truth, c).numpy().reshape(h, w)
+        groupings = {"oracle final": up(final).argmax(0), "oracle stage 1": up(s1[0]).argmax(0),
+                     **{n: torch.from_numpy(grid_groups(h, w, n)) for n in (g2, g1)}}   # the trivial grids
+        for key, groups in groupings.items():
+            named = oracle_labels(groups.ravel(), truth, c).numpy().reshape(h, w)
             cms[key] += confusion_matrix(named, label, c)
         probs = name_groups(out["groups"][0], texts, out["image"][0], float(model.scale()))
         pred = pixel_labels(up(final).view(final.shape[0], -1), probs).numpy().reshape(h, w)
         cms["named"] += confusion_matrix(pred, label, c)
     unseen = unseen_class_names("synthetic_outdoor")
-    res = {}
+    res = {"trivial grid": {}}
     for key, cm in cms.items():
         m = metrics_from_confusion(cm, names)
+        if isinstance(key, int):
+            res["trivial grid"][key] = round(m["mIoU"], 2)
+            continue
         res[key] = {"mIoU": round(m["mIoU"], 2),
                     "unseen IoU": {u: round(float(m["per_class"].loc[u, "IoU"]), 2) for u in unseen}}
-    g1, g2 = s1.shape[1], s2.shape[1]
-    res["trivial grid"] = trivial_baselines("val", (g2, g1), limit=limit, progress=False)
     res["config"] = asdict(cfg)
     return res
 

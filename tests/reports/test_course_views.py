@@ -65,3 +65,13 @@ def test_the_lr_init_views_count_signs_per_start_and_say_how_the_start_moves_eac
     assert "property +15.00 at lr 0.001, +15.00 at lr 0.01" in effect and "category -6.00 at lr 0.001" in effect
     fig = plot_lr_init(runs)
     assert [ax.get_title() for ax in fig.axes] == ["pytorch initialisation", "release initialisation"]
+
+
+def test_the_largest_confusion_is_told_with_its_place_in_the_space():
+    from prolab.reports.figures import confusion_link
+
+    table = top_confusions(_result(), signatures=np.array([[1, 1, 0, 0], [1, 1, 1, 0], [0, 0, 0, 1]]))
+    assert confusion_link("r", table) == ("r: the largest confusion, sidewalk -> road (40.0% of its pixels), is "
+                                          "between signatures with cosine 0.82, the pair ranked 1 of 3 by "
+                                          "similarity in notebook 04's space.")
+    assert confusion_link("r", top_confusions(_result())) is None            # no signatures given
