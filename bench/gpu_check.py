@@ -9,6 +9,9 @@ its own time limit, so that one failure or hang does not hide the others:
   mmseg     configs/mmseg/prolab_tiny_synthetic.py through mmengine's Runner on CUDA, a few iterations and an
             evaluation (skipped when mmsegmentation is not installed: `make mmseg`)
   heads     bench/bench_heads.py --device cuda
+  groupvit  PGSeg's network at the paper's size (GroupViT-S, transformers, random weights): a few bf16 training
+            steps of the image-text contrastive loss + 0.1 L_PG per grouping stage, batch 64 at 224 px, then the
+            composed stage assignments at evaluation
 
 Everything printed goes to results/bench/gpu_check.txt too (with the GPU, driver, torch, CUDA and Triton
 versions). Exit status 1 when a part failed or ran out of time. Without a CUDA device it prints one line,
@@ -36,13 +39,14 @@ sys.path.insert(0, str(REPO))   # prolab from this checkout, also where it is no
 OUT = REPO / "results" / "bench" / "gpu_check.txt"
 TOTAL_S = 600
 # seconds each part may take; together under TOTAL_S, with room for start-up and the summary
-BUDGET = {"triton": 150, "gpu": 45, "train": 120, "mmseg": 100, "heads": 150}
+BUDGET = {"triton": 135, "gpu": 45, "train": 120, "mmseg": 100, "heads": 110, "groupvit": 60}
 TITLE = {
     "triton": "Triton kernels compiled, on CUDA tensors (tests/segment/test_fused_triton.py)",
     "gpu": "tests marked gpu (pytest -m gpu)",
     "train": "ViT-Adapter-B training step, mixed precision (TrainConfig/train, device cuda, amp)",
     "mmseg": "mmseg tiny config on CUDA (configs/mmseg/prolab_tiny_synthetic.py)",
     "heads": "bench/bench_heads.py --device cuda",
+    "groupvit": "GroupViT-S (PGSeg's network) training steps, bf16, contrastive + L_PG (prolab.wovss)",
 }
 TINY_MMSEG = "configs/mmseg/prolab_tiny_synthetic.py"
 
@@ -267,7 +271,58 @@ def child_mmseg(device: str):
           f"{time.perf_counter() - t0:.1f} s (mmseg {mmseg.__version__}, mmengine {mmengine.__version__})")
 
 
-CHILDREN = {"train": child_train, "mmseg": child_mmseg}
+def child_groupvit(device: str):
+    """GroupViT-S at the paper's size (prolab.wovss.model's ``paper`` preset, random weights): a few AdamW steps
+    of transformers' image-text contrastive loss plus 0.1 L_PG of each grouping stage (prolab.wovss.npr) under
+    autocast, then the soft assignments at evaluation, composed into a pixel -> group map."""
+    import torch
+
+    from prolab.wovss.grouping import compose_assignments
+    from prolab.wovss.model import build_groupvit
+    from prolab.wovss.npr import NPR_WEIGHT, em_prototypes, match_prototypes, pg_loss
+
+    cuda = torch.device(device).type == "cuda"
+    batch, steps = (64, 5) if cuda else (2, 2)                  # --device cpu: a smoke test of the same code
+    model = build_groupvit("paper").to(device).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    g = torch.Generator().manual_seed(0)
+    pixels = torch.randn(batch, 3, 224, 224, generator=g).to(device)
+    ids = torch.randint(1, 49407, (batch, 77), generator=g).to(device)
+    dtype = (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) if cuda else torch.bfloat16
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    losses, times = [], []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        with torch.autocast(device_type=torch.device(device).type, dtype=dtype):
+            out = model(input_ids=ids, pixel_values=pixels, return_loss=True, output_hidden_states=True)
+            hs = out.vision_model_output.hidden_states
+            pg = []
+            for i in range(2):                                     # the two grouping stages
+                protos, _ = em_prototypes(hs[i].float(), hs[i + 1].shape[1], generator=g)
+                match = match_prototypes(hs[i + 1], protos)
+                pg.append(pg_loss(hs[i + 1].float(), protos, match).value)
+            loss = out.loss + NPR_WEIGHT * sum(pg)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if cuda:
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+        losses.append(loss.item())
+    model.eval()
+    with torch.no_grad():
+        att = model.vision_model(pixel_values=pixels[:2], output_attentions=True).attentions
+        final = compose_assignments(*[a.float() for a in att if a is not None])
+    assert all(l == l for l in losses), f"non-finite loss: {losses}"
+    assert torch.allclose(final.sum(1), torch.ones_like(final.sum(1)), atol=1e-3), "assignments do not sum to 1"
+    print(f"RESULT {steps} steps of batch {batch} x 224 px ({str(dtype).replace('torch.', '')} autocast), loss "
+          f"{losses[0]:.3f} -> {losses[-1]:.3f}, {1000 * sum(times[1:]) / max(1, len(times) - 1):.0f} ms/step after the "
+          f"first, peak {torch.cuda.max_memory_allocated() / 2**30 if cuda else float('nan'):.2f} GiB; final groups "
+          f"{tuple(final.shape[1:])} per image")
+
+
+CHILDREN = {"train": child_train, "mmseg": child_mmseg, "groupvit": child_groupvit}
 
 
 def main() -> int:

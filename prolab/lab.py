@@ -32,7 +32,7 @@ KIT_NOTEBOOKS = ("00_prolab_in_60_lines.ipynb", "01_prompt_design.ipynb", "02_ll
                  "03_embedding_clustering.ipynb", "04_property_space.ipynb", "05_train_segmentation.ipynb",
                  "06_evaluate.ipynb", "07_ablation_tables.ipynb", "08_explanations.ipynb", "09_unseen_classes.ipynb",
                  "10_new_classes.ipynb", "11_training_length_and_settings.ipynb", "12_learnability.ipynb",
-                 "13_label_sets.ipynb")
+                 "13_label_sets.ipynb", "14_pgseg_from_captions.ipynb")
 
 
 def is_kit_notebook(path: str | Path, root_dir: str | Path) -> bool:

@@ -257,6 +257,12 @@ def run_dir(run_name: str) -> Path:
     return cache_root() / "runs" / slug(run_name, "run_name")
 
 
+def wovss_run_dir(run_name: str) -> Path:
+    """Weights, configuration and log of one PGSeg-stage run (``prolab wovss train``):
+    ``~/.cache/prolab/wovss/<run_name>/``."""
+    return cache_root() / "wovss" / slug(run_name, "run_name")
+
+
 def checkpoint_path(run_name: str) -> Path:
     return run_dir(run_name) / "checkpoint.pt"
 

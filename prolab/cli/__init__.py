@@ -1,5 +1,5 @@
 """Command line: ``prolab <stage> ...``, one module per stage (``describe``, ``properties``, ``train``,
-``pipeline``) over ``common``. Flag names equal the notebooks' parameter names."""
+``pipeline``, ``wovss``) over ``common``. Flag names equal the notebooks' parameter names."""
 from __future__ import annotations
 
 import argparse
@@ -11,6 +11,7 @@ from .describe import add_describe
 from .pipeline import add_doctor, add_grid, add_run, add_verify
 from .properties import add_properties, collision_advice
 from .train import add_evaluate, add_train, space_warnings
+from .wovss import add_wovss
 
 __all__ = ["EXPECTED_ERRORS", "build_parser", "collision_advice", "entry_point", "main", "space_warnings"]
 
@@ -30,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=_version(), help="print the version and exit")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (add_describe, add_properties, add_train, add_evaluate, add_doctor, add_run, add_grid,
-                add_verify):
+                add_verify, add_wovss):
         add(sub)
     return parser
 

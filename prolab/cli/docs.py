@@ -31,9 +31,16 @@ def cli_reference() -> str:
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     out = ["# Command line", "", "Generated from the parser by `prolab.cli.docs`: what `prolab <command> --help` "
            "prints. Flag names equal the notebooks' parameter names.", ""]
+    def page(prog: str, p: argparse.ArgumentParser) -> None:
+        p.prog = prog
+        out.extend([f"## {prog}", "", "```text", p.format_help().rstrip(), "```", ""])
+        for action in p._actions:                      # a command with its own subcommands (prolab wovss train)
+            if isinstance(action, argparse._SubParsersAction):
+                for name, child in action.choices.items():
+                    page(f"{prog} {name}", child)
+
     for name, p in sub.choices.items():
-        p.prog = f"prolab {name}"
-        out += [f"## prolab {name}", "", "```text", p.format_help().rstrip(), "```", ""]
+        page(f"prolab {name}", p)
     return "\n".join(out)
 
 

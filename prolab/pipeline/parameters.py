@@ -257,6 +257,15 @@ NOTEBOOK_RULES: dict[str, dict[str, Rule]] = {
         ("11_training_length_and_settings", ("budget_grid", "settings_grid", "lr_init_grid")),
         ("12_learnability", ("run_names", "split", "n_drop", "limit")),
         ("13_label_sets", ("label_sets",)))},
+    "14_pgseg_from_captions": {
+        "iters": Rule(int, min=0, max=1_000_000),
+        "batch_size": Rule(int, min=2, max=4096),                  # a contrastive batch needs negatives
+        "seed": Rule(int, min=0, max=2**32 - 1),
+        "guidance": Rule(float, min=0),
+        "phi": Rule(float, min=-1, max=1),                          # a cosine threshold
+        "n_show": Rule(int, min=1, max=80),                         # the embedded default's val images
+        "unseen_grid": _WHAT_PROPERTIES_BUY["unseen_grid"],
+    },
 }
 
 

@@ -352,7 +352,7 @@ def metric_vs_axis(runs, axis: str = "n_properties", metric: str = "mIoU"):
     return fig
 
 
-def _display_image(image):
+def display_image(image):
     """uint8 (H, W, 3) for imshow: a uint8 array as it is; a normalised (3, H, W) or (1, 3, H, W) tensor or
     array un-normalised with the ImageNet statistics."""
     import numpy as np
@@ -382,7 +382,7 @@ def property_activation_maps(image, maps, names, width: int = 24, max_lines: int
     n = len(maps) + 1
     fig, axes = plt.subplots(1, n, figsize=(2.6 * n + 0.6, 3.2), squeeze=False)
     axes = axes[0]
-    axes[0].imshow(_display_image(image))
+    axes[0].imshow(display_image(image))
     axes[0].set_title("image", fontsize=9)
     im = None
     for ax, m, name in zip(axes[1:], maps, names):
@@ -461,7 +461,7 @@ def training_samples(dataset, n: int = 4, palette=None, ignore_index: int = IGNO
     fig, axes = plt.subplots(2, n, figsize=(2.2 * n, 4.4), squeeze=False)
     for i in range(n):
         image, label = dataset[i]
-        axes[0, i].imshow(_display_image(image))
+        axes[0, i].imshow(display_image(image))
         axes[1, i].imshow(pal[np.asarray(label)])
         for r in (0, 1):
             axes[r, i].set_xticks([])

@@ -19,11 +19,14 @@ ships none, so nothing is copied from either):
   restricted to the image's top-k classes, a background threshold) and the oracle naming (each group given its
   majority class), which measures grouping apart from naming;
 - ``baselines``: trivial groupings (one group per image, a square grid) scored by oracle naming with the kit's
-  metrics, the bar a trained grouping must clear (``python -m prolab.wovss.baselines``).
+  metrics, the bar a trained grouping must clear (``python -m prolab.wovss.baselines``);
+- ``train``: the CPU model (ImageNet MobileNetV2 tokens -> GroupViT's grouping stages; frozen MiniLM captions ->
+  a projection), its training and evaluation, and its run folders (``prolab wovss train|evaluate``);
+- ``inspect``: group maps, EM clusters, the matching matrix and the kept share against phi (notebook 14);
+- ``checkpoints``: the released GroupViT and PGSeg checkpoints and transformers' hub layout into the network.
 
-Status: these parts and their tests. Training (the loop, the CPU preset's starting weights), the CLI
-(``prolab wovss``), the data for GPU users, the checkpoint converter and the notebook are the next steps of the
-issue that asked for it.
+Not built yet: training at the paper's scale (CC3M/CC12M/RedCaps shards on GPUs) and the sliding-window zero-shot
+evaluation on VOC / Pascal Context / COCO-Object; ``docs/stages/wovss.md`` says what there is.
 """
 from .captions import TEMPLATES, caption, image_labels, multi_positive_infonce, positives_from_labels
 from .grouping import compose_assignments, gumbel_softmax, hard_softmax, token_assignment

@@ -65,7 +65,7 @@ def match_prototypes(centres: torch.Tensor, prototypes: torch.Tensor, released_c
         raise ValueError(f"centres {tuple(centres.shape)} and prototypes {tuple(prototypes.shape)}: one prototype "
                          "per group is matched, so the shapes must agree")
     sim = (F.normalize(centres.detach().float(), dim=-1) @ F.normalize(prototypes.detach().float(), dim=-1)
-           .transpose(1, 2)).cpu().numpy()
+           .transpose(1, 2)).float().cpu().numpy()          # float again: under autocast the product is half
     out = np.empty(sim.shape[:2], dtype=np.int64)
     for i, s in enumerate(sim):
         rows, cols = linear_sum_assignment(s, maximize=not released_code)

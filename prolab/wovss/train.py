@@ -3,25 +3,29 @@
 The CPU model (``GroupingModel``) keeps PGSeg's grouping and losses and changes the two encoders, because a
 GroupViT trained from scratch for minutes on a CPU does not group (see the issue that asked for this stage):
 the image side starts from the ImageNet MobileNetV2 the kit ships (its stride-16 feature map as the patch
-tokens, through a linear map and learned positions), followed by GroupViT's grouping stages (transformers'
-``GroupViTVisionEncoder`` with the ``cpu`` preset: 16 then 4 groups); the text side is the packaged MiniLM,
-frozen, through a learned projection (no tokenizer download). Both land in one joint space. Loss: the
-label-aware contrastive loss (``captions.multi_positive_infonce``) plus ``NPR_WEIGHT`` x L_PG of each grouping
-stage (``npr``; ``released_code`` switches to the official code's departures). It teaches the mechanics; it
-reproduces no number of the paper.
+tokens, through a linear map and learned positions; frozen by default, so its features are computed once),
+followed by GroupViT's grouping stages (transformers' ``GroupViTVisionEncoder`` with the ``cpu`` preset: 16 then
+4 groups); the text side is the packaged MiniLM, frozen, through a learned projection (no tokenizer download).
+Both land in one joint space. Loss: the label-aware contrastive loss (``captions.multi_positive_infonce``) plus
+``npr_weight`` x L_PG of each grouping stage (``npr``; ``released_code`` switches to the official code's
+departures, the EM reconstruction added to the grouping blocks' input tokens included) plus the kit's
+assignment guidance (``assignment_guidance``, weight ``guidance``): at this scale L_PG alone leaves the groups
+collapsed, and the guidance, which reads the same EM prototypes and the same matching, makes them follow the
+image. It teaches the mechanics; it reproduces no number of the paper.
 """
 from __future__ import annotations
 
+import functools
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .captions import MIN_SHARE, caption, image_labels, multi_positive_infonce, positives_from_labels
+from .captions import EVAL_TEMPLATE, MIN_SHARE, caption, image_labels, multi_positive_infonce, positives_from_labels
 from .grouping import compose_assignments
 from .model import PRESETS, TEMPERATURE_INIT
 from .npr import NPR_WEIGHT, PHI, em_prototypes, match_prototypes, pg_loss
@@ -40,6 +44,13 @@ class WovssConfig:
     seed: int = 0
     min_share: float = MIN_SHARE
     npr: bool = True
+    npr_weight: float = NPR_WEIGHT      # the paper's weight of each stage's L_PG
+    guidance: float = 1.0               # the kit's assignment guidance (0: off, as in the paper); see assignment_guidance
+    balance: float = 0.0                # the kit's anti-collapse term (0: off, as in the paper); see group_balance
+    group_naming: float = 0.0           # the kit's per-group naming term (0: off, as in the paper); see group_naming_loss
+    gumbel: bool = True                 # the paper's Gumbel noise on the training assignment (False: plain argmax)
+    positions: bool = True              # learned position embeddings on the tokens
+    freeze_backbone: bool = True        # keep the ImageNet tokens fixed (the grouping stages learn on top)
     phi: float = PHI
     released_code: bool = False
     pretrained: str | None = "offline"  # the image side's ImageNet MobileNetV2 ("offline"), or None
@@ -73,15 +84,46 @@ class GroupingModel(nn.Module):
         channels = self.backbone.feature_info.channels()[2]
         side = cfg.image_size // STRIDE
         self.to_tokens = nn.Linear(channels, p.hidden_size)
-        self.pos = nn.Parameter(torch.randn(1, side * side, p.hidden_size) * 0.02)
+        self.pos = nn.Parameter(torch.randn(1, side * side, p.hidden_size) * 0.02, requires_grad=cfg.positions)
+        if not cfg.positions:
+            self.pos.data.zero_()
         self.encoder = GroupViTVisionEncoder(vision)
         self.norm = nn.LayerNorm(p.hidden_size)
+        if not cfg.gumbel:
+            _without_gumbel_noise(self.encoder)
+        # the released code adds an MLP of each token's EM reconstruction (its responsibilities times the
+        # prototypes) to the tokens entering every grouping block, in training and at evaluation
+        self.em_recon = nn.ModuleList()
+        self.em_generator = torch.Generator().manual_seed(cfg.seed)
+        if cfg.released_code:
+            for stage in self.encoder.stages:
+                if stage.downsample is not None:
+                    mlp = _mlp(p.hidden_size, p.hidden_size, p.hidden_size)
+                    self.em_recon.append(mlp)
+                    stage.downsample.register_forward_pre_hook(functools.partial(self._add_reconstruction, mlp))
         self.image_proj = _mlp(p.hidden_size, p.projection_intermediate_dim, p.projection_dim)
         self.text_proj = _mlp(text_dim, p.projection_intermediate_dim, p.projection_dim)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / TEMPERATURE_INIT)))
 
-    def forward(self, images: torch.Tensor) -> dict:
-        feats = self.backbone(images)[2]                                   # (B, C, h, w) at stride 16
+    def _add_reconstruction(self, mlp: nn.Module, block: nn.Module, args: tuple) -> tuple:
+        tokens, groups = args
+        # a fixed generator at evaluation: the same image gets the same EM start, hence the same groups
+        generator = self.em_generator if self.training else torch.Generator().manual_seed(0)
+        protos, resp = em_prototypes(tokens, groups.shape[1], generator=generator)
+        return tokens + mlp(resp @ protos), groups
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        return self.backbone(images)[2]                                    # (B, C, h, w) at stride 16
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if not any(p.requires_grad for p in self.backbone.parameters()):
+            self.backbone.eval()                                           # frozen: its BatchNorm statistics too
+        return self
+
+    def forward(self, images: torch.Tensor | None = None, feats: torch.Tensor | None = None) -> dict:
+        """From images, or from the backbone's features of them (a frozen backbone's are computed once)."""
+        feats = self.features(images) if feats is None else feats
         tokens = self.to_tokens(feats.flatten(2).transpose(1, 2)) + self.pos
         out = self.encoder(hidden_states=tokens, output_hidden_states=True, output_attentions=True,
                            return_dict=True)
@@ -96,16 +138,72 @@ class GroupingModel(nn.Module):
         return self.logit_scale.exp().clamp(max=100.0)                     # capped at 100, as in the paper
 
 
-def npr_losses(out: dict, cfg: WovssConfig, generator: torch.Generator) -> list[torch.Tensor]:
-    """L_PG of each grouping stage: EM prototypes of the stage's input tokens, as many as its output groups,
-    matched to the groups it made."""
-    hs, losses = out["stage_inputs"], []
-    for i in range(len(out["assignments"])):
+def _without_gumbel_noise(encoder: nn.Module) -> None:
+    """The training assignment of every grouping block as a straight-through argmax without Gumbel noise
+    (transformers always adds the noise in training; its evaluation path is unchanged)."""
+    import types
+
+    from transformers.models.groupvit.modeling_groupvit import GroupViTAssignAttention
+
+    def get_attn(self, attn, gumbel=True, hard=True):
+        return type(self).get_attn(self, attn, gumbel=False, hard=hard)
+
+    for m in encoder.modules():
+        if isinstance(m, GroupViTAssignAttention):
+            m.get_attn = types.MethodType(get_attn, m)
+
+
+def npr_losses(out: dict, cfg: WovssConfig, generator: torch.Generator) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Per grouping stage: L_PG (EM prototypes of the stage's input tokens, as many as its output groups,
+    matched to the groups it made) and the kit's assignment guidance (``assignment_guidance``)."""
+    hs, pg, guide = out["stage_inputs"], [], []
+    for i, assignment in enumerate(out["assignments"]):
         inputs, groups = hs[i], hs[i + 1]
-        protos, _ = em_prototypes(inputs, groups.shape[1], generator=generator)
+        protos, resp = em_prototypes(inputs, groups.shape[1], generator=generator)
         match = match_prototypes(groups, protos, released_code=cfg.released_code)
-        losses.append(pg_loss(groups, protos, match, phi=cfg.phi, released_code=cfg.released_code).value)
-    return losses
+        pg.append(pg_loss(groups, protos, match, phi=cfg.phi, released_code=cfg.released_code).value)
+        guide.append(assignment_guidance(assignment, resp, match))
+    return pg, guide
+
+
+def assignment_guidance(assignment: torch.Tensor, responsibilities: torch.Tensor, match: torch.Tensor) -> torch.Tensor:
+    """The kit's prototype guidance on the assignment (not PGSeg's, which guides the group centres only): each
+    token's soft assignment over the G groups (B, G, N) is pulled, by cross-entropy, towards its EM
+    responsibilities (B, N, G) over the prototypes, read through the matching (B, G: the prototype of each group),
+    so group g takes the tokens its matched prototype explains. With the released code's matching (the least
+    similar pairs) the targets are the wrong clusters."""
+    target = responsibilities.gather(2, match[:, None, :].expand(-1, responsibilities.shape[1], -1))  # (B, N, G)
+    logp = assignment.clamp_min(1e-8).log().transpose(1, 2)                                           # (B, N, G)
+    return -(target * logp).sum(-1).mean()
+
+
+def group_balance(assignments: list[torch.Tensor]) -> torch.Tensor:
+    """The kit's anti-collapse term (not PGSeg's), minus the mutual information between a token and its group
+    in each image, up to a constant: log G minus the entropy of the image's share of tokens per group (0 when
+    the groups take as many tokens each, log G when one takes all) plus each token's own assignment entropy
+    (0 when it is sure of its group; without it, uniform assignments would look balanced). Averaged over images,
+    summed over stages; soft assignments (B, G, N)."""
+    total = 0.0
+    for a in assignments:
+        a = a.clamp_min(1e-8)
+        share = a.mean(-1)                                                 # (B, G), sums to 1 per image
+        spread = math.log(a.shape[1]) + (share * share.log()).sum(-1)
+        doubt = -(a * a.log()).sum(1).mean(-1)                             # each token's entropy over groups
+        total = total + (spread + doubt).mean()
+    return total
+
+
+def group_naming_loss(groups: torch.Tensor, texts: torch.Tensor, labels: list[list[int]], scale: torch.Tensor
+                      ) -> torch.Tensor:
+    """The kit's per-group naming term (not PGSeg's): each class an image's caption names should be the best
+    match of one of its groups. ``groups`` (B, G, D), ``texts`` (C, D) the prompts of the training vocabulary,
+    ``labels`` the class indices per image. Class score of an image = its best group's scaled cosine; loss =
+    the mean over named classes of -log softmax over the vocabulary of those scores."""
+    z, t = F.normalize(groups, dim=-1), F.normalize(texts, dim=-1)
+    scores = scale * torch.einsum("bgd,cd->bgc", z, t).amax(1)             # (B, C)
+    logp = scores.log_softmax(-1)
+    terms = [logp[i, c] for i, ids in enumerate(labels) for c in ids]
+    return -torch.stack(terms).mean() if terms else scores.sum() * 0
 
 
 class CaptionBank:
@@ -129,6 +227,7 @@ class CaptionBank:
 def train_wovss(cfg: WovssConfig, progress: bool = True) -> tuple[GroupingModel, list[dict]]:
     """Train the CPU model on the embedded default's training split; returns the model (eval mode) and one log
     row per iteration (loss terms, seconds)."""
+    from ..datasets import unseen_class_names
     from ..datasets.transforms import to_tensor
     from ..embed import make_embedder
     from ..progress import tqdm
@@ -140,8 +239,19 @@ def train_wovss(cfg: WovssConfig, progress: bool = True) -> tuple[GroupingModel,
     names = list(ds.class_names)
     embedder = make_embedder(cfg.text_embedder)
     bank = CaptionBank(ds, names, embedder, cfg.min_share, cfg.seed)
+    # the prompts of the seen classes only: an unseen name never enters training, not even as a negative
+    seen = [i for i, n in enumerate(names) if n not in set(unseen_class_names("synthetic_outdoor"))]
+    vocab = torch.from_numpy(np.asarray(embedder.encode([EVAL_TEMPLATE.format(names[i]) for i in seen]))).float()
+    position = {c: k for k, c in enumerate(seen)}
     images = torch.stack([to_tensor(ds.load(i)[0]) for i in range(len(ds))])
     model = GroupingModel(cfg, bank.embeddings.shape[1]).train()
+    cached = None
+    if cfg.freeze_backbone:
+        model.backbone.requires_grad_(False)
+        model.train()
+        with torch.no_grad():                                              # each image and its mirror, once
+            cached = [torch.cat([model.features(images[i:i + 64].flip(-1) if mirror else images[i:i + 64])
+                                 for i in range(0, len(images), 64)]) for mirror in (False, True)]
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
                             weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(cfg.iters, 1), pct_start=0.1)
@@ -149,20 +259,27 @@ def train_wovss(cfg: WovssConfig, progress: bool = True) -> tuple[GroupingModel,
     log, start = [], time.perf_counter()
     for it in tqdm(range(cfg.iters), desc="wovss training", disable=not progress):
         idx = torch.randperm(len(images), generator=g)[:cfg.batch_size]
-        x = images[idx]
         flip = torch.rand(len(idx), generator=g) < 0.5
-        x = torch.where(flip[:, None, None, None], x.flip(-1), x)
-        out = model(x)
+        if cached is None:
+            x = images[idx]
+            out = model(torch.where(flip[:, None, None, None], x.flip(-1), x))
+        else:
+            out = model(feats=torch.where(flip[:, None, None, None], cached[1][idx], cached[0][idx]))
         pos = positives_from_labels([bank.labels[i] for i in idx.tolist()])
         contrastive = multi_positive_infonce(out["image"], model.text(bank.embeddings[idx]), pos, model.scale())
-        npr = npr_losses(out, cfg, g) if cfg.npr else []
-        loss = contrastive + NPR_WEIGHT * sum(npr)
+        npr, guide = npr_losses(out, cfg, g) if cfg.npr or cfg.guidance else ([], [])
+        naming = (group_naming_loss(out["groups"], model.text(vocab), [[position[c] for c in bank.labels[i]] for i in idx.tolist()], model.scale()) if cfg.group_naming else torch.zeros(()))
+        balance = group_balance(out["assignments"]) if cfg.balance else torch.zeros(())
+        loss = (contrastive + (cfg.npr_weight * sum(npr) if cfg.npr else 0) + cfg.guidance * sum(guide)
+                + cfg.balance * balance + cfg.group_naming * naming)
         opt.zero_grad()
         loss.backward()
         opt.step()
         sched.step()
         log.append({"iteration": it + 1, "loss": loss.item(), "contrastive": contrastive.item(),
+                    "balance": balance.item(), "naming": naming.item(),
                     **{f"pg_stage{k + 1}": v.item() for k, v in enumerate(npr)},
+                    **{f"guidance_stage{k + 1}": v.item() for k, v in enumerate(guide)},
                     "seconds": round(time.perf_counter() - start, 2)})
     return model.eval(), log
 
@@ -172,16 +289,18 @@ def evaluate_wovss(model: GroupingModel, cfg: WovssConfig, embedder=None, limit:
                    progress: bool = True) -> dict:
     """On the embedded default's val split: oracle-named mIoU of the final groups and of stage 1's, and the
     zero-shot named mIoU (groups named among the image's top-5 classes by "a photo of a {}."), seen and unseen
-    IoU; each with the trivial grid of the same number of groups beside it (``baselines``)."""
+    IoU; each with the trivial grid of the same number of groups beside it (``baselines``); and the unseen-class
+    protocol's seen mIoU, unseen mIoU and harmonic mean of the named prediction on the images that protocol
+    scores (``evaluate.unseen``: the odd positions), so PGSeg sits beside the kit's unseen grid."""
     from ..datasets.transforms import to_tensor
     from ..embed import make_embedder
     from ..evaluate.metrics import confusion_matrix, metrics_from_confusion
+    from ..evaluate.unseen import gzsl_scores
     from ..datasets import unseen_class_names
     from ..progress import tqdm
     from ..train.config import TrainConfig
     from ..train.data import open_split
     from .baselines import grid_groups
-    from .captions import EVAL_TEMPLATE
     from .zero_shot import name_groups, oracle_labels, pixel_labels
 
     ds = open_split(TrainConfig.demo(), "val")
@@ -191,8 +310,9 @@ def evaluate_wovss(model: GroupingModel, cfg: WovssConfig, embedder=None, limit:
     texts = model.text(torch.from_numpy(np.asarray(embedder.encode([EVAL_TEMPLATE.format(n) for n in names]))).float())
     side = cfg.image_size // STRIDE
     g1, g2 = PRESETS[cfg.preset].num_output_groups[:2]
-    cms = {k: np.zeros((c, c), np.int64) for k in ("oracle final", "oracle stage 1", "named", g2, g1)}
+    cms = {k: np.zeros((c, c), np.int64) for k in ("oracle final", "oracle stage 1", "named", 1, g2, g1)}
     n = len(ds) if limit is None else min(limit, len(ds))
+    odd = np.zeros((c, c), np.int64)
     for i in tqdm(range(n), desc="wovss evaluation", disable=not progress):
         image, label = ds.load(i)
         out = model(to_tensor(image)[None])
@@ -205,15 +325,19 @@ def evaluate_wovss(model: GroupingModel, cfg: WovssConfig, embedder=None, limit:
 
         truth = torch.from_numpy(label.astype(np.int64)).ravel()
         groupings = {"oracle final": up(final).argmax(0), "oracle stage 1": up(s1[0]).argmax(0),
-                     **{n: torch.from_numpy(grid_groups(h, w, n)) for n in (g2, g1)}}   # the trivial grids
+                     **{n: torch.from_numpy(grid_groups(h, w, n)) for n in (1, g2, g1)}}   # the trivial grids
         for key, groups in groupings.items():
             named = oracle_labels(groups.ravel(), truth, c).numpy().reshape(h, w)
             cms[key] += confusion_matrix(named, label, c)
         probs = name_groups(out["groups"][0], texts, out["image"][0], float(model.scale()))
         pred = pixel_labels(up(final).view(final.shape[0], -1), probs).numpy().reshape(h, w)
         cms["named"] += confusion_matrix(pred, label, c)
+        if i % 2:                              # the unseen protocol's test images (evaluate.unseen: odd positions)
+            odd += confusion_matrix(pred, label, c)
     unseen = unseen_class_names("synthetic_outdoor")
-    res = {"trivial grid": {}}
+    res = {"trivial grid": {},
+           "unseen protocol": {**gzsl_scores(odd, names, [x for x in names if x not in unseen], unseen),
+                               "images": len(range(1, n, 2))}}
     for key, cm in cms.items():
         m = metrics_from_confusion(cm, names)
         if isinstance(key, int):
@@ -225,39 +349,83 @@ def evaluate_wovss(model: GroupingModel, cfg: WovssConfig, embedder=None, limit:
     return res
 
 
-def main(argv=None) -> int:
-    """``python -m prolab.wovss.train``: train the CPU model, evaluate it on the val split, write one JSON of
-    the result (config, environment, loss at the first and last iteration, metrics, the trivial grids)."""
-    import argparse
-    import json
+WEIGHTS, CONFIG, LOG = "weights.safetensors", "config.json", "log.json"
+
+
+def run_setting(cfg: WovssConfig) -> str:
+    """A run's default name: which L_PG it trained with, the kit's guidance weight, its length and seed."""
+    setting = "released_code" if cfg.released_code else "paper" if cfg.npr else "no_npr"
+    return f"{setting}-g{cfg.guidance:g}-i{cfg.iters}-s{cfg.seed}"
+
+
+def save_run(folder, model: GroupingModel, cfg: WovssConfig, log: list[dict]) -> None:
+    """Weights (safetensors), the resolved configuration with the text width and the environment, and the log:
+    each written atomically; the config last, so a folder with a config is a finished run."""
+    from pathlib import Path
+
+    from safetensors.torch import save as save_tensors
+
+    from ..files import atomic_write_bytes, atomic_write_json, canonical_safetensors, environment_info
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    atomic_write_bytes(folder / WEIGHTS, canonical_safetensors(save_tensors(state)))
+    atomic_write_json(folder / LOG, log)
+    atomic_write_json(folder / CONFIG, {"config": asdict(cfg), "text_dim": model.text_proj[0].in_features,
+                                        "environment": environment_info()})
+
+
+def load_run(folder) -> tuple[GroupingModel, WovssConfig, list[dict]]:
+    """A finished run's model (eval mode), configuration and log; the weights read with safetensors."""
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    from ..files import read_json
+
+    folder = Path(folder)
+    if not (folder / CONFIG).is_file() or not (folder / WEIGHTS).is_file():
+        raise FileNotFoundError(f"{folder}: no finished wovss run (expected {CONFIG} and {WEIGHTS}; "
+                                "train one with `prolab wovss train`)")
+    meta = read_json(folder / CONFIG)
+    cfg = WovssConfig(**meta["config"])
+    model = GroupingModel(replace(cfg, pretrained=None), meta["text_dim"])   # the file holds every weight
+    model.load_state_dict(load_file(str(folder / WEIGHTS)))
+    if cfg.freeze_backbone:
+        model.backbone.requires_grad_(False)
+    return model.eval(), cfg, read_json(folder / LOG)
+
+
+def ensure_run(cfg: WovssConfig, run_name: str | None = None, force: bool = False, progress: bool = True
+               ) -> tuple[GroupingModel, list[dict], bool]:
+    """The finished run ``run_name`` (default ``run_setting(cfg)``) if its folder holds one with this exact
+    configuration, else trained now and saved (the folder locked while written; a killed run's leftovers are
+    cleared first). Returns (model, log, trained now?). A finished run of that name with another configuration is
+    refused unless ``force``: a name stands for one configuration."""
+    import shutil
 
     from .. import paths
-    from ..files import atomic_write_json, environment_info
+    from ..files import folder_lock, read_json
 
-    p = argparse.ArgumentParser(prog="python -m prolab.wovss.train", description=main.__doc__.split("\n\n")[0])
-    p.add_argument("--iters", type=int, default=WovssConfig.iters, help="training iterations")
-    p.add_argument("--batch_size", type=int, default=WovssConfig.batch_size, help="images per iteration")
-    p.add_argument("--lr", type=float, default=WovssConfig.lr, help="peak learning rate (one cycle)")
-    p.add_argument("--seed", type=int, default=WovssConfig.seed, help="seed")
-    p.add_argument("--released_code", action="store_true", help="the official code's departures from the paper")
-    p.add_argument("--no_npr", action="store_true", help="train without L_PG")
-    p.add_argument("--out", default=None, help="result JSON (default results/wovss/<setting>-i<iters>-s<seed>.json)")
-    a = p.parse_args(argv)
-    cfg = WovssConfig(iters=a.iters, batch_size=a.batch_size, lr=a.lr, seed=a.seed, released_code=a.released_code,
-                      npr=not a.no_npr)
-    model, log = train_wovss(cfg)
-    res = evaluate_wovss(model, cfg)
-    setting = "released_code" if cfg.released_code else "paper" if cfg.npr else "no_npr"
-    out = paths.resolve(a.out) if a.out else paths.results_dir("wovss") / f"{setting}-i{cfg.iters}-s{cfg.seed}.json"
-    res.update(first=log[0], last=log[-1], environment=environment_info())
-    atomic_write_json(out, res)
-    print(json.dumps({k: res[k] for k in ("oracle final", "oracle stage 1", "named", "trivial grid")}, indent=1))
-    print(f"-> {out}")
-    return 0
+    name = run_name or run_setting(cfg)
+    folder = paths.wovss_run_dir(name)
+    with folder_lock(folder, "wovss run"):
+        if (folder / CONFIG).is_file() and not force:
+            saved = read_json(folder / CONFIG)["config"]
+            if saved == asdict(cfg):
+                model, _, log = load_run(folder)
+                return model, log, False
+            diff = {k: (saved.get(k), v) for k, v in asdict(cfg).items() if saved.get(k) != v}
+            raise ValueError(f"wovss run {name!r} in {folder} was trained with other settings "
+                             f"{ {k: a for k, (a, b) in diff.items()} } (now { {k: b for k, (a, b) in diff.items()} }): "
+                             "give another run_name, or force=True (--force) to train it again")
+        if folder.exists():
+            shutil.rmtree(folder)                    # a killed run's partial files, or a forced retrain
+        model, log = train_wovss(cfg, progress=progress)
+        save_run(folder, model, cfg, log)
+    return model, log, True
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
-
-
-__all__ = ["WovssConfig", "GroupingModel", "CaptionBank", "npr_losses", "train_wovss", "evaluate_wovss"]
+__all__ = ["WovssConfig", "GroupingModel", "CaptionBank", "npr_losses", "group_balance", "group_naming_loss",
+           "train_wovss", "evaluate_wovss", "run_setting", "save_run", "load_run", "ensure_run", "assignment_guidance"]

@@ -271,3 +271,15 @@ def test_13_label_sets(repo, what_properties_buy):
     text = _what(repo, what_properties_buy, "13_label_sets", label_sets=what_properties_buy["label_sets"])
     assert "fine model through the coarse signatures 41.50, through the known class map 55.00" in text
     assert "The joint space on the coarse labels, paired by seed: -13.50" in text        # one seed: level
+
+
+def test_14_pgseg_from_captions(repo, what_properties_buy):
+    """Three tiny wovss runs, their figures, the grouping table with the trivial bars, and the unseen table with
+    the grid's rows and PGSeg's beside them."""
+    text = _what(repo, what_properties_buy, "14_pgseg_from_captions", iters=4, batch_size=4, n_show=2,
+                 unseen_grid=what_properties_buy["grids"]["unseen"])
+    assert text.count("image/png") >= 6          # before, three after, the matching, the kept share
+    assert "reported zero-shot mIoU, PGSeg" in text and "pairs kept, L_PG" in text
+    assert "vs the 4-cell grid" in text and "one group per image 7.69" in text
+    assert "PGSeg, CPU scale (released_code)" in text and "property (ProLab)" in text
+    assert "unseen split, PGSeg at this scale: seen mIoU" in text

@@ -1,0 +1,123 @@
+"""``prolab wovss train`` and ``prolab wovss evaluate``: PGSeg's stage (``prolab.wovss``), one flag per field of
+``WovssConfig`` (the names the notebook's parameters use)."""
+from __future__ import annotations
+
+import argparse
+import types
+import typing
+
+from .common import help_text, subparser
+from .train import flag_bool
+
+HELP = {
+    "preset": "the network: cpu (ImageNet MobileNetV2 tokens -> GroupViT's grouping stages, 16 then 4 groups, "
+              "trained on the embedded default in minutes)",
+    "image_size": "input size in pixels (a multiple of 16: the token grid is image_size / 16 on a side)",
+    "iters": "training iterations",
+    "batch_size": "images per iteration (the contrastive batch: at least 2)",
+    "lr": "peak learning rate (one-cycle schedule)",
+    "weight_decay": "AdamW weight decay",
+    "seed": "seed of the initialisation, the batches, the flips, the Gumbel noise and the EM starts",
+    "min_share": "a class is named in an image's caption when it covers at least this share of the image",
+    "npr": "train with PGSeg's prototype guidance L_PG (false: contrastive loss only)",
+    "npr_weight": "weight of each grouping stage's L_PG (the paper's 0.1)",
+    "guidance": "weight of the kit's assignment guidance: each token's assignment pulled towards the EM "
+                "responsibility of its group's matched prototype (0: off, PGSeg's losses only)",
+    "balance": "weight of the kit's anti-collapse term (0: off, as in the paper)",
+    "group_naming": "weight of the kit's per-group naming term (0: off, as in the paper)",
+    "gumbel": "Gumbel noise on the training assignment, as in the paper (false: a plain straight-through argmax)",
+    "positions": "learned position embeddings on the tokens",
+    "freeze_backbone": "keep the ImageNet backbone fixed (its features are computed once; training is faster)",
+    "phi": "L_PG's hard-rejection threshold (the paper's 0.1)",
+    "released_code": "the official code's departures from the paper (Hungarian minimising, rejection on column 0, "
+                     "no image-side EMA)",
+    "pretrained": "the backbone's ImageNet weights (offline: the packaged ones; none: random)",
+    "text_embedder": "the frozen sentence embedder of the captions (a packaged one works offline)",
+}
+
+
+def add_wovss(sub: argparse._SubParsersAction) -> None:
+    from dataclasses import fields
+
+    from ..wovss.model import PRESETS
+    from ..wovss.train import WovssConfig
+
+    p = subparser(sub, "wovss", "PGSeg's stage: segmentation learned from image-caption pairs (train, evaluate)")
+    wsub = p.add_subparsers(dest="wovss_command", required=True)
+    t = subparser(wsub, "train", "train the wovss model on captions built from the embedded default's image labels")
+    default = WovssConfig()
+    hints = typing.get_type_hints(WovssConfig)
+    for f in fields(WovssConfig):
+        text = help_text(HELP[f.name], "none" if getattr(default, f.name) is None else getattr(default, f.name))
+        hint = hints[f.name]
+        union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+        kind = next(a for a in typing.get_args(hint) if a is not type(None)) if union else hint
+        if f.name == "preset":
+            t.add_argument("--preset", choices=[k for k in PRESETS if k == "cpu"], default=None, help=text)
+        elif kind is bool:
+            t.add_argument(f"--{f.name}", type=flag_bool, default=None, metavar="BOOL", help=text)
+        elif kind in (int, float):
+            t.add_argument(f"--{f.name}", type=kind, default=None, help=text)
+        else:
+            t.add_argument(f"--{f.name}", type=str, default=None, help=text)
+    t.add_argument("--run_name", default=None,
+                   help=help_text("the run's folder under $PROLAB_CACHE/wovss", "<setting>-i<iters>-s<seed>"))
+    t.add_argument("--force", action="store_true", help=help_text("train again over a finished run of that name", "off"))
+    t.set_defaults(func=run_wovss_train)
+    e = subparser(wsub, "evaluate", "score a trained wovss run on the embedded default's val split: oracle-named and "
+                                    "zero-shot named mIoU, unseen-class IoU, the trivial grids beside them")
+    e.add_argument("--run_name", required=True, help="the run to evaluate (its --run_name in `prolab wovss train`)")
+    e.add_argument("--limit", type=int, default=None, help=help_text("evaluate only the first N images", "all"))
+    e.add_argument("--out_dir", default=None, help=help_text("where <run_name>.json is written", "results/wovss"))
+    e.set_defaults(func=run_wovss_evaluate)
+
+
+def wovss_config(a: argparse.Namespace):
+    from dataclasses import fields
+
+    from ..wovss.train import WovssConfig
+
+    given = {f.name: getattr(a, f.name) for f in fields(WovssConfig) if getattr(a, f.name, None) is not None}
+    if str(given.get("pretrained", "")).lower() == "none":
+        given["pretrained"] = None
+    return WovssConfig(**given)
+
+
+def run_wovss_train(a: argparse.Namespace) -> int:
+    from .. import paths
+    from ..wovss.train import ensure_run, run_setting
+
+    cfg = wovss_config(a)
+    name = a.run_name or run_setting(cfg)
+    _, log, trained = ensure_run(cfg, name, force=a.force)
+    folder = paths.wovss_run_dir(name)
+    if not trained:
+        print(f"run {name} is finished in {folder} with these settings (--force trains it again); evaluate it "
+              f"with `prolab wovss evaluate --run_name {name}`")
+        return 0
+    print(f"run {name}: loss {log[0]['loss']:.3f} -> {log[-1]['loss']:.3f} in {log[-1]['seconds']:.0f} s; "
+          f"weights in {folder}")
+    return 0
+
+
+def run_wovss_evaluate(a: argparse.Namespace) -> int:
+    import json
+
+    from .. import paths
+    from ..files import atomic_write_json, environment_info, folder_lock
+    from ..wovss.train import evaluate_wovss, load_run
+
+    if a.limit is not None and a.limit < 1:
+        raise ValueError(f"--limit {a.limit}: at least 1 image")
+    folder = paths.wovss_run_dir(a.run_name)
+    model, cfg, log = load_run(folder)
+    res = evaluate_wovss(model, cfg, limit=a.limit)
+    res.update(run_name=a.run_name, first=log[0] if log else None, last=log[-1] if log else None,
+               limit=a.limit, environment=environment_info())
+    out_dir = paths.resolve(a.out_dir) if a.out_dir else paths.results_dir("wovss")
+    out = out_dir / f"{paths.slug(a.run_name, 'run_name')}.json"
+    with folder_lock(out_dir, "wovss results folder"):
+        atomic_write_json(out, res)
+    print(json.dumps({k: res[k] for k in ("oracle final", "oracle stage 1", "named", "trivial grid")}, indent=1))
+    print(f"-> {out}")
+    return 0
