@@ -265,6 +265,7 @@ NOTEBOOK_RULES: dict[str, dict[str, Rule]] = {
         "phi": Rule(float, min=-1, max=1),                          # a cosine threshold
         "n_show": Rule(int, min=1, max=80),                         # the embedded default's val images
         "unseen_grid": _WHAT_PROPERTIES_BUY["unseen_grid"],
+        "wovss_results": Rule(str, accept=_existing("folder", "a folder of `prolab wovss evaluate` results")),
     },
 }
 

@@ -135,5 +135,60 @@ def grouping_verdict(results: dict[str, dict], run: str) -> str:
     return f"{run}: oracle-named mIoU, " + "; ".join(parts) + f"; one group per image {grid.get(1)}"
 
 
-__all__ = ["group_map_figure", "loss_figure", "matching_figure", "kept_share_figure", "grouping_table",
+def setting_label(config: dict) -> str:
+    """A run's setting in words, from its resolved configuration."""
+    rule = "released_code" if config.get("released_code") else "paper"
+    g = config.get("guidance", 0)
+    return f"{rule}, guidance {g:g}" if g else f"{rule}, PGSeg's losses only"
+
+
+def load_wovss_runs(folder) -> pd.DataFrame:
+    """One row per ``prolab wovss evaluate`` result in ``folder`` (results/wovss; relative to the repository
+    root unless absolute): setting, seed, iterations,
+    the oracle-named, named and unseen-protocol scores, and the trivial grids."""
+    import json
+
+    from .. import paths
+
+    rows = []
+    for f in sorted(paths.resolve(folder).glob("*.json")):
+        r = json.loads(f.read_text(encoding="utf-8"))
+        if "oracle final" not in r:
+            continue
+        grid = {int(k): v for k, v in r["trivial grid"].items()}
+        counts = sorted(k for k in grid if k > 1)
+        rows.append({"file": f.name, "setting": setting_label(r["config"]), "seed": r["config"]["seed"],
+                     "iters": r["config"]["iters"], "final (oracle)": r["oracle final"]["mIoU"],
+                     "final grid": grid[counts[0]], "stage 1 (oracle)": r["oracle stage 1"]["mIoU"],
+                     "stage 1 grid": grid[counts[-1]], "named": r["named"]["mIoU"],
+                     "unseen mIoU": r["unseen protocol"]["unseen mIoU"], "HM": r["unseen protocol"]["HM"]})
+    if not rows:
+        raise FileNotFoundError(f"{folder}: no wovss results (write them with `prolab wovss evaluate`)")
+    return pd.DataFrame(rows)
+
+
+def seed_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per setting: each score as mean ± std over its seeds, the grids beside them."""
+    from ..fmt import mean_std
+
+    cols = ["final (oracle)", "final grid", "stage 1 (oracle)", "stage 1 grid", "named", "unseen mIoU", "HM"]
+    out = runs.groupby("setting").agg({c: mean_std for c in cols})
+    out["seeds"] = runs.groupby("setting")["seed"].apply(lambda s: ", ".join(map(str, sorted(s))))
+    return out
+
+
+def seed_verdicts(runs: pd.DataFrame) -> list[str]:
+    """Each setting's groups against the grid with as many groups, seed by seed (``pairing.Paired``)."""
+    from ..pairing import Paired
+
+    lines = []
+    for setting, r in runs.groupby("setting"):
+        for ours, bar in (("final (oracle)", "final grid"), ("stage 1 (oracle)", "stage 1 grid")):
+            d = Paired(f"{setting}: {ours}", bar, {int(s): float(a - b) for s, a, b in zip(r["seed"], r[ours], r[bar])},
+                       float(r[ours].mean()), float(r[bar].mean()))
+            lines.append(d.text())
+    return lines
+
+
+__all__ = ["setting_label", "load_wovss_runs", "seed_table", "seed_verdicts", "group_map_figure", "loss_figure", "matching_figure", "kept_share_figure", "grouping_table",
            "unseen_split_table", "grouping_verdict"]

@@ -23,7 +23,8 @@ ships none, so nothing is copied from either):
 - ``train``: the CPU model (ImageNet MobileNetV2 tokens -> GroupViT's grouping stages; frozen MiniLM captions ->
   a projection), its training and evaluation, and its run folders (``prolab wovss train|evaluate``);
 - ``inspect``: group maps, EM clusters, the matching matrix and the kept share against phi (notebook 14);
-- ``checkpoints``: the released GroupViT and PGSeg checkpoints and transformers' hub layout into the network.
+- ``checkpoints``: the released GroupViT and PGSeg checkpoints and transformers' hub layout into the network;
+- ``shards``: image-caption pairs streamed from WebDataset shards (CC3M / CC12M / RedCaps as img2dataset writes them).
 
 Not built yet: training at the paper's scale (CC3M/CC12M/RedCaps shards on GPUs) and the sliding-window zero-shot
 evaluation on VOC / Pascal Context / COCO-Object; ``docs/stages/wovss.md`` says what there is.

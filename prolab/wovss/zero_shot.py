@@ -60,4 +60,72 @@ def oracle_labels(groups_of_pixels: torch.Tensor, truth: torch.Tensor, n_classes
     return out
 
 
-__all__ = ["TOP_K", "BACKGROUND_THRESHOLD", "REPORTED", "name_groups", "pixel_labels", "oracle_labels"]
+SHORT_SIDE, WINDOW, STRIDE = 448, 448, 224           # GroupViT's and PGSeg's evaluation: resize, then slide
+
+
+@torch.no_grad()
+def window_scores(model, pixels: torch.Tensor, texts: torch.Tensor, top_k: int | None = TOP_K) -> torch.Tensor:
+    """One window (1, 3, h, w) through a ``GroupViTModel``: its final groups named among the window's ``top_k``
+    classes, spread back to the pixels through the composed stage assignments (bilinear from the token grid):
+    (C, h, w) class scores."""
+    from .grouping import compose_assignments
+
+    vm = model.vision_model
+    size = tuple(model.config.vision_config.image_size for _ in range(2))
+    # transformers' forward refuses other sizes; GroupViT evaluates 448-pixel windows with its 224-pixel position
+    # embeddings interpolated, so the forward is spelled out here with interpolation on
+    emb = vm.embeddings(pixels, interpolate_pos_encoding=tuple(pixels.shape[-2:]) != size)
+    enc = vm.encoder(hidden_states=emb, output_attentions=True, return_dict=True)
+    last = vm.layernorm(enc.last_hidden_state)
+    stages = [a for a in enc.attentions if a is not None]
+    assignment = stages[0]
+    for nxt in stages[1:]:
+        assignment = compose_assignments(assignment, nxt)                  # (1, G, tokens)
+    b, g, d = last.shape
+    groups = model.visual_projection(last.reshape(b * g, d))
+    image = model.visual_projection(last.mean(1))[0]
+    probs = name_groups(groups, texts, image, float(model.logit_scale.exp().clamp(max=100)), top_k)   # (G, C)
+    patch = model.config.vision_config.patch_size
+    h, w = pixels.shape[-2:]
+    grid = assignment.view(1, g, h // patch, w // patch)
+    spread = F.interpolate(grid, size=(h, w), mode="bilinear", align_corners=False)[0]   # (G, h, w)
+    return torch.einsum("gc,ghw->chw", probs, spread)
+
+
+@torch.no_grad()
+def sliding_zero_shot(model, image: torch.Tensor, texts: torch.Tensor, short_side: int = SHORT_SIDE,
+                      window: int = WINDOW, stride: int = STRIDE, background: float | None = None,
+                      top_k: int | None = TOP_K) -> torch.Tensor:
+    """The protocol on one normalised image (3, H, W): resized to ``short_side``, windows of ``window`` pixels
+    every ``stride`` (the last one flush with the border; an image smaller than a window is one window of its
+    size), each window's class scores (``window_scores``) averaged where windows overlap, resized back to
+    (H, W); the argmax, with pixels whose best score is below ``background`` given class 0 and the classes
+    numbered from 1 (``pixel_labels``' rule). ``texts``: (C, D) class text embeddings in the model's space."""
+    if image.dim() != 3:
+        raise ValueError(f"image of shape {tuple(image.shape)}: expected (3, H, W)")
+    patch = model.config.vision_config.patch_size
+    H, W = image.shape[-2:]
+    f = short_side / min(H, W)
+    h, w = max(patch, round(H * f / patch) * patch), max(patch, round(W * f / patch) * patch)
+    x = F.interpolate(image[None], size=(h, w), mode="bilinear", align_corners=False)
+    wh, ww = min(window, h), min(window, w)
+
+    def starts(size, win):
+        last = size - win
+        return sorted({*range(0, last + 1, stride), last})
+
+    scores = torch.zeros(texts.shape[0], h, w)
+    count = torch.zeros(1, h, w)
+    for top in starts(h, wh):
+        for left in starts(w, ww):
+            crop = x[..., top:top + wh, left:left + ww]
+            scores[:, top:top + wh, left:left + ww] += window_scores(model, crop, texts, top_k).float()
+            count[:, top:top + wh, left:left + ww] += 1
+    scores = F.interpolate((scores / count)[None], size=(H, W), mode="bilinear", align_corners=False)[0]
+    best, label = scores.max(0)
+    if background is None:
+        return label
+    return torch.where(best < background, torch.zeros_like(label), label + 1)
+
+
+__all__ = ["SHORT_SIDE", "WINDOW", "STRIDE", "window_scores", "sliding_zero_shot", "TOP_K", "BACKGROUND_THRESHOLD", "REPORTED", "name_groups", "pixel_labels", "oracle_labels"]

@@ -43,3 +43,25 @@ def test_groups_live_in_the_joint_space(cpu_model):
     assert g.shape == (3, 4, PRESETS["cpu"].projection_dim) and torch.isfinite(g).all()
     with pytest.raises(ValueError, match="preset = 'tiny'"):
         build_groupvit("tiny")
+
+
+def test_sliding_window_zero_shot_on_random_weights(cpu_model):
+    """GroupViT's evaluation on the cpu preset (64-pixel model, patch 8): one window equals the window's own
+    scores; a larger image is covered by overlapping windows (position embeddings interpolated); the
+    background rule numbers classes from 1."""
+    from prolab.wovss.zero_shot import sliding_zero_shot, window_scores
+
+    g = torch.Generator().manual_seed(0)
+    texts = torch.randn(6, cpu_model.config.projection_dim, generator=g)
+    image = torch.randn(3, 64, 64, generator=g)
+    one = sliding_zero_shot(cpu_model, image, texts, short_side=64, window=64, stride=32)
+    assert torch.equal(one, window_scores(cpu_model, image[None], texts).argmax(0))
+    scores = window_scores(cpu_model, image[None], texts)
+    assert int((scores.sum((1, 2)) > 0).sum()) == 5                  # the top-5 rule: one class never named
+    big = torch.randn(3, 96, 160, generator=g)
+    labels = sliding_zero_shot(cpu_model, big, texts, short_side=96, window=64, stride=32)
+    assert labels.shape == (96, 160) and int(labels.max()) < 6
+    bg = sliding_zero_shot(cpu_model, big, texts, short_side=96, window=64, stride=32, background=1.01)
+    assert torch.equal(bg, torch.zeros_like(bg))                     # no score reaches 1.01: all background
+    fg = sliding_zero_shot(cpu_model, big, texts, short_side=96, window=64, stride=32, background=0.0)
+    assert torch.equal(fg, labels + 1)
