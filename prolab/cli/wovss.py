@@ -29,8 +29,9 @@ HELP = {
     "positions": "learned position embeddings on the tokens",
     "freeze_backbone": "keep the ImageNet backbone fixed (its features are computed once; training is faster)",
     "phi": "L_PG's hard-rejection threshold (the paper's 0.1)",
-    "released_code": "the official code's departures from the paper (Hungarian minimising, rejection on column 0, "
-                     "no image-side EMA)",
+    "released_code": "the official code's departures from the paper: Hungarian matching minimising, rejection on "
+                     "column 0, an MLP of the EM reconstruction added to the grouping blocks' input tokens (its "
+                     "image-side EMA never runs; the CPU training uses no EMA in either setting)",
     "pretrained": "the backbone's ImageNet weights (offline: the packaged ones; none: random)",
     "text_embedder": "the frozen sentence embedder of the captions (a packaged one works offline)",
 }
@@ -95,8 +96,9 @@ def run_wovss_train(a: argparse.Namespace) -> int:
         print(f"run {name} is finished in {folder} with these settings (--force trains it again); evaluate it "
               f"with `prolab wovss evaluate --run_name {name}`")
         return 0
-    print(f"run {name}: loss {log[0]['loss']:.3f} -> {log[-1]['loss']:.3f} in {log[-1]['seconds']:.0f} s; "
-          f"weights in {folder}")
+    what = (f"loss {log[0]['loss']:.3f} -> {log[-1]['loss']:.3f} in {log[-1]['seconds']:.0f} s" if log
+            else "no iteration (the untrained model)")
+    print(f"run {name}: {what}; weights in {folder}")
     return 0
 
 
@@ -110,7 +112,8 @@ def run_wovss_evaluate(a: argparse.Namespace) -> int:
     if a.limit is not None and a.limit < 1:
         raise ValueError(f"--limit {a.limit}: at least 1 image")
     folder = paths.wovss_run_dir(a.run_name)
-    model, cfg, log = load_run(folder)
+    with folder_lock(folder, "wovss run"):                    # not while a training writes or replaces it
+        model, cfg, log = load_run(folder)
     res = evaluate_wovss(model, cfg, limit=a.limit)
     res.update(run_name=a.run_name, first=log[0] if log else None, last=log[-1] if log else None,
                limit=a.limit, environment=environment_info())

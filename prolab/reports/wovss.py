@@ -100,7 +100,8 @@ def grouping_table(results: dict[str, dict]) -> pd.DataFrame:
         g2, g1 = counts[0], counts[-1]
         rows.append({"run": label, "final groups (oracle)": r["oracle final"]["mIoU"], f"{g2}-cell grid": grid.get(g2),
                      "stage-1 groups (oracle)": r["oracle stage 1"]["mIoU"], f"{g1}-cell grid": grid.get(g1),
-                     "one group per image": grid.get(1), "named (zero-shot)": r["named"]["mIoU"]})
+                     "one group per image": grid.get(1), "largest final group (share)": r["final groups"]["largest share"],
+                     "named (zero-shot)": r["named"]["mIoU"]})
     return pd.DataFrame(rows).set_index("run")
 
 
@@ -136,16 +137,26 @@ def grouping_verdict(results: dict[str, dict], run: str) -> str:
 
 
 def setting_label(config: dict) -> str:
-    """A run's setting in words, from its resolved configuration."""
+    """A run's setting in words, from its resolved configuration: the L_PG rule, the kit's guidance, and every
+    other field that differs from ``WovssConfig``'s default (the seed aside)."""
+    from dataclasses import asdict
+
+    from ..wovss.train import WovssConfig
+
     rule = "released_code" if config.get("released_code") else "paper"
     g = config.get("guidance", 0)
-    return f"{rule}, guidance {g:g}" if g else f"{rule}, PGSeg's losses only"
+    words = [rule, f"guidance {g:g}" if g else "PGSeg's losses only"]
+    default = asdict(WovssConfig())
+    words += [f"{k} {v}" for k, v in config.items()
+              if k not in ("seed", "released_code", "guidance") and k in default and default[k] != v]
+    return ", ".join(words)
 
 
 def load_wovss_runs(folder) -> pd.DataFrame:
     """One row per ``prolab wovss evaluate`` result in ``folder`` (results/wovss; relative to the repository
-    root unless absolute): setting, seed, iterations,
-    the oracle-named, named and unseen-protocol scores, and the trivial grids."""
+    root unless absolute): setting (``setting_label``), seed, the oracle-named, named and unseen-protocol scores,
+    the trivial grids and how many final groups hold pixels. Results of a partial evaluation (``--limit``) are
+    left out; two results of one setting and seed are refused (they would be paired twice)."""
     import json
 
     from .. import paths
@@ -153,25 +164,31 @@ def load_wovss_runs(folder) -> pd.DataFrame:
     rows = []
     for f in sorted(paths.resolve(folder).glob("*.json")):
         r = json.loads(f.read_text(encoding="utf-8"))
-        if "oracle final" not in r:
+        if "oracle final" not in r or r.get("limit") is not None:
             continue
         grid = {int(k): v for k, v in r["trivial grid"].items()}
         counts = sorted(k for k in grid if k > 1)
         rows.append({"file": f.name, "setting": setting_label(r["config"]), "seed": r["config"]["seed"],
-                     "iters": r["config"]["iters"], "final (oracle)": r["oracle final"]["mIoU"],
-                     "final grid": grid[counts[0]], "stage 1 (oracle)": r["oracle stage 1"]["mIoU"],
-                     "stage 1 grid": grid[counts[-1]], "named": r["named"]["mIoU"],
+                     "final (oracle)": r["oracle final"]["mIoU"], "final grid": grid[counts[0]],
+                     "stage 1 (oracle)": r["oracle stage 1"]["mIoU"], "stage 1 grid": grid[counts[-1]],
+                     "largest final group": r["final groups"]["largest share"], "named": r["named"]["mIoU"],
                      "unseen mIoU": r["unseen protocol"]["unseen mIoU"], "HM": r["unseen protocol"]["HM"]})
     if not rows:
         raise FileNotFoundError(f"{folder}: no wovss results (write them with `prolab wovss evaluate`)")
-    return pd.DataFrame(rows)
+    runs = pd.DataFrame(rows)
+    twice = runs[runs.duplicated(["setting", "seed"], keep=False)]
+    if len(twice):
+        raise ValueError(f"{folder}: one setting and seed in several files ({', '.join(twice['file'])}): "
+                         "keep one of each")
+    return runs
 
 
 def seed_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Per setting: each score as mean ± std over its seeds, the grids beside them."""
     from ..fmt import mean_std
 
-    cols = ["final (oracle)", "final grid", "stage 1 (oracle)", "stage 1 grid", "named", "unseen mIoU", "HM"]
+    cols = ["final (oracle)", "final grid", "stage 1 (oracle)", "stage 1 grid", "largest final group", "named",
+            "unseen mIoU", "HM"]
     out = runs.groupby("setting").agg({c: mean_std for c in cols})
     out["seeds"] = runs.groupby("setting")["seed"].apply(lambda s: ", ".join(map(str, sorted(s))))
     return out

@@ -4,8 +4,8 @@ and PGSeg's training (img2dataset writes them): plain tar files in which the fil
 
 The reader is the kit's own, on the standard library's ``tarfile`` and PIL: the format is plain tar, and the
 ``webdataset`` package is not in the kit's lock. It streams (one member at a time, no index), skips a sample
-without an image or a caption and says how many it skipped, and names the shard and the key of anything it
-cannot read. Shard lists are written as WebDataset writes them: ``cc3m/{00000..00331}.tar`` (a numeric brace
+without an image or a caption and counts it, and stops at an image it cannot decode, naming the shard and the
+sample's key (a corrupt shard is worth knowing about before a long run, not after). Shard lists are written as WebDataset writes them: ``cc3m/{00000..00331}.tar`` (a numeric brace
 range, zero-padded as written), several patterns separated by ``::``.
 """
 from __future__ import annotations
@@ -73,7 +73,7 @@ def read_shard(path: str | Path, stats: dict | None = None) -> Iterator[Pair]:
             return None
         try:
             img = Image.open(io.BytesIO(image)).convert("RGB")
-        except Exception as e:  # a truncated or non-image member: name it, skip the sample
+        except Exception as e:  # a truncated or non-image member: stop, naming the shard and the sample
             raise ValueError(f"shard {path}: sample {key!r} has an unreadable image ({e})") from e
         stats["pairs"] += 1
         return Pair(key, img, text.decode("utf-8", errors="replace").strip(), str(path))

@@ -91,19 +91,22 @@ class GroupingModel(nn.Module):
         self.norm = nn.LayerNorm(p.hidden_size)
         if not cfg.gumbel:
             _without_gumbel_noise(self.encoder)
-        # the released code adds an MLP of each token's EM reconstruction (its responsibilities times the
-        # prototypes) to the tokens entering every grouping block, in training and at evaluation
-        self.em_recon = nn.ModuleList()
-        self.em_generator = torch.Generator().manual_seed(cfg.seed)
-        if cfg.released_code:
-            for stage in self.encoder.stages:
-                if stage.downsample is not None:
-                    mlp = _mlp(p.hidden_size, p.hidden_size, p.hidden_size)
-                    self.em_recon.append(mlp)
-                    stage.downsample.register_forward_pre_hook(functools.partial(self._add_reconstruction, mlp))
         self.image_proj = _mlp(p.hidden_size, p.projection_intermediate_dim, p.projection_dim)
         self.text_proj = _mlp(text_dim, p.projection_intermediate_dim, p.projection_dim)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / TEMPERATURE_INIT)))
+        # the released code adds an MLP of each token's EM reconstruction (its responsibilities times the
+        # prototypes) to the tokens entering every grouping block, in training and at evaluation; made last and
+        # on a forked random stream, so that both settings start from the same weights and draw the same noise
+        self.em_recon = nn.ModuleList()
+        self.em_generator = torch.Generator().manual_seed(cfg.seed)
+        if cfg.released_code:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(cfg.seed + 1)
+                for stage in self.encoder.stages:
+                    if stage.downsample is not None:
+                        mlp = _mlp(p.hidden_size, p.hidden_size, p.hidden_size)
+                        self.em_recon.append(mlp)
+                        stage.downsample.register_forward_pre_hook(functools.partial(self._add_reconstruction, mlp))
 
     def _add_reconstruction(self, mlp: nn.Module, block: nn.Module, args: tuple) -> tuple:
         tokens, groups = args
@@ -136,6 +139,14 @@ class GroupingModel(nn.Module):
 
     def scale(self) -> torch.Tensor:
         return self.logit_scale.exp().clamp(max=100.0)                     # capped at 100, as in the paper
+
+
+def check_image_size(cfg: WovssConfig, size: tuple[int, int]) -> None:
+    """The token grid is fixed by ``image_size``: refuse a dataset whose images have another size (no resize is
+    made), naming both."""
+    if size != (cfg.image_size, cfg.image_size):
+        raise ValueError(f"image_size = {cfg.image_size}, but the embedded default's images are {size[1]}x{size[0]} "
+                         "pixels: the model's token grid is made for square images of image_size (set it to theirs)")
 
 
 def _without_gumbel_noise(encoder: nn.Module) -> None:
@@ -244,6 +255,7 @@ def train_wovss(cfg: WovssConfig, progress: bool = True) -> tuple[GroupingModel,
     vocab = torch.from_numpy(np.asarray(embedder.encode([EVAL_TEMPLATE.format(names[i]) for i in seen]))).float()
     position = {c: k for k, c in enumerate(seen)}
     images = torch.stack([to_tensor(ds.load(i)[0]) for i in range(len(ds))])
+    check_image_size(cfg, tuple(images.shape[-2:]))
     model = GroupingModel(cfg, bank.embeddings.shape[1]).train()
     cached = None
     if cfg.freeze_backbone:
@@ -313,9 +325,12 @@ def evaluate_wovss(model: GroupingModel, cfg: WovssConfig, embedder=None, limit:
     cms = {k: np.zeros((c, c), np.int64) for k in ("oracle final", "oracle stage 1", "named", 1, g2, g1)}
     n = len(ds) if limit is None else min(limit, len(ds))
     odd = np.zeros((c, c), np.int64)
+    used, largest = [], []                                # final groups holding pixels; the largest one's share
     for i in tqdm(range(n), desc="wovss evaluation", disable=not progress):
         image, label = ds.load(i)
-        out = model(to_tensor(image)[None])
+        x = to_tensor(image)[None]
+        check_image_size(cfg, tuple(x.shape[-2:]))
+        out = model(x)
         s1, s2 = out["assignments"]
         final = compose_assignments(s1, s2)[0]                             # (G, tokens)
         h, w = label.shape
@@ -326,6 +341,9 @@ def evaluate_wovss(model: GroupingModel, cfg: WovssConfig, embedder=None, limit:
         truth = torch.from_numpy(label.astype(np.int64)).ravel()
         groupings = {"oracle final": up(final).argmax(0), "oracle stage 1": up(s1[0]).argmax(0),
                      **{n: torch.from_numpy(grid_groups(h, w, n)) for n in (1, g2, g1)}}   # the trivial grids
+        counts = torch.bincount(groupings["oracle final"].ravel(), minlength=final.shape[0]).float()
+        used.append(int((counts > 0).sum()))
+        largest.append(float(counts.max() / counts.sum()))
         for key, groups in groupings.items():
             named = oracle_labels(groups.ravel(), truth, c).numpy().reshape(h, w)
             cms[key] += confusion_matrix(named, label, c)
@@ -335,7 +353,9 @@ def evaluate_wovss(model: GroupingModel, cfg: WovssConfig, embedder=None, limit:
         if i % 2:                              # the unseen protocol's test images (evaluate.unseen: odd positions)
             odd += confusion_matrix(pred, label, c)
     unseen = unseen_class_names("synthetic_outdoor")
-    res = {"trivial grid": {},
+    res = {"final groups": {"used per image": round(float(np.mean(used)), 2),
+                            "largest share": round(float(np.mean(largest)), 3), "of": g2},
+           "trivial grid": {},
            "unseen protocol": {**gzsl_scores(odd, names, [x for x in names if x not in unseen], unseen),
                                "images": len(range(1, n, 2))}}
     for key, cm in cms.items():
@@ -356,6 +376,14 @@ def run_setting(cfg: WovssConfig) -> str:
     """A run's default name: which L_PG it trained with, the kit's guidance weight, its length and seed."""
     setting = "released_code" if cfg.released_code else "paper" if cfg.npr else "no_npr"
     return f"{setting}-g{cfg.guidance:g}-i{cfg.iters}-s{cfg.seed}"
+
+
+def hashed_run_name(cfg: WovssConfig, prefix: str) -> str:
+    """``<prefix>-<run_setting>-<hash of the whole configuration>``: a name that changes with any setting, for
+    callers (notebook 14) that must never meet a finished run of the same name and other settings."""
+    from ..files import stable_hash
+
+    return f"{prefix}-{run_setting(cfg)}-{stable_hash(asdict(cfg), 8)}"
 
 
 def save_run(folder, model: GroupingModel, cfg: WovssConfig, log: list[dict]) -> None:
@@ -388,10 +416,14 @@ def load_run(folder) -> tuple[GroupingModel, WovssConfig, list[dict]]:
     if not (folder / CONFIG).is_file() or not (folder / WEIGHTS).is_file():
         raise FileNotFoundError(f"{folder}: no finished wovss run (expected {CONFIG} and {WEIGHTS}; "
                                 "train one with `prolab wovss train`)")
-    meta = read_json(folder / CONFIG)
-    cfg = WovssConfig(**meta["config"])
-    model = GroupingModel(replace(cfg, pretrained=None), meta["text_dim"])   # the file holds every weight
-    model.load_state_dict(load_file(str(folder / WEIGHTS)))
+    try:
+        meta = read_json(folder / CONFIG)
+        cfg = WovssConfig(**meta["config"])
+        model = GroupingModel(replace(cfg, pretrained=None), meta["text_dim"])   # the file holds every weight
+        model.load_state_dict(load_file(str(folder / WEIGHTS)))
+    except (KeyError, TypeError, ValueError, RuntimeError, OSError) as e:
+        raise ValueError(f"{folder}: not a readable wovss run ({type(e).__name__}: {e}); train it again with "
+                         "`prolab wovss train --force`") from e
     if cfg.freeze_backbone:
         model.backbone.requires_grad_(False)
     return model.eval(), cfg, read_json(folder / LOG)
@@ -420,12 +452,18 @@ def ensure_run(cfg: WovssConfig, run_name: str | None = None, force: bool = Fals
             raise ValueError(f"wovss run {name!r} in {folder} was trained with other settings "
                              f"{ {k: a for k, (a, b) in diff.items()} } (now { {k: b for k, (a, b) in diff.items()} }): "
                              "give another run_name, or force=True (--force) to train it again")
-        if folder.exists():
-            shutil.rmtree(folder)                    # a killed run's partial files, or a forced retrain
         model, log = train_wovss(cfg, progress=progress)
-        save_run(folder, model, cfg, log)
+        # written beside the folder, then swapped in: a kill during a forced retrain keeps the finished run
+        partial, old = folder.with_name(folder.name + ".partial"), folder.with_name(folder.name + ".replaced")
+        for leftover in (partial, old):
+            shutil.rmtree(leftover, ignore_errors=True)
+        save_run(partial, model, cfg, log)
+        if folder.exists():
+            folder.rename(old)
+        partial.rename(folder)
+        shutil.rmtree(old, ignore_errors=True)
     return model, log, True
 
 
 __all__ = ["WovssConfig", "GroupingModel", "CaptionBank", "npr_losses", "group_balance", "group_naming_loss",
-           "train_wovss", "evaluate_wovss", "run_setting", "save_run", "load_run", "ensure_run", "assignment_guidance"]
+           "train_wovss", "evaluate_wovss", "check_image_size", "run_setting", "hashed_run_name", "save_run", "load_run", "ensure_run", "assignment_guidance"]

@@ -114,8 +114,8 @@ def sliding_zero_shot(model, image: torch.Tensor, texts: torch.Tensor, short_sid
         last = size - win
         return sorted({*range(0, last + 1, stride), last})
 
-    scores = torch.zeros(texts.shape[0], h, w)
-    count = torch.zeros(1, h, w)
+    scores = torch.zeros(texts.shape[0], h, w, device=x.device)
+    count = torch.zeros(1, h, w, device=x.device)
     for top in starts(h, wh):
         for left in starts(w, ww):
             crop = x[..., top:top + wh, left:left + ww]

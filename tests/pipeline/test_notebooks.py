@@ -283,3 +283,5 @@ def test_14_pgseg_from_captions(repo, what_properties_buy):
     assert "vs the 4-cell grid" in text and "one group per image 7.69" in text
     assert "PGSeg, CPU scale (released_code)" in text and "property (ProLab)" in text
     assert "unseen split, PGSeg at this scale: seen mIoU" in text
+    assert "paper, guidance 1: final (oracle) - final grid" in text      # the committed runs, paired by seed
+    assert "largest final group (share)" in text

@@ -38,7 +38,14 @@ def test_train_then_evaluate(cache):
     assert r.returncode == 0, r.stderr
     res = json.loads((cache / "res" / f"{paths.slug('tiny run', 'run_name')}.json").read_text())
     assert res["run_name"] == "tiny run" and res["limit"] == 2 and res["config"]["released_code"] is True
-    assert set(res["trivial grid"]) == {"1", "4", "16"} and 0 <= res["named"]["mIoU"] <= 100
+    assert set(res["trivial grid"]) == {"1", "4", "16"} and res["unseen protocol"]["images"] == 1
+
+
+def test_an_untrained_run_and_a_bad_image_size(cache):
+    r = run_prolab("wovss", "train", "--iters", 0, "--pretrained", "none", "--run_name", "zero")
+    assert r.returncode == 0 and "no iteration" in r.stdout, r.stderr
+    r = run_prolab("wovss", "train", "--iters", 1, "--batch_size", 2, "--pretrained", "none", "--image_size", 64)
+    assert r.returncode == 2 and "image_size = 64" in r.stderr and "128x128" in r.stderr
 
 
 def test_refusals(cache):

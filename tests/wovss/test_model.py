@@ -65,3 +65,7 @@ def test_sliding_window_zero_shot_on_random_weights(cpu_model):
     assert torch.equal(bg, torch.zeros_like(bg))                     # no score reaches 1.01: all background
     fg = sliding_zero_shot(cpu_model, big, texts, short_side=96, window=64, stride=32, background=0.0)
     assert torch.equal(fg, labels + 1)
+    wide = sliding_zero_shot(cpu_model, big, texts, short_side=96, window=96, stride=48)   # 96 > the model's 64:
+    assert wide.shape == (96, 160)                                                       # positions interpolated
+    with pytest.raises(ValueError, match="doesn't match model"):                       # what the interpolation avoids
+        cpu_model.vision_model(pixel_values=big[None, :, :96, :96])
