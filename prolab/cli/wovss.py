@@ -44,7 +44,8 @@ def add_wovss(sub: argparse._SubParsersAction) -> None:
     from ..wovss.train import WovssConfig
 
     p = subparser(sub, "wovss", "PGSeg's stage: segmentation learned from image-caption pairs (train, evaluate)")
-    wsub = p.add_subparsers(dest="wovss_command", required=True)
+    wsub = p.add_subparsers(dest="wovss_command", required=True, metavar="{train,evaluate}",
+                            help="train: a run on the embedded default; evaluate: score a finished run")
     t = subparser(wsub, "train", "train the wovss model on captions built from the embedded default's image labels")
     default = WovssConfig()
     hints = typing.get_type_hints(WovssConfig)

@@ -24,10 +24,11 @@ ships none, so nothing is copied from either):
   a projection), its training and evaluation, and its run folders (``prolab wovss train|evaluate``);
 - ``inspect``: group maps, EM clusters, the matching matrix and the kept share against phi (notebook 14);
 - ``checkpoints``: the released GroupViT and PGSeg checkpoints and transformers' hub layout into the network;
-- ``shards``: image-caption pairs streamed from WebDataset shards (CC3M / CC12M / RedCaps as img2dataset writes them).
+- ``shards``: image-caption pairs streamed from WebDataset shards (CC3M / CC12M / RedCaps as img2dataset writes them);
+- ``benchmarks``: the zero-shot benchmarks (VOC, Pascal Context, COCO-Object) in the layouts their evaluation reads.
 
-Not built yet: training at the paper's scale (CC3M/CC12M/RedCaps shards on GPUs) and the sliding-window zero-shot
-evaluation on VOC / Pascal Context / COCO-Object; ``docs/stages/wovss.md`` says what there is.
+Not built yet: training at the paper's scale (the loop over the shards on GPUs, CLIP's tokenizer, the schedule);
+``docs/stages/wovss.md`` says what there is.
 """
 from .captions import TEMPLATES, caption, image_labels, multi_positive_infonce, positives_from_labels
 from .grouping import compose_assignments, gumbel_softmax, hard_softmax, token_assignment

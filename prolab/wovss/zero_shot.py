@@ -60,7 +60,8 @@ def oracle_labels(groups_of_pixels: torch.Tensor, truth: torch.Tensor, n_classes
     return out
 
 
-SHORT_SIDE, WINDOW, STRIDE = 448, 448, 224           # GroupViT's and PGSeg's evaluation: resize, then slide
+# GroupViT's and PGSeg's evaluation: resized (keeping the ratio) to fit 2048 x 448, then windows of 448 every 224
+SHORT_SIDE, LONG_SIDE, WINDOW, STRIDE = 448, 2048, 448, 224
 
 
 @torch.no_grad()
@@ -95,8 +96,9 @@ def window_scores(model, pixels: torch.Tensor, texts: torch.Tensor, top_k: int |
 @torch.no_grad()
 def sliding_zero_shot(model, image: torch.Tensor, texts: torch.Tensor, short_side: int = SHORT_SIDE,
                       window: int = WINDOW, stride: int = STRIDE, background: float | None = None,
-                      top_k: int | None = TOP_K) -> torch.Tensor:
-    """The protocol on one normalised image (3, H, W): resized to ``short_side``, windows of ``window`` pixels
+                      top_k: int | None = TOP_K, long_side: int = LONG_SIDE) -> torch.Tensor:
+    """The protocol on one normalised image (3, H, W): resized, keeping its ratio, so that its short side is
+    ``short_side`` unless its long side would pass ``long_side`` (mmseg's ``Resize`` to (2048, 448)), windows of ``window`` pixels
     every ``stride`` (the last one flush with the border; an image smaller than a window is one window of its
     size), each window's class scores (``window_scores``) averaged where windows overlap, resized back to
     (H, W); the argmax, with pixels whose best score is below ``background`` given class 0 and the classes
@@ -105,7 +107,7 @@ def sliding_zero_shot(model, image: torch.Tensor, texts: torch.Tensor, short_sid
         raise ValueError(f"image of shape {tuple(image.shape)}: expected (3, H, W)")
     patch = model.config.vision_config.patch_size
     H, W = image.shape[-2:]
-    f = short_side / min(H, W)
+    f = min(short_side / min(H, W), long_side / max(H, W))
     h, w = max(patch, round(H * f / patch) * patch), max(patch, round(W * f / patch) * patch)
     x = F.interpolate(image[None], size=(h, w), mode="bilinear", align_corners=False)
     wh, ww = min(window, h), min(window, w)
@@ -128,4 +130,4 @@ def sliding_zero_shot(model, image: torch.Tensor, texts: torch.Tensor, short_sid
     return torch.where(best < background, torch.zeros_like(label), label + 1)
 
 
-__all__ = ["SHORT_SIDE", "WINDOW", "STRIDE", "window_scores", "sliding_zero_shot", "TOP_K", "BACKGROUND_THRESHOLD", "REPORTED", "name_groups", "pixel_labels", "oracle_labels"]
+__all__ = ["SHORT_SIDE", "LONG_SIDE", "WINDOW", "STRIDE", "window_scores", "sliding_zero_shot", "TOP_K", "BACKGROUND_THRESHOLD", "REPORTED", "name_groups", "pixel_labels", "oracle_labels"]

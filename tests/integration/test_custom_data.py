@@ -212,7 +212,13 @@ def test_every_flag_has_one_help_line_with_its_default_said_once():
     top = parser_holder["p"]
     sub = next(a for a in top._actions if isinstance(a, argparse._SubParsersAction))
     assert set(sub.choices) >= {"describe", "properties", "train", "evaluate", "grid", "run", "doctor"}
-    for name, p in sub.choices.items():
+    commands = dict(sub.choices)
+    for name, p in list(commands.items()):           # a command's own subcommands too (prolab wovss train)
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                commands.update({f"{name} {child}": cp for child, cp in action.choices.items()})
+    assert {"wovss train", "wovss evaluate"} <= set(commands)
+    for name, p in commands.items():
         for action in p._actions:
             if isinstance(action, argparse._HelpAction):
                 continue
