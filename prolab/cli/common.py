@@ -33,7 +33,7 @@ def here(value: str | None) -> str | None:
 
 
 PATH_FLAGS = ("out_root", "cache_path", "descriptor_file", "descriptor_root", "release_export", "data_root",
-              "img_dir", "ann_dir", "classes", "property_space", "out_dir", "config")
+              "img_dir", "ann_dir", "classes", "property_space", "out_dir", "config", "checkpoint")
 
 
 def subparser(sub, name: str, help: str) -> argparse.ArgumentParser:

@@ -1,5 +1,6 @@
-"""``prolab wovss train`` and ``prolab wovss evaluate``: PGSeg's stage (``prolab.wovss``), one flag per field of
-``WovssConfig`` (the names the notebook's parameters use)."""
+"""``prolab wovss train`` and ``prolab wovss evaluate`` (PGSeg's stage, ``prolab.wovss``; one flag per field of
+``WovssConfig``, the names the notebook's parameters use), and ``prolab wovss zero_shot`` (a released checkpoint
+on a zero-shot benchmark)."""
 from __future__ import annotations
 
 import argparse
@@ -44,8 +45,9 @@ def add_wovss(sub: argparse._SubParsersAction) -> None:
     from ..wovss.train import WovssConfig
 
     p = subparser(sub, "wovss", "PGSeg's stage: segmentation learned from image-caption pairs (train, evaluate)")
-    wsub = p.add_subparsers(dest="wovss_command", required=True, metavar="{train,evaluate}",
-                            help="train: a run on the embedded default; evaluate: score a finished run")
+    wsub = p.add_subparsers(dest="wovss_command", required=True, metavar="{train,evaluate,zero_shot}",
+                            help="train: a run on the embedded default; evaluate: score a finished run; zero_shot: "
+                                 "a released checkpoint on VOC / Pascal Context / COCO-Object")
     t = subparser(wsub, "train", "train the wovss model on captions built from the embedded default's image labels")
     default = WovssConfig()
     hints = typing.get_type_hints(WovssConfig)
@@ -72,6 +74,30 @@ def add_wovss(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--limit", type=int, default=None, help=help_text("evaluate only the first N images", "all"))
     e.add_argument("--out_dir", default=None, help=help_text("where <run_name>.json is written", "results/wovss"))
     e.set_defaults(func=run_wovss_evaluate)
+    z = subparser(wsub, "zero_shot", "a released GroupViT / PGSeg checkpoint (or a hub folder) on a zero-shot benchmark "
+                                     "with GroupViT's and PGSeg's protocol (448/224 windows, top-5 naming, background "
+                                     "threshold): mIoU with the kit's metrics")
+    from ..wovss.benchmarks import BENCHMARKS
+
+    z.add_argument("--checkpoint", required=True, help="the weights: GroupViT's or PGSeg's .pth, or a transformers "
+                                                       "model.safetensors (prolab.wovss.checkpoints reads all three)")
+    z.add_argument("--benchmark", required=True, choices=list(BENCHMARKS), help="which benchmark (its layout: "
+                                                                                  "docs/stages/wovss.md)")
+    z.add_argument("--data_root", required=True, help="the benchmark's folder (e.g. data/VOCdevkit/VOC2012)")
+    z.add_argument("--split", default="val", help=help_text("the split (its file list or folder)", "val"))
+    z.add_argument("--tokenizer", default="openai/clip-vit-base-patch32",
+                   help=help_text("CLIP's tokenizer: a hub id (needs the network once) or a folder with vocab.json "
+                                  "and merges.txt", "openai/clip-vit-base-patch32"))
+    z.add_argument("--preset", default="paper", choices=list(PRESETS),
+                   help=help_text("the network the checkpoint fits (paper: GroupViT-S)", "paper"))
+    z.add_argument("--background", type=float, default=None,
+                   help=help_text("the background threshold", "PGSeg's for the benchmark: voc 0.95, pascal_context "
+                                  "0.36, coco_object 0.85"))
+    z.add_argument("--limit", type=int, default=None, help=help_text("evaluate only the first N images", "all"))
+    z.add_argument("--device", default="cpu", help=help_text("torch device (cuda on a GPU)", "cpu"))
+    z.add_argument("--out_dir", default=None, help=help_text("where <benchmark>-<checkpoint>.json is written",
+                                                             "results/wovss/zero_shot"))
+    z.set_defaults(func=run_wovss_zero_shot)
 
 
 def wovss_config(a: argparse.Namespace):
@@ -124,4 +150,35 @@ def run_wovss_evaluate(a: argparse.Namespace) -> int:
         atomic_write_json(out, res)
     print(json.dumps({k: res[k] for k in ("oracle final", "oracle stage 1", "named", "trivial grid")}, indent=1))
     print(f"-> {out}")
+    return 0
+
+
+def run_wovss_zero_shot(a: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from .. import paths
+    from ..files import atomic_write_json, environment_info, folder_lock
+    from ..wovss.benchmarks import evaluate_benchmark
+    from ..wovss.checkpoints import load_groupvit
+
+    if a.limit is not None and a.limit < 1:
+        raise ValueError(f"--limit {a.limit}: at least 1 image")
+    model, conv = load_groupvit(a.checkpoint, preset=a.preset)
+    try:
+        from transformers import CLIPTokenizer
+
+        tokenizer = CLIPTokenizer.from_pretrained(a.tokenizer)
+    except OSError as e:
+        raise OSError(f"--tokenizer {a.tokenizer}: not loadable ({e.__class__.__name__}); offline, give a folder "
+                      "holding CLIP's vocab.json and merges.txt") from None
+    res = evaluate_benchmark(model.to(a.device), tokenizer, a.benchmark, a.data_root, a.split, a.limit, a.background)
+    res.update(checkpoint=str(a.checkpoint), layout=conv.layout, extra_keys=sorted(conv.extra), preset=a.preset,
+               tokenizer=a.tokenizer, environment=environment_info())
+    out_dir = paths.resolve(a.out_dir) if a.out_dir else paths.results_dir("wovss") / "zero_shot"
+    name = f"{a.benchmark}-{paths.slug(Path(a.checkpoint).stem, 'checkpoint')}.json"
+    with folder_lock(out_dir, "zero-shot results folder"):
+        atomic_write_json(out_dir / name, res)
+    print(json.dumps({k: res[k] for k in ("benchmark", "images", "background", "mIoU")}))
+    print(f"-> {out_dir / name}")
     return 0

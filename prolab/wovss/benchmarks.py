@@ -64,4 +64,56 @@ def open_benchmark(name: str, root: str | Path, split: str = "val") -> Segmentat
     return SegmentationDataset(root, b.layout, benchmark_class_names(name), split=split, name=name)
 
 
-__all__ = ["Benchmark", "BENCHMARKS", "benchmark_class_names", "open_benchmark"]
+def class_text_embeddings(model, tokenizer, class_names: list[str], template: str | None = None):
+    """(C, D): each class name in the evaluation template ("a photo of a {}.") through the model's text tower,
+    tokenised to its context length."""
+    import torch
+
+    from .captions import EVAL_TEMPLATE
+
+    template = template or EVAL_TEMPLATE
+    context = model.config.text_config.max_position_embeddings
+    tokens = tokenizer([template.format(n) for n in class_names], padding="max_length", max_length=context,
+                       truncation=True, return_tensors="pt")
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        out = model.get_text_features(input_ids=tokens["input_ids"].to(device),
+                                      attention_mask=tokens["attention_mask"].to(device))
+    # transformers 5 returns the text tower's output with the projected features as its pooler_output
+    return (out.pooler_output if hasattr(out, "pooler_output") else out).float()
+
+
+def evaluate_benchmark(model, tokenizer, name: str, root: str | Path, split: str = "val", limit: int | None = None,
+                       background: float | None = None, progress: bool = True, **protocol) -> dict:
+    """GroupViT's and PGSeg's zero-shot protocol over a benchmark (``zero_shot.sliding_zero_shot`` per image,
+    the groups named among every class but background, background by the threshold: PGSeg's for the benchmark
+    unless ``background`` is given), scored with the kit's confusion matrix: mIoU, per-class IoU, images."""
+    import numpy as np
+    import torch
+
+    from ..datasets.transforms import to_tensor
+    from ..evaluate.metrics import confusion_matrix, metrics_from_confusion
+    from ..progress import tqdm
+    from .zero_shot import sliding_zero_shot
+
+    b = _get(name)
+    ds = open_benchmark(name, root, split)
+    names = benchmark_class_names(name)
+    texts = class_text_embeddings(model, tokenizer, names[1:])            # background is not a text
+    threshold = b.background if background is None else background
+    device = next(model.parameters()).device
+    cm = np.zeros((len(names), len(names)), np.int64)
+    n = len(ds) if limit is None else min(limit, len(ds))
+    model.eval()
+    for i in tqdm(range(n), desc=f"zero-shot {name}", disable=not progress):
+        image, label = ds.load(i)
+        with torch.no_grad():
+            pred = sliding_zero_shot(model, to_tensor(image).to(device), texts, background=threshold, **protocol)
+        cm += confusion_matrix(pred.cpu().numpy(), label, len(names))
+    m = metrics_from_confusion(cm, names)
+    return {"benchmark": name, "split": split, "images": n, "background": threshold, "mIoU": round(m["mIoU"], 2),
+            "per_class_IoU": {c: round(float(v), 2) for c, v in m["per_class"]["IoU"].items()}}
+
+
+__all__ = ["Benchmark", "BENCHMARKS", "benchmark_class_names", "open_benchmark", "class_text_embeddings",
+           "evaluate_benchmark"]

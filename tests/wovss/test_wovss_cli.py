@@ -57,3 +57,43 @@ def test_refusals(cache):
     assert r.returncode == 2 and "batch_size = 1" in r.stderr
     r = run_prolab("wovss", "train", "--preset", "paper")
     assert r.returncode == 2 and "invalid choice" in r.stderr
+
+
+def test_zero_shot_on_a_benchmark_folder(cache, tmp_path):
+    """A checkpoint in GroupViT's hub layout (the cpu preset, random weights), CLIP's tokenizer from a folder
+    (a tiny vocabulary: offline), a VOC-layout folder: the protocol runs and writes its mIoU and per-class IoU."""
+    import numpy as np
+    from PIL import Image
+    from safetensors.torch import save_file
+
+    from prolab.wovss.model import build_groupvit
+
+    root = tmp_path / "VOC2012"
+    for i, stem in enumerate(("a", "b")):
+        (root / "JPEGImages").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.random.default_rng(i).integers(0, 255, (40, 56, 3), dtype=np.uint8)).save(
+            root / "JPEGImages" / f"{stem}.jpg")
+        (root / "SegmentationClass").mkdir(exist_ok=True)
+        lab = np.zeros((40, 56), np.uint8)
+        lab[10:30, 10:40] = 15                                             # a person on background
+        Image.fromarray(lab).save(root / "SegmentationClass" / f"{stem}.png")
+    (root / "ImageSets" / "Segmentation").mkdir(parents=True)
+    (root / "ImageSets" / "Segmentation" / "val.txt").write_text("a\nb\n")
+    tok = tmp_path / "tokenizer"
+    tok.mkdir()
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for ch in "abcdefghijklmnopqrstuvwxyz.":
+        vocab[ch], vocab[ch + "</w>"] = len(vocab), len(vocab) + 1
+    (tok / "vocab.json").write_text(json.dumps(vocab))
+    (tok / "merges.txt").write_text("#version: 0.2\n")
+    ckpt = tmp_path / "model.safetensors"
+    save_file({k: v.contiguous() for k, v in build_groupvit("cpu", seed=1).state_dict().items()}, str(ckpt))
+    r = run_prolab("wovss", "zero_shot", "--checkpoint", ckpt, "--benchmark", "voc", "--data_root", root,
+                   "--tokenizer", tok, "--preset", "cpu", "--out_dir", tmp_path / "zs")
+    assert r.returncode == 0, r.stderr
+    res = json.loads((tmp_path / "zs" / "voc-model.json").read_text())
+    assert res["images"] == 2 and res["background"] == 0.95 and res["layout"] == "hub"
+    assert len(res["per_class_IoU"]) == 21 and res["mIoU"] == res["mIoU"]            # a number, not NaN
+    r = run_prolab("wovss", "zero_shot", "--checkpoint", ckpt, "--benchmark", "voc", "--data_root", root,
+                   "--tokenizer", tmp_path / "no-tokenizer", "--preset", "cpu")
+    assert r.returncode == 2 and "--tokenizer" in r.stderr and "vocab.json" in r.stderr
