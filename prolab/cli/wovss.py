@@ -72,6 +72,10 @@ def add_wovss(sub: argparse._SubParsersAction) -> None:
                                     "zero-shot named mIoU, unseen-class IoU, the trivial grids beside them")
     e.add_argument("--run_name", required=True, help="the run to evaluate (its --run_name in `prolab wovss train`)")
     e.add_argument("--limit", type=int, default=None, help=help_text("evaluate only the first N images", "all"))
+    e.add_argument("--descriptor_file", default=None,
+                   help=help_text("name the groups against each class's ProLab descriptions from this descriptor "
+                                  "file instead of its name (the result goes to <run_name>-descriptions.json)",
+                                  "the class names"))
     e.add_argument("--out_dir", default=None, help=help_text("where <run_name>.json is written", "results/wovss"))
     e.set_defaults(func=run_wovss_evaluate)
     z = subparser(wsub, "zero_shot", "a released GroupViT / PGSeg checkpoint (or a hub folder) on a zero-shot benchmark "
@@ -141,11 +145,11 @@ def run_wovss_evaluate(a: argparse.Namespace) -> int:
     folder = paths.wovss_run_dir(a.run_name)
     with folder_lock(folder, "wovss run"):                    # not while a training writes or replaces it
         model, cfg, log = load_run(folder)
-    res = evaluate_wovss(model, cfg, limit=a.limit)
+    res = evaluate_wovss(model, cfg, limit=a.limit, descriptor_file=a.descriptor_file)
     res.update(run_name=a.run_name, first=log[0] if log else None, last=log[-1] if log else None,
                limit=a.limit, environment=environment_info())
     out_dir = paths.resolve(a.out_dir) if a.out_dir else paths.results_dir("wovss")
-    out = out_dir / f"{paths.slug(a.run_name, 'run_name')}.json"
+    out = out_dir / f"{paths.slug(a.run_name, 'run_name')}{'-descriptions' if a.descriptor_file else ''}.json"
     with folder_lock(out_dir, "wovss results folder"):
         atomic_write_json(out, res)
     print(json.dumps({k: res[k] for k in ("oracle final", "oracle stage 1", "named", "trivial grid")}, indent=1))

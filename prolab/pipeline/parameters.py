@@ -266,6 +266,7 @@ NOTEBOOK_RULES: dict[str, dict[str, Rule]] = {
         "n_show": Rule(int, min=1, max=80),                         # the embedded default's val images
         "unseen_grid": _WHAT_PROPERTIES_BUY["unseen_grid"],
         "wovss_results": Rule(str, accept=_existing("folder", "a folder of `prolab wovss evaluate` results")),
+        "descriptor_file": Rule(str, nullable=True, accept=_existing("file", "an existing descriptor file")),
     },
 }
 

@@ -155,8 +155,8 @@ def setting_label(config: dict) -> str:
 def load_wovss_runs(folder) -> pd.DataFrame:
     """One row per ``prolab wovss evaluate`` result in ``folder`` (results/wovss; relative to the repository
     root unless absolute): setting (``setting_label``), seed, the oracle-named, named and unseen-protocol scores,
-    the trivial grids and how many final groups hold pixels. Results of a partial evaluation (``--limit``) are
-    left out; two results of one setting and seed are refused (they would be paired twice)."""
+    the trivial grids and how many final groups hold pixels. Results of a partial evaluation (``--limit``) and
+    of naming by descriptions are left out; two results of one setting and seed are refused (they would be paired twice)."""
     import json
 
     from .. import paths
@@ -164,7 +164,7 @@ def load_wovss_runs(folder) -> pd.DataFrame:
     rows = []
     for f in sorted(paths.resolve(folder).glob("*.json")):
         r = json.loads(f.read_text(encoding="utf-8"))
-        if "oracle final" not in r or r.get("limit") is not None:
+        if "oracle final" not in r or r.get("limit") is not None or r.get("naming", "class names") != "class names":
             continue
         grid = {int(k): v for k, v in r["trivial grid"].items()}
         counts = sorted(k for k in grid if k > 1)

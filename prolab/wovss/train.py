@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, replace
 
@@ -296,14 +297,32 @@ def train_wovss(cfg: WovssConfig, progress: bool = True) -> tuple[GroupingModel,
     return model.eval(), log
 
 
+def class_texts(embedder, class_names: list[str], descriptor_file=None) -> torch.Tensor:
+    """(C, D) sentence embeddings the groups are named against: "a photo of a {class}." for each class, or, with
+    ``descriptor_file`` (a ProLab descriptor file of these classes), the mean of each class's description
+    embeddings (each unit length), as ProLab would describe the class instead of naming it."""
+    if descriptor_file is None:
+        return torch.from_numpy(np.asarray(embedder.encode([EVAL_TEMPLATE.format(n) for n in class_names]))).float()
+    from .. import paths
+    from ..describe.descriptors import load_descriptors
+
+    descriptions = load_descriptors(paths.resolve(descriptor_file), class_names)
+    rows = []
+    for name in class_names:
+        e = F.normalize(torch.from_numpy(np.asarray(embedder.encode(descriptions[name]))).float(), dim=-1)
+        rows.append(F.normalize(e.mean(0), dim=-1))
+    return torch.stack(rows)
+
+
 @torch.no_grad()
 def evaluate_wovss(model: GroupingModel, cfg: WovssConfig, embedder=None, limit: int | None = None,
-                   progress: bool = True) -> dict:
+                   progress: bool = True, descriptor_file=None) -> dict:
     """On the embedded default's val split: oracle-named mIoU of the final groups and of stage 1's, and the
     zero-shot named mIoU (groups named among the image's top-5 classes by "a photo of a {}."), seen and unseen
     IoU; each with the trivial grid of the same number of groups beside it (``baselines``); and the unseen-class
     protocol's seen mIoU, unseen mIoU and harmonic mean of the named prediction on the images that protocol
-    scores (``evaluate.unseen``: the odd positions), so PGSeg sits beside the kit's unseen grid."""
+    scores (``evaluate.unseen``: the odd positions), so PGSeg sits beside the kit's unseen grid. With
+    ``descriptor_file`` the groups are named against the classes' descriptions (``class_texts``)."""
     from ..datasets.transforms import to_tensor
     from ..embed import make_embedder
     from ..evaluate.metrics import confusion_matrix, metrics_from_confusion
@@ -319,7 +338,7 @@ def evaluate_wovss(model: GroupingModel, cfg: WovssConfig, embedder=None, limit:
     names = list(ds.class_names)
     c = len(names)
     embedder = embedder or make_embedder(cfg.text_embedder)
-    texts = model.text(torch.from_numpy(np.asarray(embedder.encode([EVAL_TEMPLATE.format(n) for n in names]))).float())
+    texts = model.text(class_texts(embedder, names, descriptor_file))   # names, or ProLab's descriptions
     side = cfg.image_size // STRIDE
     g1, g2 = PRESETS[cfg.preset].num_output_groups[:2]
     cms = {k: np.zeros((c, c), np.int64) for k in ("oracle final", "oracle stage 1", "named", 1, g2, g1)}
@@ -366,6 +385,7 @@ def evaluate_wovss(model: GroupingModel, cfg: WovssConfig, embedder=None, limit:
         res[key] = {"mIoU": round(m["mIoU"], 2),
                     "unseen IoU": {u: round(float(m["per_class"].loc[u, "IoU"]), 2) for u in unseen}}
     res["config"] = asdict(cfg)
+    res["naming"] = "class names" if descriptor_file is None else f"descriptions: {os.path.basename(str(descriptor_file))}"
     return res
 
 
@@ -466,4 +486,4 @@ def ensure_run(cfg: WovssConfig, run_name: str | None = None, force: bool = Fals
 
 
 __all__ = ["WovssConfig", "GroupingModel", "CaptionBank", "npr_losses", "group_balance", "group_naming_loss",
-           "train_wovss", "evaluate_wovss", "check_image_size", "run_setting", "hashed_run_name", "save_run", "load_run", "ensure_run", "assignment_guidance"]
+           "train_wovss", "evaluate_wovss", "check_image_size", "run_setting", "hashed_run_name", "class_texts", "save_run", "load_run", "ensure_run", "assignment_guidance"]

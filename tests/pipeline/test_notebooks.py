@@ -285,3 +285,4 @@ def test_14_pgseg_from_captions(repo, what_properties_buy):
     assert "unseen split, PGSeg at this scale: seen mIoU" in text
     assert "paper, guidance 1: final (oracle) - final grid" in text      # the committed runs, paired by seed
     assert "largest final group (share)" in text
+    assert "'descriptions': {'named mIoU'" in text                      # the same groups named by descriptions

@@ -112,3 +112,22 @@ def test_both_settings_start_alike_and_evaluation_repeats(minilm):
     b = evaluate_wovss(released, cfg, embedder=minilm, limit=3, progress=False)
     assert json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)   # (NaN for a class not present)
     assert a["final groups"]["of"] == 4 and 0 < a["final groups"]["largest share"] <= 1
+
+
+def test_groups_can_be_named_by_descriptions(minilm):
+    """class_texts: one unit row per class, the mean of its description embeddings; not the name's prompt;
+    a descriptor file of other classes is refused, naming the file."""
+    from prolab.properties import default_descriptor_file
+    from prolab.train.config import TrainConfig
+    from prolab.train.data import open_split
+    from prolab.wovss.train import class_texts
+
+    names = list(open_split(TrainConfig.demo(), "val").class_names)
+    by_name = class_texts(minilm, names)
+    by_desc = class_texts(minilm, names, default_descriptor_file("synthetic_outdoor"))
+    assert by_desc.shape == by_name.shape == (18, 384)
+    assert torch.allclose(by_desc.norm(dim=-1), torch.ones(18), atol=1e-5)
+    cos = torch.nn.functional.cosine_similarity(by_desc, torch.nn.functional.normalize(by_name, dim=-1))
+    assert (cos < 0.99).all() and (cos > 0.2).all()                     # related to the name, not the same text
+    with pytest.raises(ValueError, match="d247051e.json"):
+        class_texts(minilm, names[:5], default_descriptor_file("synthetic_outdoor"))

@@ -39,6 +39,13 @@ def test_train_then_evaluate(cache):
     res = json.loads((cache / "res" / f"{paths.slug('tiny run', 'run_name')}.json").read_text())
     assert res["run_name"] == "tiny run" and res["limit"] == 2 and res["config"]["released_code"] is True
     assert set(res["trivial grid"]) == {"1", "4", "16"} and res["unseen protocol"]["images"] == 1
+    from prolab.properties import default_descriptor_file
+
+    r = run_prolab("wovss", "evaluate", "--run_name", "tiny run", "--limit", 2, "--out_dir", cache / "res",
+                   "--descriptor_file", default_descriptor_file("synthetic_outdoor"))
+    assert r.returncode == 0, r.stderr
+    named = json.loads((cache / "res" / f"{paths.slug('tiny run', 'run_name')}-descriptions.json").read_text())
+    assert named["naming"].startswith("descriptions: ") and named["oracle final"] == res["oracle final"]
 
 
 def test_an_untrained_run_and_a_bad_image_size(cache):
