@@ -236,6 +236,9 @@ class CaptionBank:
         self.embeddings = torch.from_numpy(emb[[index[c] for c in self.captions]]).float()
 
 
+_MEMO: dict = {}   # per process: the training data and frozen features (train_wovss); a few tens of MB
+
+
 def train_wovss(cfg: WovssConfig, progress: bool = True) -> tuple[GroupingModel, list[dict]]:
     """Train the CPU model on the embedded default's training split; returns the model (eval mode) and one log
     row per iteration (loss terms, seconds)."""
@@ -246,25 +249,37 @@ def train_wovss(cfg: WovssConfig, progress: bool = True) -> tuple[GroupingModel,
     from ..train.config import TrainConfig
     from ..train.data import open_split
 
+    from .. import paths
+
     torch.manual_seed(cfg.seed)
-    ds = open_split(TrainConfig.demo(), "train")
-    names = list(ds.class_names)
-    embedder = make_embedder(cfg.text_embedder)
-    bank = CaptionBank(ds, names, embedder, cfg.min_share, cfg.seed)
-    # the prompts of the seen classes only: an unseen name never enters training, not even as a negative
-    seen = [i for i, n in enumerate(names) if n not in set(unseen_class_names("synthetic_outdoor"))]
-    vocab = torch.from_numpy(np.asarray(embedder.encode([EVAL_TEMPLATE.format(names[i]) for i in seen]))).float()
-    position = {c: k for k, c in enumerate(seen)}
-    images = torch.stack([to_tensor(ds.load(i)[0]) for i in range(len(ds))])
+    # what does not depend on the run's weights is computed once per process (notebook 14 trains four runs on the
+    # same data): the captions, their embeddings and the images, keyed by the settings that make them
+    data_key = ("data", str(paths.datasets_dir()), cfg.min_share, cfg.seed, cfg.text_embedder)
+    if data_key not in _MEMO:
+        ds = open_split(TrainConfig.demo(), "train")
+        names = list(ds.class_names)
+        embedder = make_embedder(cfg.text_embedder)
+        bank = CaptionBank(ds, names, embedder, cfg.min_share, cfg.seed)
+        # the prompts of the seen classes only: an unseen name never enters training, not even as a negative
+        seen = [i for i, n in enumerate(names) if n not in set(unseen_class_names("synthetic_outdoor"))]
+        vocab = torch.from_numpy(np.asarray(embedder.encode([EVAL_TEMPLATE.format(names[i]) for i in seen]))).float()
+        images = torch.stack([to_tensor(ds.load(i)[0]) for i in range(len(ds))])
+        _MEMO[data_key] = (bank, vocab, {c: k for k, c in enumerate(seen)}, images)
+    bank, vocab, position, images = _MEMO[data_key]
     check_image_size(cfg, tuple(images.shape[-2:]))
     model = GroupingModel(cfg, bank.embeddings.shape[1]).train()
     cached = None
     if cfg.freeze_backbone:
         model.backbone.requires_grad_(False)
         model.train()
-        with torch.no_grad():                                              # each image and its mirror, once
-            cached = [torch.cat([model.features(images[i:i + 64].flip(-1) if mirror else images[i:i + 64])
-                                 for i in range(0, len(images), 64)]) for mirror in (False, True)]
+        # a frozen backbone's features of each image and its mirror, once (a random backbone's depend on the seed)
+        feat_key = ("features", data_key[1], cfg.pretrained, cfg.seed if cfg.pretrained is None else None,
+                    cfg.image_size)
+        if feat_key not in _MEMO:
+            with torch.no_grad():
+                _MEMO[feat_key] = [torch.cat([model.features(images[i:i + 64].flip(-1) if mirror else images[i:i + 64])
+                                              for i in range(0, len(images), 64)]) for mirror in (False, True)]
+        cached = _MEMO[feat_key]
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
                             weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(cfg.iters, 1), pct_start=0.1)
