@@ -117,7 +117,7 @@ def wovss_config(a: argparse.Namespace):
 
 def run_wovss_train(a: argparse.Namespace) -> int:
     from .. import paths
-    from ..wovss.train import ensure_run, run_setting
+    from ..wovss.runs import ensure_run, run_setting
 
     cfg = wovss_config(a)
     name = a.run_name or run_setting(cfg)
@@ -138,7 +138,8 @@ def run_wovss_evaluate(a: argparse.Namespace) -> int:
 
     from .. import paths
     from ..files import atomic_write_json, environment_info, folder_lock
-    from ..wovss.train import evaluate_wovss, load_run
+    from ..wovss.runs import load_run
+    from ..wovss.train import evaluate_wovss
 
     if a.limit is not None and a.limit < 1:
         raise ValueError(f"--limit {a.limit}: at least 1 image")

@@ -21,7 +21,7 @@ ships none, so nothing is copied from either):
 - ``baselines``: trivial groupings (one group per image, a square grid) scored by oracle naming with the kit's
   metrics, the bar a trained grouping must clear (``python -m prolab.wovss.baselines``);
 - ``train``: the CPU model (ImageNet MobileNetV2 tokens -> GroupViT's grouping stages; frozen MiniLM captions ->
-  a projection), its training and evaluation, and its run folders (``prolab wovss train|evaluate``);
+  a projection), its losses, training and evaluation; ``runs``: its run folders (``prolab wovss train|evaluate``);
 - ``inspect``: group maps, EM clusters, the matching matrix and the kept share against phi (notebook 14);
 - ``checkpoints``: the released GroupViT and PGSeg checkpoints and transformers' hub layout into the network;
 - ``shards``: image-caption pairs streamed from WebDataset shards (CC3M / CC12M / RedCaps as img2dataset writes them);

@@ -17,7 +17,7 @@ def cache(tmp_path, monkeypatch):
 
 def test_train_then_evaluate(cache):
     from prolab import paths
-    from prolab.wovss.train import load_run
+    from prolab.wovss.runs import load_run
 
     args = ["wovss", "train", "--iters", 3, "--batch_size", 4, "--pretrained", "none", "--released_code", "true",
             "--gumbel", "false", "--run_name", "tiny run"]
