@@ -90,14 +90,26 @@ def kept_share_figure(table: pd.DataFrame, phi: float):
     return fig
 
 
+def grid_bars(result: dict) -> tuple[dict[int, float], int, int]:
+    """An ``evaluate_wovss`` result's trivial grids (cells -> oracle-named mIoU; JSON turns the keys into
+    strings) and the cell counts that match its final stage and its stage 1."""
+    grid = {int(k): v for k, v in result["trivial grid"].items()}
+    counts = sorted(k for k in grid if k > 1)
+    return grid, counts[0], counts[-1]
+
+
+def naming_summary(results: dict[str, dict]) -> dict[str, dict]:
+    """Per result: the named (zero-shot) mIoU, each unseen class's IoU and the unseen split's harmonic mean."""
+    return {label: {"named mIoU": r["named"]["mIoU"], **{f"{u} IoU": v for u, v in r["named"]["unseen IoU"].items()},
+                    "unseen-split HM": r["unseen protocol"]["HM"]} for label, r in results.items()}
+
+
 def grouping_table(results: dict[str, dict]) -> pd.DataFrame:
     """Oracle-named mIoU of each run's groups beside the trivial groupings with as many groups (the bar a
     grouping has to clear), and the named (zero-shot) mIoU. ``results``: run label -> ``evaluate_wovss`` result."""
     rows = []
     for label, r in results.items():
-        grid = {int(k): v for k, v in r["trivial grid"].items()}
-        counts = sorted(k for k in grid if k > 1)            # the final stage's count, then stage 1's
-        g2, g1 = counts[0], counts[-1]
+        grid, g2, g1 = grid_bars(r)
         rows.append({"run": label, "final groups (oracle)": r["oracle final"]["mIoU"], f"{g2}-cell grid": grid.get(g2),
                      "stage-1 groups (oracle)": r["oracle stage 1"]["mIoU"], f"{g1}-cell grid": grid.get(g1),
                      "one group per image": grid.get(1), "largest final group (share)": r["final groups"]["largest share"],
@@ -126,10 +138,9 @@ def unseen_split_table(unseen_runs: pd.DataFrame, wovss: dict[str, dict]) -> pd.
 def grouping_verdict(results: dict[str, dict], run: str) -> str:
     """Does ``run``'s grouping clear the trivial grid with as many groups, at both stages?"""
     r = results[run]
-    grid = {int(k): v for k, v in r["trivial grid"].items()}
-    counts = sorted(k for k in grid if k > 1)
+    grid, g2, g1 = grid_bars(r)
     parts = []
-    for key, n in (("oracle final", counts[0]), ("oracle stage 1", counts[-1])):
+    for key, n in (("oracle final", g2), ("oracle stage 1", g1)):
         ours, bar = r[key]["mIoU"], grid[n]
         parts.append(f"{key.replace('oracle ', '')} groups {ours:.2f} vs the {n}-cell grid {bar:.2f} "
                      f"({'above' if ours > bar else 'not above'})")
@@ -166,11 +177,10 @@ def load_wovss_runs(folder) -> pd.DataFrame:
         r = json.loads(f.read_text(encoding="utf-8"))
         if "oracle final" not in r or r.get("limit") is not None or r.get("naming", "class names") != "class names":
             continue
-        grid = {int(k): v for k, v in r["trivial grid"].items()}
-        counts = sorted(k for k in grid if k > 1)
+        grid, g2, g1 = grid_bars(r)
         rows.append({"file": f.name, "setting": setting_label(r["config"]), "seed": r["config"]["seed"],
-                     "final (oracle)": r["oracle final"]["mIoU"], "final grid": grid[counts[0]],
-                     "stage 1 (oracle)": r["oracle stage 1"]["mIoU"], "stage 1 grid": grid[counts[-1]],
+                     "final (oracle)": r["oracle final"]["mIoU"], "final grid": grid[g2],
+                     "stage 1 (oracle)": r["oracle stage 1"]["mIoU"], "stage 1 grid": grid[g1],
                      "largest final group": r["final groups"]["largest share"], "named": r["named"]["mIoU"],
                      "unseen mIoU": r["unseen protocol"]["unseen mIoU"], "HM": r["unseen protocol"]["HM"]})
     if not rows:
@@ -207,5 +217,5 @@ def seed_verdicts(runs: pd.DataFrame) -> list[str]:
     return lines
 
 
-__all__ = ["setting_label", "load_wovss_runs", "seed_table", "seed_verdicts", "group_map_figure", "loss_figure", "matching_figure", "kept_share_figure", "grouping_table",
+__all__ = ["grid_bars", "naming_summary", "setting_label", "load_wovss_runs", "seed_table", "seed_verdicts", "group_map_figure", "loss_figure", "matching_figure", "kept_share_figure", "grouping_table",
            "unseen_split_table", "grouping_verdict"]

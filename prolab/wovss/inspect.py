@@ -29,16 +29,23 @@ def group_maps(model, images: torch.Tensor, size: tuple[int, int]) -> dict[str, 
     return {"stage 1": up(s1), "final": up(compose_assignments(s1, s2)), "EM (stage 1 input)": up(resp.transpose(1, 2))}
 
 
+def _stage_prototypes(model, images: torch.Tensor, stage: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A grouping stage's group centres (B, G, D) and the EM prototypes of its input tokens, as many (seeded
+    start: the same images give the same prototypes)."""
+    model.eval()
+    out = model(images)
+    inputs, groups = out["stage_inputs"][stage], out["stage_inputs"][stage + 1]
+    protos, _ = em_prototypes(inputs, groups.shape[1], generator=torch.Generator().manual_seed(0))
+    return groups, protos
+
+
 @torch.no_grad()
 def matching(model, image: torch.Tensor, stage: int = 0, phi: float = PHI) -> dict:
     """One image, one grouping stage: the cosine of every group centre with every EM prototype (rows: groups,
     columns: prototypes), the paper's matching (maximal total similarity) and the released code's (minimal),
     and which matched pairs each rule keeps under ``phi`` (the paper reads the diagonal, the released code
     column 0)."""
-    model.eval()
-    out = model(image[None])
-    inputs, groups = out["stage_inputs"][stage], out["stage_inputs"][stage + 1]
-    protos, _ = em_prototypes(inputs, groups.shape[1], generator=torch.Generator().manual_seed(0))
+    groups, protos = _stage_prototypes(model, image[None], stage)
     sim = (F.normalize(groups, dim=-1) @ F.normalize(protos, dim=-1).transpose(1, 2))[0].numpy()
     res = {"similarity": sim}
     for rule, released in (("paper", False), ("released_code", True)):
@@ -51,10 +58,7 @@ def matching(model, image: torch.Tensor, stage: int = 0, phi: float = PHI) -> di
 @torch.no_grad()
 def kept_share(model, images: torch.Tensor, phis, stage: int = 0) -> pd.DataFrame:
     """The share of matched (group, prototype) pairs that pass the rejection, for each phi, under each rule."""
-    model.eval()
-    out = model(images)
-    inputs, groups = out["stage_inputs"][stage], out["stage_inputs"][stage + 1]
-    protos, _ = em_prototypes(inputs, groups.shape[1], generator=torch.Generator().manual_seed(0))
+    groups, protos = _stage_prototypes(model, images, stage)
     rows = []
     for rule, released in (("paper", False), ("released_code", True)):
         match = match_prototypes(groups, protos, released_code=released)
@@ -64,9 +68,7 @@ def kept_share(model, images: torch.Tensor, phis, stage: int = 0) -> pd.DataFram
     return pd.DataFrame(rows)
 
 
-
-
-def val_batch(n: int, image_size: int | None = None) -> tuple[torch.Tensor, list[np.ndarray], list[str]]:
+def val_batch(n: int) -> tuple[torch.Tensor, list[np.ndarray], list[str]]:
     """The first ``n`` images of the embedded default's val split as the model reads them (normalised tensors),
     their label maps and the class names."""
     from ..datasets.transforms import to_tensor

@@ -242,14 +242,13 @@ _MEMO: dict = {}   # per process: the training data and frozen features (train_w
 def train_wovss(cfg: WovssConfig, progress: bool = True) -> tuple[GroupingModel, list[dict]]:
     """Train the CPU model on the embedded default's training split; returns the model (eval mode) and one log
     row per iteration (loss terms, seconds)."""
-    from ..datasets import unseen_class_names
+    from .. import paths
+    from ..datasets import seen_class_names
     from ..datasets.transforms import to_tensor
     from ..embed import make_embedder
     from ..progress import tqdm
     from ..train.config import TrainConfig
     from ..train.data import open_split
-
-    from .. import paths
 
     torch.manual_seed(cfg.seed)
     # what does not depend on the run's weights is computed once per process (notebook 14 trains four runs on the
@@ -261,8 +260,8 @@ def train_wovss(cfg: WovssConfig, progress: bool = True) -> tuple[GroupingModel,
         embedder = make_embedder(cfg.text_embedder)
         bank = CaptionBank(ds, names, embedder, cfg.min_share, cfg.seed)
         # the prompts of the seen classes only: an unseen name never enters training, not even as a negative
-        seen = [i for i, n in enumerate(names) if n not in set(unseen_class_names("synthetic_outdoor"))]
-        vocab = torch.from_numpy(np.asarray(embedder.encode([EVAL_TEMPLATE.format(names[i]) for i in seen]))).float()
+        seen = [names.index(n) for n in seen_class_names("synthetic_outdoor")]
+        vocab = class_texts(embedder, [names[i] for i in seen])
         images = torch.stack([to_tensor(ds.load(i)[0]) for i in range(len(ds))])
         _MEMO[data_key] = (bank, vocab, {c: k for k, c in enumerate(seen)}, images)
     bank, vocab, position, images = _MEMO[data_key]
@@ -296,7 +295,10 @@ def train_wovss(cfg: WovssConfig, progress: bool = True) -> tuple[GroupingModel,
         pos = positives_from_labels([bank.labels[i] for i in idx.tolist()])
         contrastive = multi_positive_infonce(out["image"], model.text(bank.embeddings[idx]), pos, model.scale())
         npr, guide = npr_losses(out, cfg, g) if cfg.npr or cfg.guidance else ([], [])
-        naming = (group_naming_loss(out["groups"], model.text(vocab), [[position[c] for c in bank.labels[i]] for i in idx.tolist()], model.scale()) if cfg.group_naming else torch.zeros(()))
+        naming = torch.zeros(())
+        if cfg.group_naming:
+            targets = [[position[c] for c in bank.labels[i]] for i in idx.tolist()]
+            naming = group_naming_loss(out["groups"], model.text(vocab), targets, model.scale())
         balance = group_balance(out["assignments"]) if cfg.balance else torch.zeros(())
         loss = (contrastive + (cfg.npr_weight * sum(npr) if cfg.npr else 0) + cfg.guidance * sum(guide)
                 + cfg.balance * balance + cfg.group_naming * naming)
@@ -342,7 +344,7 @@ def evaluate_wovss(model: GroupingModel, cfg: WovssConfig, embedder=None, limit:
     from ..embed import make_embedder
     from ..evaluate.metrics import confusion_matrix, metrics_from_confusion
     from ..evaluate.unseen import gzsl_scores
-    from ..datasets import unseen_class_names
+    from ..datasets import seen_class_names, unseen_class_names
     from ..progress import tqdm
     from ..train.config import TrainConfig
     from ..train.data import open_split
@@ -390,7 +392,7 @@ def evaluate_wovss(model: GroupingModel, cfg: WovssConfig, embedder=None, limit:
     res = {"final groups": {"used per image": round(float(np.mean(used)), 2),
                             "largest share": round(float(np.mean(largest)), 3), "of": g2},
            "trivial grid": {},
-           "unseen protocol": {**gzsl_scores(odd, names, [x for x in names if x not in unseen], unseen),
+           "unseen protocol": {**gzsl_scores(odd, names, seen_class_names("synthetic_outdoor"), unseen),
                                "images": len(range(1, n, 2))}}
     for key, cm in cms.items():
         m = metrics_from_confusion(cm, names)
